@@ -1,0 +1,1 @@
+//! cvx-etch (placeholder; filled by the etch issue).

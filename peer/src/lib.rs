@@ -1,0 +1,1 @@
+//! cvx-peer (placeholder; its issue fills it).

@@ -1,0 +1,36 @@
+//! cvx-protocol: the formats every cvx process speaks, and the signing policy.
+//!
+//! * [`encoding`] — the canonical postcard encoding, caps, strict decoding;
+//! * [`hash`] — SHA-256, and why; the block hash chain;
+//! * [`primitives`] — validated newtypes (keys, amounts, addresses, ...);
+//! * [`ledger`] — accounts, peers, transactions, genesis, results;
+//! * [`consensus`] — blocks, orders, beliefs, challenges (CPoS, as in Convex);
+//! * [`sign`] — sign-bytes and strict Ed25519 verification;
+//! * [`policy`] — the pure signing policy that cvx-signer enforces;
+//! * [`codes`] — stable result codes.
+//!
+//! No I/O, no unsafe, no async: every function here is a pure computation, so the
+//! signer, the peer and the vault can share it without sharing privileges.
+//! docs/protocol.md describes every byte.
+
+#![forbid(unsafe_code)]
+
+pub mod codes;
+pub mod consensus;
+pub mod encoding;
+pub mod hash;
+pub mod keyfile;
+pub mod ledger;
+pub mod policy;
+pub mod primitives;
+pub mod sign;
+
+pub use codes::ErrorCode;
+pub use encoding::{BoundedString, BoundedVec, Canonical, DecodeError};
+pub use hash::{Hash, hash};
+pub use primitives::{Address, Amount, HostAddr, NetworkId, PublicKey, Signature, Timestamp, Token};
+pub use sign::{SignBytes, SignKind, Signable};
+
+/// Version of the formats in this crate. Bumped on any change to an encoding; files and
+/// handshakes carry it.
+pub const FORMAT_VERSION: u16 = 1;

@@ -1,0 +1,1 @@
+//! cvx-sandbox (placeholder; its issue fills it).

@@ -1,0 +1,1 @@
+//! cvx-signer (placeholder; its issue fills it).

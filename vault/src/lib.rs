@@ -1,0 +1,1 @@
+//! cvx-vault (placeholder; its issue fills it).
