@@ -113,7 +113,10 @@ mod tests {
             assert_eq!(usize::from(c.number()), i);
             assert_eq!(ErrorCode::from_name(c.name()), Some(*c));
             // postcard encodes the enum tag as a varint; below 128 it is one byte.
-            assert_eq!(crate::ledger::TxOutcome::Failed(*c).encode(), vec![1, c.number()]);
+            assert_eq!(
+                crate::ledger::TxOutcome::Failed(*c).encode(),
+                vec![1, c.number()]
+            );
         }
     }
 
@@ -122,7 +125,10 @@ mod tests {
         let doc = include_str!("../../docs/error-codes.md");
         for c in ErrorCode::ALL {
             let row = format!("| {} | `{}` |", c.number(), c.name());
-            assert!(doc.contains(&row), "docs/error-codes.md lacks the row starting {row}");
+            assert!(
+                doc.contains(&row),
+                "docs/error-codes.md lacks the row starting {row}"
+            );
         }
     }
 }

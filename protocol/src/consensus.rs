@@ -60,7 +60,8 @@ pub struct Block {
 
 impl Canonical for Block {
     const NAME: &'static str = "Block";
-    const MAX_LEN: usize = BlockHeader::MAX_LEN + 64 + 3 + MAX_BLOCK_TXS * SignedTransaction::MAX_LEN;
+    const MAX_LEN: usize =
+        BlockHeader::MAX_LEN + 64 + 3 + MAX_BLOCK_TXS * SignedTransaction::MAX_LEN;
     fn validate(&self) -> Result<(), DecodeError> {
         self.header.validate()?;
         ensure(
@@ -139,7 +140,11 @@ impl Canonical for Order {
     const NAME: &'static str = "Order";
     const MAX_LEN: usize = 32 + 10 + (10 + 32) + 3 + MAX_ORDER_BLOCKS * 32 + 3 * 10;
     fn validate(&self) -> Result<(), DecodeError> {
-        ensure(Self::NAME, self.points_consistent(), "points are not ordered checkpoint <= finality <= consensus <= proposal <= length")
+        ensure(
+            Self::NAME,
+            self.points_consistent(),
+            "points are not ordered checkpoint <= finality <= consensus <= proposal <= length",
+        )
     }
 }
 
@@ -151,7 +156,9 @@ impl Order {
     /// Total number of blocks: checkpoint position plus the listed ones.
     #[must_use]
     pub fn len(&self) -> u64 {
-        self.checkpoint.position.saturating_add(self.blocks.len() as u64)
+        self.checkpoint
+            .position
+            .saturating_add(self.blocks.len() as u64)
     }
 
     /// True when the order has no blocks at all.
@@ -167,7 +174,11 @@ impl Order {
             && self.finality <= self.consensus
             && self.consensus <= self.proposal
             && self.proposal <= self.len()
-            && self.checkpoint.position.checked_add(self.blocks.len() as u64).is_some()
+            && self
+                .checkpoint
+                .position
+                .checked_add(self.blocks.len() as u64)
+                .is_some()
     }
 
     /// The id of the block at absolute `position`, if listed.
@@ -217,7 +228,9 @@ impl Canonical for Belief {
     fn validate(&self) -> Result<(), DecodeError> {
         ensure(
             Self::NAME,
-            self.orders.windows(2).all(|w| w[0].order.peer < w[1].order.peer),
+            self.orders
+                .windows(2)
+                .all(|w| w[0].order.peer < w[1].order.peer),
             "orders are not sorted by strictly increasing peer key",
         )?;
         self.orders.iter().try_for_each(SignedOrder::validate)

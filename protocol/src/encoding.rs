@@ -198,7 +198,11 @@ pub trait Canonical: Serialize + DeserializeOwned {
 }
 
 /// Helper for `validate` implementations.
-pub(crate) fn ensure(what: &'static str, ok: bool, reason: &'static str) -> Result<(), DecodeError> {
+pub(crate) fn ensure(
+    what: &'static str,
+    ok: bool,
+    reason: &'static str,
+) -> Result<(), DecodeError> {
     if ok {
         Ok(())
     } else {

@@ -26,10 +26,14 @@ pub const PUBLIC: core::ops::Range<usize> = 40..72;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum KeyFileError {
     /// Wrong length.
-    #[error("the decrypted key is {0} bytes; a cvx key file holds exactly 72 (is this a cvx key file?)")]
+    #[error(
+        "the decrypted key is {0} bytes; a cvx key file holds exactly 72 (is this a cvx key file?)"
+    )]
     Length(usize),
     /// Wrong magic.
-    #[error("the decrypted key does not start with CVXKEY1 (not a cvx key file, or a newer format)")]
+    #[error(
+        "the decrypted key does not start with CVXKEY1 (not a cvx key file, or a newer format)"
+    )]
     Magic,
     /// The recorded public key is not a valid key.
     #[error("the recorded public key is invalid: {0}")]

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use crate::codes::ErrorCode;
 use crate::encoding::{BoundedVec, Canonical, DecodeError, ensure};
 use crate::hash::Hash;
-use crate::primitives::{Address, Amount, HostAddr, MAX_SUPPLY, Name, NetworkId, PublicKey, Signature, Timestamp};
+use crate::primitives::{
+    Address, Amount, HostAddr, MAX_SUPPLY, Name, NetworkId, PublicKey, Signature, Timestamp,
+};
 use crate::sign::{SignKind, Signable};
 
 /// Protocol cap on transactions per block (a genesis may set a lower one).
@@ -127,7 +129,11 @@ impl Canonical for Transaction {
     const NAME: &'static str = "Transaction";
     const MAX_LEN: usize = VARINT64 + VARINT64 + 1 + KEY + AMOUNT + OPT_HOST;
     fn validate(&self) -> Result<(), DecodeError> {
-        ensure(Self::NAME, self.sequence >= 1, "sequence numbers start at 1")
+        ensure(
+            Self::NAME,
+            self.sequence >= 1,
+            "sequence numbers start at 1",
+        )
     }
 }
 
@@ -196,8 +202,16 @@ impl Params {
             self.max_block_txs >= 1 && self.max_block_txs as usize <= MAX_BLOCK_TXS,
             "params.max_block_txs must be 1..=4096",
         )?;
-        ensure(w, self.decay_time_ms > 0, "params.decay_time_ms must be > 0")?;
-        ensure(w, self.decay_floor_ppm <= 1_000_000, "params.decay_floor_ppm must be <= 1000000")
+        ensure(
+            w,
+            self.decay_time_ms > 0,
+            "params.decay_time_ms must be > 0",
+        )?;
+        ensure(
+            w,
+            self.decay_floor_ppm <= 1_000_000,
+            "params.decay_floor_ppm must be <= 1000000",
+        )
     }
 }
 
@@ -253,9 +267,17 @@ impl Canonical for Genesis {
 
     fn validate(&self) -> Result<(), DecodeError> {
         let w = Self::NAME;
-        ensure(w, !self.network_name.as_str().is_empty(), "network_name is empty")?;
+        ensure(
+            w,
+            !self.network_name.as_str().is_empty(),
+            "network_name is empty",
+        )?;
         self.params.check()?;
-        ensure(w, !self.peers.is_empty(), "a genesis needs at least one peer")?;
+        ensure(
+            w,
+            !self.peers.is_empty(),
+            "a genesis needs at least one peer",
+        )?;
         let mut total: u64 = 0;
         for a in self.accounts.iter() {
             total = total.saturating_add(a.balance.get());
@@ -267,13 +289,25 @@ impl Canonical for Genesis {
                 p.controller.0 < self.accounts.len() as u64,
                 "a genesis peer's controller is not a genesis account",
             )?;
-            ensure(w, p.stake >= self.params.min_stake, "a genesis peer's stake is below min_stake")?;
+            ensure(
+                w,
+                p.stake >= self.params.min_stake,
+                "a genesis peer's stake is below min_stake",
+            )?;
             total = total.saturating_add(p.stake.get());
             keys.push(&p.key);
         }
-        ensure(w, total <= MAX_SUPPLY, "balances plus stakes exceed the maximum supply")?;
+        ensure(
+            w,
+            total <= MAX_SUPPLY,
+            "balances plus stakes exceed the maximum supply",
+        )?;
         keys.sort_unstable();
-        ensure(w, keys.windows(2).all(|k| k[0] != k[1]), "two genesis peers share a key")
+        ensure(
+            w,
+            keys.windows(2).all(|k| k[0] != k[1]),
+            "two genesis peers share a key",
+        )
     }
 }
 

@@ -28,7 +28,9 @@ pub mod sign;
 pub use codes::ErrorCode;
 pub use encoding::{BoundedString, BoundedVec, Canonical, DecodeError};
 pub use hash::{Hash, hash};
-pub use primitives::{Address, Amount, HostAddr, NetworkId, PublicKey, Signature, Timestamp, Token};
+pub use primitives::{
+    Address, Amount, HostAddr, NetworkId, PublicKey, Signature, Timestamp, Token,
+};
 pub use sign::{SignBytes, SignKind, Signable};
 
 /// Version of the formats in this crate. Bumped on any change to an encoding; files and

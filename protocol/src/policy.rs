@@ -288,7 +288,10 @@ impl Policy {
         if req.network != self.network {
             return refuse(
                 RefuseCode::WrongNetwork,
-                format!("request is for network {}, this signer signs only for {}", req.network, self.network),
+                format!(
+                    "request is for network {}, this signer signs only for {}",
+                    req.network, self.network
+                ),
             );
         }
         match &req.body {
@@ -307,7 +310,13 @@ impl Policy {
         })
     }
 
-    fn check_future(&self, code: RefuseCode, what: &str, t: Timestamp, now: Timestamp) -> Option<Decision> {
+    fn check_future(
+        &self,
+        code: RefuseCode,
+        what: &str,
+        t: Timestamp,
+        now: Timestamp,
+    ) -> Option<Decision> {
         let limit = now.plus_ms(self.params.max_future_skew_ms);
         (t > limit).then(|| {
             refuse(
@@ -350,7 +359,10 @@ impl Policy {
         if h.tx_count > self.params.max_block_txs {
             return refuse(
                 RefuseCode::BlockTooManyTx,
-                format!("block declares {} transactions, the cap is {}", h.tx_count, self.params.max_block_txs),
+                format!(
+                    "block declares {} transactions, the cap is {}",
+                    h.tx_count, self.params.max_block_txs
+                ),
             );
         }
         let mut watermark = wm.clone();
@@ -408,14 +420,20 @@ impl Policy {
         if o.finality < wm.finality {
             return refuse(
                 RefuseCode::FinalityRegressed,
-                format!("finality point {} is below the last signed {}", o.finality, wm.finality),
+                format!(
+                    "finality point {} is below the last signed {}",
+                    o.finality, wm.finality
+                ),
             );
         }
         if let Some(committed) = &wm.consensus {
             if o.consensus < committed.position {
                 return refuse(
                     RefuseCode::ConsensusRegressed,
-                    format!("consensus point {} is below the last signed {}", o.consensus, committed.position),
+                    format!(
+                        "consensus point {} is below the last signed {}",
+                        o.consensus, committed.position
+                    ),
                 );
             }
             if let Err(r) = check_prefix(o, committed, bridge) {
@@ -424,7 +442,10 @@ impl Policy {
         }
         let Some(chain) = o.chain_at(o.consensus) else {
             // Unreachable: points_consistent() puts consensus inside [checkpoint, len].
-            return refuse(RefuseCode::OrderInconsistent, "consensus point outside the order".to_owned());
+            return refuse(
+                RefuseCode::OrderInconsistent,
+                "consensus point outside the order".to_owned(),
+            );
         };
         let watermark = Watermark {
             block: wm.block,
@@ -452,7 +473,8 @@ impl Policy {
         if r.challenger == self.key {
             return refuse(
                 RefuseCode::ChallengeSelf,
-                "the challenger is this signer's own key; a peer never challenges itself".to_owned(),
+                "the challenger is this signer's own key; a peer never challenges itself"
+                    .to_owned(),
             );
         }
         if r.token.0 == [0; 32] {
@@ -476,7 +498,10 @@ fn check_prefix(o: &Order, committed: &Checkpoint, bridge: &[Hash]) -> Result<()
     if cp <= committed.position {
         // The order lists the blocks up to the committed point (consensus >= it).
         let ours = o.chain_at(committed.position).ok_or_else(|| {
-            refuse(RefuseCode::OrderInconsistent, "committed point outside the order".to_owned())
+            refuse(
+                RefuseCode::OrderInconsistent,
+                "committed point outside the order".to_owned(),
+            )
         })?;
         if ours != committed.chain {
             return Err(refuse(

@@ -73,7 +73,8 @@ impl fmt::Display for Amount {
 
 impl<'de> Deserialize<'de> for Amount {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Self::new(u64::deserialize(d)?).ok_or_else(|| field_error("amount above the maximum supply"))
+        Self::new(u64::deserialize(d)?)
+            .ok_or_else(|| field_error("amount above the maximum supply"))
     }
 }
 
@@ -308,8 +309,11 @@ impl HostAddr {
             return Err("the port of host:port must be 1..65535 without leading zeros");
         }
         let host_ok = if let Some(v6) = host.strip_prefix('[') {
-            v6.strip_suffix(']')
-                .is_some_and(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.'))
+            v6.strip_suffix(']').is_some_and(|a| {
+                !a.is_empty()
+                    && a.bytes()
+                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+            })
         } else {
             host.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
@@ -368,15 +372,34 @@ mod tests {
         // y = 2 is not on the curve.
         let mut bad = [0u8; 32];
         bad[0] = 2;
-        assert_eq!(PublicKey::from_bytes(&bad).unwrap_err(), KeyError::NotAPoint);
+        assert_eq!(
+            PublicKey::from_bytes(&bad).unwrap_err(),
+            KeyError::NotAPoint
+        );
     }
 
     #[test]
     fn host_addresses() {
-        for ok in ["peer1.example.org:18888", "127.0.0.1:1", "[::1]:18888", "a:65535"] {
+        for ok in [
+            "peer1.example.org:18888",
+            "127.0.0.1:1",
+            "[::1]:18888",
+            "a:65535",
+        ] {
             assert!(HostAddr::new(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ":1", "host", "host:", "host:0", "host:65536", "host:018888", "ho st:1", "h/x:1", "[]:1"] {
+        for bad in [
+            "",
+            ":1",
+            "host",
+            "host:",
+            "host:0",
+            "host:65536",
+            "host:018888",
+            "ho st:1",
+            "h/x:1",
+            "[]:1",
+        ] {
             assert!(HostAddr::new(bad).is_err(), "{bad}");
         }
     }

@@ -36,7 +36,12 @@ pub enum SignKind {
 
 impl SignKind {
     /// Every kind.
-    pub const ALL: [Self; 4] = [Self::Block, Self::Order, Self::ChallengeResponse, Self::Transaction];
+    pub const ALL: [Self; 4] = [
+        Self::Block,
+        Self::Order,
+        Self::ChallengeResponse,
+        Self::Transaction,
+    ];
 
     /// The kind byte.
     #[must_use]
@@ -110,7 +115,12 @@ impl PublicKey {
     ///
     /// # Errors
     /// [`BadSignature`] when it does not verify.
-    pub fn verify<T: Signable>(&self, network: &NetworkId, value: &T, signature: &Signature) -> Result<(), BadSignature> {
+    pub fn verify<T: Signable>(
+        &self,
+        network: &NetworkId,
+        value: &T,
+        signature: &Signature,
+    ) -> Result<(), BadSignature> {
         self.verify_sign_bytes(&value.sign_bytes(network), signature)
     }
 
@@ -118,7 +128,11 @@ impl PublicKey {
     ///
     /// # Errors
     /// [`BadSignature`] when it does not verify.
-    pub fn verify_sign_bytes(&self, sign_bytes: &SignBytes, signature: &Signature) -> Result<(), BadSignature> {
+    pub fn verify_sign_bytes(
+        &self,
+        sign_bytes: &SignBytes,
+        signature: &Signature,
+    ) -> Result<(), BadSignature> {
         let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
         self.verifying_key()
             .verify_strict(sign_bytes.as_bytes(), &sig)

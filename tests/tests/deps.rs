@@ -1,0 +1,149 @@
+//! Crate boundaries are privilege boundaries: checked over `cargo metadata`.
+
+use cvx_systest::deps::{Graph, RULES, Rule, Verdict};
+use cvx_systest::workspace_root;
+use serde_json::json;
+
+#[test]
+fn no_forbidden_crate_enters_a_shipped_closure() {
+    let graph = Graph::of_workspace(&workspace_root()).expect("cargo metadata");
+    let mut failures = Vec::new();
+    for rule in RULES {
+        match graph.check(rule) {
+            Verdict::NotPresentYet => println!("{:<14} not present yet", rule.krate),
+            Verdict::Clean { closure } => {
+                println!(
+                    "{:<14} clean ({closure} crates in its shipped closure)",
+                    rule.krate
+                );
+            }
+            Verdict::Violations(v) => {
+                for (name, path) in v {
+                    failures.push(format!(
+                        "{}: {name} via {} — {}",
+                        rule.krate,
+                        path.join(" -> "),
+                        rule.why
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "forbidden dependencies:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn the_key_holders_are_in_the_workspace() {
+    let graph = Graph::of_workspace(&workspace_root()).expect("cargo metadata");
+    for krate in ["cvx-protocol", "cvx-signer", "cvx-vault", "cvx-sandbox"] {
+        assert!(
+            graph.contains(krate),
+            "{krate} missing: the rule table would pass vacuously"
+        );
+    }
+}
+
+/// The peer never names a signing-key type in the code it ships.
+#[test]
+fn peer_source_names_no_signing_key_type() {
+    let src = workspace_root().join("peer/src");
+    let mut offenders = Vec::new();
+    let mut stack = vec![src];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                for (i, line) in text.lines().enumerate() {
+                    for word in ["SigningKey", "SecretKey", "ExpandedSecretKey", "keyfile::"] {
+                        if line.contains(word) {
+                            offenders.push(format!("{}:{}: {word}", p.display(), i + 1));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "cvx-peer names key material:\n{}",
+        offenders.join("\n")
+    );
+}
+
+fn synthetic(edges: &[(&str, &str, &str)]) -> Graph {
+    let mut names: Vec<&str> = edges.iter().flat_map(|(a, b, _)| [*a, *b]).collect();
+    names.sort_unstable();
+    names.dedup();
+    let packages: Vec<_> = names
+        .iter()
+        .map(|n| json!({"id": format!("id-{n}"), "name": n}))
+        .collect();
+    let nodes: Vec<_> = names
+        .iter()
+        .map(|n| {
+            let deps: Vec<_> = edges
+                .iter()
+                .filter(|(a, _, _)| a == n)
+                .map(|(_, b, kind)| {
+                    let kind = if kind.is_empty() {
+                        serde_json::Value::Null
+                    } else {
+                        json!(kind)
+                    };
+                    json!({"pkg": format!("id-{b}"), "dep_kinds": [{"kind": kind}]})
+                })
+                .collect();
+            json!({"id": format!("id-{n}"), "deps": deps})
+        })
+        .collect();
+    Graph::from_metadata(&json!({"packages": packages, "resolve": {"nodes": nodes}})).unwrap()
+}
+
+const SIGNER_RULE: Rule = Rule {
+    krate: "cvx-signer",
+    forbidden: &[&["tokio"]],
+    why: "test",
+};
+
+#[test]
+fn checker_fails_on_a_transitive_normal_dependency() {
+    let g = synthetic(&[
+        ("cvx-signer", "helper", ""),
+        ("helper", "tokio", ""),
+        ("tokio", "mio", ""),
+    ]);
+    assert_eq!(
+        g.check(&SIGNER_RULE),
+        Verdict::Violations(vec![(
+            "tokio".into(),
+            vec!["cvx-signer".into(), "helper".into(), "tokio".into()]
+        )])
+    );
+}
+
+#[test]
+fn checker_fails_on_a_build_dependency() {
+    let g = synthetic(&[("cvx-signer", "tokio", "build")]);
+    assert!(matches!(g.check(&SIGNER_RULE), Verdict::Violations(_)));
+}
+
+#[test]
+fn checker_ignores_dev_dependencies_and_reports_absent_crates() {
+    let g = synthetic(&[("cvx-signer", "tokio", "dev"), ("cvx-signer", "serde", "")]);
+    assert_eq!(g.check(&SIGNER_RULE), Verdict::Clean { closure: 1 });
+    let absent = Rule {
+        krate: "cvx-nothing",
+        ..SIGNER_RULE
+    };
+    assert_eq!(g.check(&absent), Verdict::NotPresentYet);
+}
