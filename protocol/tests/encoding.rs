@@ -122,6 +122,22 @@ canonical_props! {
     sign_request: Request = request_s();
 }
 
+/// An order of test key `k` with no blocks.
+fn empty_order(k: u8) -> Order {
+    Order {
+        peer: public(k),
+        timestamp: cvx_protocol::Timestamp(1),
+        checkpoint: cvx_protocol::consensus::Checkpoint {
+            position: 0,
+            chain: cvx_protocol::Hash::ZERO,
+        },
+        blocks: cvx_protocol::BoundedVec::new(),
+        proposal: 0,
+        consensus: 0,
+        finality: 0,
+    }
+}
+
 #[test]
 fn overlong_varint_is_not_canonical() {
     // Transaction { origin: #1, sequence: 1, SetKey } with origin as a 2-byte varint.
@@ -170,18 +186,7 @@ fn semantic_rules_are_enforced_at_decode() {
     ));
     // A belief whose orders are not sorted by peer.
     let o = |k: u8| SignedOrder {
-        order: Order {
-            peer: public(k),
-            timestamp: cvx_protocol::Timestamp(1),
-            checkpoint: cvx_protocol::consensus::Checkpoint {
-                position: 0,
-                chain: cvx_protocol::Hash::ZERO,
-            },
-            blocks: cvx_protocol::BoundedVec::new(),
-            proposal: 0,
-            consensus: 0,
-            finality: 0,
-        },
+        order: empty_order(k),
         signature: cvx_protocol::Signature([0; 64]),
     };
     let mut orders = vec![o(1), o(2)];
@@ -207,19 +212,7 @@ fn input_above_type_cap_is_refused_before_parsing() {
 #[test]
 fn declared_length_above_cap_is_refused() {
     // An order whose block list declares 1025 hashes (cap 1024): refused as OverCap.
-    let order = Order {
-        peer: public(0),
-        timestamp: cvx_protocol::Timestamp(1),
-        checkpoint: cvx_protocol::consensus::Checkpoint {
-            position: 0,
-            chain: cvx_protocol::Hash::ZERO,
-        },
-        blocks: cvx_protocol::BoundedVec::new(),
-        proposal: 0,
-        consensus: 0,
-        finality: 0,
-    };
-    let enc = order.encode();
+    let enc = empty_order(0).encode();
     // peer(32) ‖ timestamp(1) ‖ checkpoint(1 + 32) ‖ blocks len(1: 0x00) ‖ points(3)
     let len_at = 32 + 1 + 1 + 32;
     assert_eq!(enc[len_at], 0);
