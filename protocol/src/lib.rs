@@ -21,6 +21,7 @@ pub mod encoding;
 pub mod hash;
 pub mod keyfile;
 pub mod ledger;
+pub mod peer_wire;
 pub mod policy;
 pub mod primitives;
 pub mod sign;

@@ -120,6 +120,7 @@ canonical_props! {
     signed_challenge_response: SignedChallengeResponse = signed_response_s();
     watermark: Watermark = watermark_s();
     sign_request: Request = request_s();
+    peer_message: cvx_protocol::peer_wire::Message = message_s();
 }
 
 /// An order of test key `k` with no blocks.

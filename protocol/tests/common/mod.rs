@@ -305,3 +305,54 @@ pub fn result_s() -> impl Strategy<Value = TxResult> {
         },
     )
 }
+pub fn message_s() -> impl Strategy<Value = cvx_protocol::peer_wire::Message> {
+    use cvx_protocol::peer_wire::{Hello, Message, Query, Role};
+    prop_oneof![
+        (
+            any::<u16>(),
+            hash_s(),
+            proptest::option::of(key_s()),
+            token_s(),
+            ts_s()
+        )
+            .prop_map(|(version, n, k, challenge, time)| {
+                Message::Hello(Hello {
+                    version,
+                    network: NetworkId(n),
+                    role: k.map_or(Role::Client, Role::Peer),
+                    challenge,
+                    time,
+                })
+            }),
+        signed_response_s().prop_map(Message::Proof),
+        belief_s().prop_map(Message::Belief),
+        proptest::collection::vec(hash_s(), 0..5)
+            .prop_map(|v| Message::GetBlocks(BoundedVec::try_from_vec(v).unwrap())),
+        block_s().prop_map(Message::Block),
+        (any::<u64>(), 0u32..=1024).prop_map(|(from, count)| Message::GetBlockIds { from, count }),
+        proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..4).prop_map(
+            |v| Message::State(
+                BoundedVec::try_from_vec(
+                    v.into_iter()
+                        .map(|n| BoundedVec::try_from_vec(n).unwrap())
+                        .collect()
+                )
+                .unwrap()
+            )
+        ),
+        stx_s().prop_map(Message::Submit),
+        (hash_s(), proptest::result::maybe_ok(result_s(), code_s()))
+            .prop_map(|(id, result)| Message::Submitted { id, result }),
+        prop_oneof![
+            any::<u64>().prop_map(|a| Query::Account(Address(a))),
+            key_s().prop_map(Query::Peer),
+            Just(Query::Status)
+        ]
+        .prop_map(Message::Query),
+        (code_s(), "[ -~]{0,40}").prop_map(|(code, d)| Message::Error {
+            code,
+            detail: cvx_protocol::BoundedString::new(&d).unwrap()
+        }),
+        Just(Message::Goodbye),
+    ]
+}
