@@ -25,6 +25,7 @@ pub mod peer_wire;
 pub mod policy;
 pub mod primitives;
 pub mod sign;
+pub mod txfile;
 
 pub use codes::ErrorCode;
 pub use encoding::{BoundedString, BoundedVec, Canonical, DecodeError};

@@ -1,1 +1,35 @@
-//! cvx-vault (placeholder; its issue fills it).
+//! cvx-vault: the offline tool of cvx — keys, age backups, signer provisioning, and
+//! offline-signed transactions with QR output.
+//!
+//! All logic is here; the `cvx-vault` binary only parses flags, prints, and maps
+//! [`VaultError::kind`] to the exit codes of [`ExitKind`]. docs/vault.md is the
+//! operator's manual.
+//!
+//! * [`offline`] — the self-applied seccomp filter that refuses sockets;
+//! * [`secret`] — seeds, key plaintexts and passphrases as zeroizing types;
+//! * [`mnemonic`] — BIP-39 words and SLIP-10 derivation at `m/44'/864'/0'/0'/0'`;
+//! * [`backup`] — age backups, manifests, verification, classified decryption;
+//! * [`txbuild`] — typed transactions from fields, hash phrases, descriptions;
+//! * [`qr`] — QR payloads, terminal and SVG rendering;
+//! * [`audit`] — the hash-chained audit log;
+//! * [`prompt`] — the terminal and file-descriptor inputs;
+//! * [`ops`] — the commands.
+//!
+//! Deliberately absent: any network crate, any async runtime, any way to sign bytes
+//! that are not a typed `cvx_protocol` transaction.
+
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod backup;
+pub mod error;
+pub mod fsio;
+pub mod mnemonic;
+pub mod offline;
+pub mod ops;
+pub mod prompt;
+pub mod qr;
+pub mod secret;
+pub mod txbuild;
+
+pub use error::{Damage, ExitKind, VaultError};

@@ -1,0 +1,383 @@
+//! Acceptance 5 and deliverable 7: offline by construction. No network crate in the
+//! vault's normal dependency closure; every subcommand runs in a network namespace
+//! with no interfaces and, under strace, makes no network system call at all.
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Command, Stdio};
+
+use common::{LOW, TempDir, have};
+
+/// Crates that open sockets, speak network protocols or run an async network runtime.
+const FORBIDDEN: &[&str] = &[
+    "tokio",
+    "async-std",
+    "smol",
+    "mio",
+    "socket2",
+    "hyper",
+    "reqwest",
+    "ureq",
+    "curl",
+    "curl-sys",
+    "h2",
+    "h3",
+    "quinn",
+    "rustls",
+    "native-tls",
+    "openssl",
+    "openssl-sys",
+    "tungstenite",
+    "tokio-tungstenite",
+    "tonic",
+    "surf",
+    "isahc",
+    "attohttpc",
+    "trust-dns-resolver",
+    "hickory-resolver",
+    "libp2p",
+    "zmq",
+    "axum",
+    "actix-web",
+    "warp",
+    "tower",
+    "async-io",
+    "polling",
+    "pinentry",
+];
+
+#[test]
+fn no_network_crate_in_the_vaults_dependency_closure() {
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--manifest-path",
+            manifest,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo metadata: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: BTreeMap<String, String> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap().to_owned(),
+                p["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let nodes: BTreeMap<String, &serde_json::Value> = meta["resolve"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap().to_owned(), n))
+        .collect();
+    let root = names
+        .iter()
+        .find(|(_, n)| *n == "cvx-vault")
+        .unwrap()
+        .0
+        .clone();
+    // Normal dependencies only (dev- and build-dependencies never reach the binary).
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![root];
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        for d in nodes[&id]["deps"].as_array().unwrap() {
+            let normal = d["dep_kinds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kind"].is_null());
+            if normal {
+                stack.push(d["pkg"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    let closure: BTreeSet<&str> = seen.iter().map(|id| names[id].as_str()).collect();
+    println!("cvx-vault links {} crates", closure.len());
+    assert!(
+        closure.contains("age") && closure.contains("cvx-protocol"),
+        "closure looks wrong: {closure:?}"
+    );
+    let bad: Vec<&&str> = FORBIDDEN.iter().filter(|f| closure.contains(**f)).collect();
+    assert!(
+        bad.is_empty(),
+        "network crates in cvx-vault's closure: {bad:?}"
+    );
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// Why the namespace + strace test cannot run here, if it cannot.
+fn skip_reason() -> Option<String> {
+    if !is_root() {
+        return Some("not root (unshare -n needs CAP_SYS_ADMIN)".into());
+    }
+    for tool in ["unshare", "strace"] {
+        if !have(tool) {
+            return Some(format!(
+                "{tool} is not installed (apt-get install -y {tool})"
+            ));
+        }
+    }
+    let probe = Command::new("unshare")
+        .args(["-n", "--", "strace", "-f", "-qq", "-o", "/dev/null", "true"])
+        .output()
+        .unwrap();
+    if !probe.status.success() {
+        return Some(format!(
+            "unshare -n + strace do not work here: {}",
+            String::from_utf8_lossy(&probe.stderr).trim()
+        ));
+    }
+    None
+}
+
+#[test]
+fn every_subcommand_runs_without_a_network_and_makes_no_socket_call() {
+    if let Some(why) = skip_reason() {
+        println!("SKIPPED: {why}");
+        return;
+    }
+    let d = TempDir::new("offline");
+    let pass = "offline pass\n";
+    let net = "5e".repeat(32);
+    let peer = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    let recipient = age::x25519::Identity::generate().to_public().to_string();
+    let wf = LOW.to_string();
+    let steps: Vec<(&str, Vec<String>, String)> = vec![
+        ("help", vec!["help".into()], String::new()),
+        (
+            "keygen peer",
+            vec![
+                "keygen",
+                "--role",
+                "peer",
+                "--out",
+                "peer.age",
+                "--work-factor",
+                &wf,
+                "--passphrase-fd",
+                "0",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            pass.into(),
+        ),
+        (
+            "keygen account (imported words)",
+            vec![
+                "keygen",
+                "--role",
+                "account",
+                "--out",
+                "acct.age",
+                "--work-factor",
+                &wf,
+                "--import-words",
+                "--words-fd",
+                "0",
+                "--passphrase-fd",
+                "0",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            format!("{} art\n{pass}", ["abandon"; 23].join(" ")),
+        ),
+        (
+            "verify",
+            vec!["verify", "--backup", "peer.age"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            String::new(),
+        ),
+        (
+            "restore",
+            vec![
+                "restore",
+                "--backup",
+                "peer.age",
+                "--out",
+                "peer.key",
+                "--passphrase-fd",
+                "0",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            pass.into(),
+        ),
+        (
+            "provision",
+            vec![
+                "provision",
+                "--backup",
+                "peer.age",
+                "--recipient",
+                &recipient,
+                "--out",
+                "prov.age",
+                "--passphrase-fd",
+                "0",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            pass.into(),
+        ),
+        (
+            "tx",
+            vec![
+                "tx",
+                "withdraw",
+                "--network",
+                &net,
+                "--origin",
+                "1",
+                "--sequence",
+                "1",
+                "--peer",
+                peer,
+                "--key",
+                "acct.age",
+                "--out",
+                "w.cvxtx",
+                "--yes",
+                "--passphrase-fd",
+                "0",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            pass.into(),
+        ),
+        (
+            "ladder",
+            vec![
+                "ladder",
+                "--network",
+                &net,
+                "--origin",
+                "1",
+                "--peer",
+                peer,
+                "--current-sequence",
+                "1",
+                "--count",
+                "2",
+                "--key",
+                "acct.age",
+                "--out-dir",
+                "ladder",
+                "--yes",
+                "--passphrase-fd",
+                "0",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            pass.into(),
+        ),
+        (
+            "qr",
+            vec!["qr", "--in", "w.cvxtx", "--svg", "w.svg"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            String::new(),
+        ),
+        (
+            "audit verify",
+            vec!["audit", "verify"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            String::new(),
+        ),
+        (
+            "a failing command",
+            vec![
+                "restore",
+                "--backup",
+                "peer.age",
+                "--out",
+                "x.key",
+                "--passphrase-fd",
+                "0",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            "wrong\n".into(),
+        ),
+    ];
+    for (name, args, stdin) in steps {
+        let trace = d.path("trace.txt");
+        let mut cmd = Command::new("unshare");
+        cmd.current_dir(&d.0)
+            .args([
+                "-n",
+                "--",
+                "strace",
+                "-f",
+                "-qq",
+                "-e",
+                "trace=%network",
+                "-o",
+            ])
+            .arg(&trace)
+            .arg(common::BIN)
+            .args(["--audit", "audit.log"])
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(stdin.as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        let expect_ok = name != "a failing command";
+        assert_eq!(
+            out.status.success(),
+            expect_ok,
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let calls = std::fs::read_to_string(&trace).unwrap();
+        assert!(
+            calls.trim().is_empty(),
+            "{name} made network system calls:\n{calls}"
+        );
+        println!("{name}: ok, no network system call");
+    }
+}

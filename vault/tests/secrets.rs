@@ -1,0 +1,250 @@
+//! Acceptance 7: no secret in argv, stdout, stderr, logs or the audit log. A whole
+//! session runs through the binary; everything it prints or writes (except the
+//! plaintext key file `restore` is asked to write) is scanned for the seed (raw and
+//! hex), the passphrase, and the recovery words (the phrase and every pair of
+//! consecutive words).
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+mod common;
+
+use common::{TempDir, code, stderr, vault};
+use cvx_protocol::keyfile;
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn a_whole_session_leaks_no_seed_word_or_passphrase() {
+    let d = TempDir::new("secrets");
+    let pass = "s3cret-Passphrase-for-scan";
+    // Fixed entropy: a phrase whose words we know.
+    let words = bip39::Mnemonic::from_entropy(&[0x5c; 32])
+        .unwrap()
+        .to_string();
+    let net = "5e".repeat(32);
+    let peer_pub = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    let recipient = age::x25519::Identity::generate().to_public().to_string();
+    let mut outputs: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut run = |name: &str, args: &[&str], stdin: String| {
+        let mut a = vec!["--audit", "audit.log"];
+        a.extend_from_slice(args);
+        // argv is ours; record it too, so the scan covers it.
+        outputs.push((format!("{name} argv"), a.join(" ").into_bytes()));
+        let o = vault(&d.0, &a, &stdin);
+        assert_eq!(code(&o), 0, "{name}: {}", stderr(&o));
+        outputs.push((format!("{name} stdout"), o.stdout));
+        outputs.push((format!("{name} stderr"), o.stderr));
+    };
+    run(
+        "keygen",
+        &[
+            "keygen",
+            "--role",
+            "account",
+            "--out",
+            "acct.age",
+            "--import-words",
+            "--words-fd",
+            "0",
+            "--passphrase-fd",
+            "0",
+            "--work-factor",
+            "10",
+        ],
+        format!("{words}\n{pass}\n"),
+    );
+    run(
+        "keygen peer",
+        &[
+            "keygen",
+            "--role",
+            "peer",
+            "--out",
+            "peer.age",
+            "--passphrase-fd",
+            "0",
+            "--work-factor",
+            "10",
+        ],
+        format!("{pass}\n"),
+    );
+    run("verify", &["verify", "--backup", "acct.age"], String::new());
+    run(
+        "restore",
+        &[
+            "restore",
+            "--backup",
+            "acct.age",
+            "--out",
+            "acct.key",
+            "--passphrase-fd",
+            "0",
+        ],
+        format!("{pass}\n"),
+    );
+    run(
+        "provision",
+        &[
+            "provision",
+            "--backup",
+            "peer.age",
+            "--recipient",
+            &recipient,
+            "--out",
+            "prov.age",
+            "--passphrase-fd",
+            "0",
+        ],
+        format!("{pass}\n"),
+    );
+    run(
+        "tx",
+        &[
+            "tx",
+            "withdraw",
+            "--network",
+            &net,
+            "--origin",
+            "2",
+            "--sequence",
+            "5",
+            "--peer",
+            peer_pub,
+            "--key",
+            "acct.age",
+            "--out",
+            "w.cvxtx",
+            "--yes",
+            "--passphrase-fd",
+            "0",
+        ],
+        format!("{pass}\n"),
+    );
+    run(
+        "ladder",
+        &[
+            "ladder",
+            "--network",
+            &net,
+            "--origin",
+            "2",
+            "--peer",
+            peer_pub,
+            "--current-sequence",
+            "5",
+            "--count",
+            "3",
+            "--key",
+            "acct.age",
+            "--out-dir",
+            "ladder",
+            "--yes",
+            "--passphrase-fd",
+            "0",
+        ],
+        format!("{pass}\n"),
+    );
+    run(
+        "qr",
+        &["qr", "--in", "w.cvxtx", "--svg", "w.svg"],
+        String::new(),
+    );
+    run("audit verify", &["audit", "verify"], String::new());
+    // Every file written, except the plaintext key restore was asked for.
+    let mut files = vec![d.0.clone()];
+    while let Some(dir) = files.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                files.push(p);
+            } else if p.file_name().unwrap() != "acct.key" {
+                outputs.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let plain = std::fs::read(d.path("acct.key")).unwrap();
+    let seed = &plain[keyfile::SEED];
+    let seed_hex = hex::encode(seed);
+    let w: Vec<&str> = words.split(' ').collect();
+    let mut needles: Vec<(String, Vec<u8>)> = vec![
+        ("seed bytes".into(), seed.to_vec()),
+        ("seed hex".into(), seed_hex.clone().into_bytes()),
+        ("seed HEX".into(), seed_hex.to_uppercase().into_bytes()),
+        ("passphrase".into(), pass.as_bytes().to_vec()),
+        ("phrase".into(), words.clone().into_bytes()),
+    ];
+    for pair in w.windows(2) {
+        needles.push((format!("words {pair:?}"), pair.join(" ").into_bytes()));
+    }
+    // The peer key's seed too (from its own restore, into a separate dir).
+    let d2 = TempDir::new("secrets-peer");
+    std::fs::copy(d.path("peer.age"), d2.path("peer.age")).unwrap();
+    std::fs::copy(
+        d.path("peer.age.manifest.json"),
+        d2.path("peer.age.manifest.json"),
+    )
+    .unwrap();
+    let o = vault(
+        &d2.0,
+        &[
+            "--audit",
+            "audit.log",
+            "restore",
+            "--backup",
+            "peer.age",
+            "--out",
+            "peer.key",
+            "--passphrase-fd",
+            "0",
+        ],
+        &format!("{pass}\n"),
+    );
+    assert_eq!(code(&o), 0);
+    let peer_plain = std::fs::read(d2.path("peer.key")).unwrap();
+    needles.push(("peer seed bytes".into(), peer_plain[keyfile::SEED].to_vec()));
+    needles.push((
+        "peer seed hex".into(),
+        hex::encode(&peer_plain[keyfile::SEED]).into_bytes(),
+    ));
+    assert!(
+        outputs.len() > 30,
+        "the scan covers {} outputs",
+        outputs.len()
+    );
+    for (what, hay) in &outputs {
+        for (secret, needle) in &needles {
+            assert!(!contains(hay, needle), "{secret} found in {what}");
+        }
+    }
+    // The scan has teeth: the restored key file does hold the seed.
+    assert!(contains(&plain, seed));
+}
+
+#[test]
+fn secrets_are_refused_on_the_command_line() {
+    let d = TempDir::new("argv");
+    for flag in [
+        "--passphrase",
+        "--password",
+        "--mnemonic",
+        "--seed",
+        "--passphrase=x",
+    ] {
+        let o = vault(
+            &d.0,
+            &[
+                "keygen", "--role", "peer", "--out", "k.age", flag, "hunter2",
+            ],
+            "",
+        );
+        assert_eq!(code(&o), 2, "{flag}");
+        assert!(
+            stderr(&o).contains("secrets are never taken from the command line"),
+            "{flag}: {}",
+            stderr(&o)
+        );
+        assert!(!stderr(&o).contains("hunter2"));
+    }
+    assert!(!d.path("k.age").exists());
+}
