@@ -1,0 +1,107 @@
+//! Deliberately forbidden system calls, for the test program that proves the sandbox
+//! kills (like Firecracker's "malicious" binary). Each function makes exactly the
+//! named call with raw arguments; under the signer's filter the process dies by
+//! SIGSYS before the call returns.
+
+#![allow(unsafe_code)]
+
+/// A forbidden action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forbidden {
+    /// `socket(AF_INET, SOCK_STREAM, 0)`.
+    SocketInet,
+    /// `openat(AT_FDCWD, "/etc/hostname", O_RDONLY)`.
+    Openat,
+    /// `execve("/bin/true", ["true"], [])`.
+    Execve,
+    /// `ptrace(PTRACE_TRACEME)`.
+    Ptrace,
+    /// `mmap(NULL, 4096, PROT_READ|PROT_EXEC, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)`.
+    MmapExec,
+    /// `mprotect` of a fresh page to PROT_EXEC.
+    MprotectExec,
+}
+
+impl Forbidden {
+    /// Every action.
+    pub const ALL: [Self; 6] = [
+        Self::SocketInet,
+        Self::Openat,
+        Self::Execve,
+        Self::Ptrace,
+        Self::MmapExec,
+        Self::MprotectExec,
+    ];
+
+    /// Command-line name.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::SocketInet => "socket-inet",
+            Self::Openat => "openat",
+            Self::Execve => "execve",
+            Self::Ptrace => "ptrace",
+            Self::MmapExec => "mmap-exec",
+            Self::MprotectExec => "mprotect-exec",
+        }
+    }
+}
+
+/// Make the call; returns the raw result (only reached when the sandbox allowed it).
+#[must_use]
+pub fn attempt(action: Forbidden) -> i64 {
+    match action {
+        Forbidden::SocketInet => {
+            // SAFETY: socket() creates a descriptor; no memory is touched.
+            i64::from(unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) })
+        }
+        Forbidden::Openat => {
+            // SAFETY: a NUL-terminated static path; the descriptor (if any) is leaked.
+            i64::from(unsafe {
+                libc::openat(libc::AT_FDCWD, c"/etc/hostname".as_ptr(), libc::O_RDONLY)
+            })
+        }
+        Forbidden::Execve => {
+            let argv = [c"true".as_ptr(), core::ptr::null()];
+            let envp = [core::ptr::null()];
+            // SAFETY: NUL-terminated path, NULL-terminated argv and envp arrays that
+            // outlive the call.
+            i64::from(unsafe { libc::execve(c"/bin/true".as_ptr(), argv.as_ptr(), envp.as_ptr()) })
+        }
+        // SAFETY: PTRACE_TRACEME takes no pointers.
+        Forbidden::Ptrace => unsafe { libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) },
+        Forbidden::MmapExec => {
+            // SAFETY: a fresh anonymous mapping chosen by the kernel (leaked).
+            let p = unsafe {
+                libc::mmap(
+                    core::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ | libc::PROT_EXEC,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            p as i64
+        }
+        Forbidden::MprotectExec => {
+            // SAFETY: a fresh anonymous mapping chosen by the kernel (leaked).
+            let p = unsafe {
+                libc::mmap(
+                    core::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                return -1;
+            }
+            // SAFETY: changing the protection of the page mapped just above, which no
+            // Rust reference points into.
+            i64::from(unsafe { libc::mprotect(p, 4096, libc::PROT_READ | libc::PROT_EXEC) })
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! The signer's config: strict TOML (`deny_unknown_fields`), validated into [`Settings`].
+//!
+//! ```toml
+//! network = "<64 hex digits: the network id>"
+//! state_file = "/var/lib/cvx-signer/state"
+//! audit_log = "/var/lib/cvx-signer/audit.log"
+//! socket = "/run/cvx-signer/signer.sock"   # omit under systemd socket activation
+//! allowed_uids = [998]                     # the cvx-peer user
+//! max_connections = 16                     # optional
+//! read_timeout_ms = 5000                   # optional: a started frame must finish within
+//! require_landlock = false                 # optional; --require-landlock also sets it
+//! policy_file = "/etc/cvx-signer/signing.toml"  # optional; default: policies/signing.toml
+//!
+//! [key]
+//! file = "/etc/cvx-signer/peer.key.age"
+//! identity_file = "/etc/cvx-signer/host.identity"  # optional: age X25519 identity
+//! identity_credential = "cvx-signer-identity"      # optional: $CREDENTIALS_DIRECTORY/<name>
+//! # neither: the key file is passphrase-encrypted (tty, or --passphrase-fd N)
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cvx_protocol::ledger::MAX_BLOCK_TXS;
+use cvx_protocol::policy::PolicyParams;
+use cvx_protocol::{Hash, NetworkId};
+use serde::Deserialize;
+
+/// The default policy parameters (policies/signing.toml, compiled in).
+pub const DEFAULT_POLICY_TOML: &str = include_str!("../../policies/signing.toml");
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    network: String,
+    state_file: PathBuf,
+    audit_log: PathBuf,
+    socket: Option<PathBuf>,
+    allowed_uids: Vec<u32>,
+    max_connections: Option<u32>,
+    read_timeout_ms: Option<u64>,
+    require_landlock: Option<bool>,
+    policy_file: Option<PathBuf>,
+    key: KeyConfig,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyConfig {
+    file: PathBuf,
+    identity_file: Option<PathBuf>,
+    identity_credential: Option<String>,
+}
+
+/// How the key file is decrypted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// scrypt passphrase: from the terminal, or `--passphrase-fd N`.
+    Passphrase,
+    /// An age X25519 identity file (e.g. a systemd credential).
+    Identity(PathBuf),
+}
+
+/// The validated settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The one network this signer signs for.
+    pub network: NetworkId,
+    /// The watermark state file.
+    pub state_file: PathBuf,
+    /// The audit log.
+    pub audit_log: PathBuf,
+    /// The socket path to create (None: systemd socket activation).
+    pub socket: Option<PathBuf>,
+    /// Client uids allowed to connect.
+    pub allowed_uids: Vec<u32>,
+    /// Most simultaneous client connections.
+    pub max_connections: usize,
+    /// A started frame must complete within this.
+    pub read_timeout: Duration,
+    /// Fail unless Landlock is fully enforced.
+    pub require_landlock: bool,
+    /// Policy parameters.
+    pub policy: PolicyParams,
+    /// The age-encrypted key file.
+    pub key_file: PathBuf,
+    /// How to decrypt it.
+    pub key_source: KeySource,
+}
+
+/// Why the config was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Cannot read the file.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Not valid TOML for the schema (includes unknown fields, with line and column).
+    #[error("config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (names the field and position).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("config {path}: field `{field}`: {problem}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The field.
+        field: &'static str,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+}
+
+/// Parse policy parameters (the policies/signing.toml format).
+///
+/// # Errors
+/// The parser's message.
+pub fn parse_policy(text: &str) -> Result<PolicyParams, String> {
+    toml::from_str(text).map_err(|e| e.to_string())
+}
+
+/// Load and validate a config file.
+///
+/// # Errors
+/// [`ConfigError`] naming the file, the field and the fix.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Validate config text (`path` only names it in errors).
+///
+/// # Errors
+/// [`ConfigError`].
+pub fn parse(path: &Path, text: &str) -> Result<Settings, ConfigError> {
+    let raw: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string().trim_end().to_owned(),
+    })?;
+    let invalid = |field, problem: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        field,
+        problem,
+    };
+    let network = Hash::from_hex(&raw.network).map(NetworkId).map_err(|e| {
+        invalid(
+            "network",
+            format!("{e} (the network id, as printed by the genesis tool)"),
+        )
+    })?;
+    if raw.allowed_uids.is_empty() {
+        return Err(invalid(
+            "allowed_uids",
+            "empty: list the uid of the cvx-peer user".to_owned(),
+        ));
+    }
+    let max_connections = raw.max_connections.unwrap_or(16);
+    if !(1..=1024).contains(&max_connections) {
+        return Err(invalid(
+            "max_connections",
+            format!("{max_connections} is outside 1..=1024"),
+        ));
+    }
+    let read_timeout_ms = raw.read_timeout_ms.unwrap_or(5000);
+    if !(50..=600_000).contains(&read_timeout_ms) {
+        return Err(invalid(
+            "read_timeout_ms",
+            format!("{read_timeout_ms} is outside 50..=600000"),
+        ));
+    }
+    let policy = match &raw.policy_file {
+        None => parse_policy(DEFAULT_POLICY_TOML)
+            .map_err(|e| invalid("policy_file", format!("built-in default: {e}")))?,
+        Some(p) => {
+            let t = std::fs::read_to_string(p)
+                .map_err(|e| invalid("policy_file", format!("cannot read {}: {e}", p.display())))?;
+            parse_policy(&t).map_err(|e| invalid("policy_file", format!("{}: {e}", p.display())))?
+        }
+    };
+    if policy.max_block_txs as usize > MAX_BLOCK_TXS {
+        return Err(invalid(
+            "policy_file",
+            format!(
+                "max_block_txs {} is above the protocol cap {MAX_BLOCK_TXS}",
+                policy.max_block_txs
+            ),
+        ));
+    }
+    let key_source = match (raw.key.identity_file, raw.key.identity_credential) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "key.identity_file",
+                "set identity_file or identity_credential, not both".to_owned(),
+            ));
+        }
+        (Some(f), None) => KeySource::Identity(f),
+        (None, Some(name)) => {
+            if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                return Err(invalid(
+                    "key.identity_credential",
+                    format!("{name:?} is not a credential name"),
+                ));
+            }
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                invalid(
+                    "key.identity_credential",
+                    "CREDENTIALS_DIRECTORY is not set: run under systemd with LoadCredential=/LoadCredentialEncrypted="
+                        .to_owned(),
+                )
+            })?;
+            KeySource::Identity(PathBuf::from(dir).join(name))
+        }
+        (None, None) => KeySource::Passphrase,
+    };
+    Ok(Settings {
+        network,
+        state_file: raw.state_file,
+        audit_log: raw.audit_log,
+        socket: raw.socket,
+        allowed_uids: raw.allowed_uids,
+        max_connections: max_connections as usize,
+        read_timeout: Duration::from_millis(read_timeout_ms),
+        require_landlock: raw.require_landlock.unwrap_or(false),
+        policy,
+        key_file: raw.key.file,
+        key_source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+network = "0000000000000000000000000000000000000000000000000000000000000001"
+state_file = "/s"
+audit_log = "/a"
+socket = "/run/x.sock"
+allowed_uids = [1000]
+[key]
+file = "/k"
+"#;
+
+    #[test]
+    fn default_policy_file_parses_into_policy_params() {
+        assert_eq!(
+            parse_policy(DEFAULT_POLICY_TOML).unwrap(),
+            PolicyParams::default()
+        );
+    }
+
+    #[test]
+    fn good_config_and_defaults() {
+        let s = parse(Path::new("c.toml"), GOOD).unwrap();
+        assert_eq!(s.max_connections, 16);
+        assert_eq!(s.key_source, KeySource::Passphrase);
+        assert_eq!(s.allowed_uids, vec![1000]);
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let bad = GOOD.replace("allowed_uids", "alowed_uids = [1]\nallowed_uids");
+        let e = parse(Path::new("c.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("alowed_uids") && e.contains("c.toml"), "{e}");
+        let bad = format!("{GOOD}extra = 1\n");
+        let e = parse(Path::new("c.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("extra"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_field() {
+        let bad = GOOD.replace("[1000]", "[]");
+        assert!(
+            parse(Path::new("c"), &bad)
+                .unwrap_err()
+                .to_string()
+                .contains("allowed_uids")
+        );
+        let bad = GOOD.replace(
+            "0000000000000000000000000000000000000000000000000000000000000001",
+            "xyz",
+        );
+        assert!(
+            parse(Path::new("c"), &bad)
+                .unwrap_err()
+                .to_string()
+                .contains("`network`")
+        );
+    }
+}

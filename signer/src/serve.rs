@@ -1,0 +1,825 @@
+//! Serving: the decision core ([`Signer`]) and the single-threaded poll loop ([`run`]).
+//!
+//! Group commit: each loop turn reads every complete request from every ready
+//! connection, decides them in arrival order against the evolving watermark, makes
+//! the resulting state durable with ONE pwrite + fdatasync, appends their audit
+//! records, and only then signs and sends the replies. If the state cannot be made
+//! durable, every sign request of the turn is refused with `STATE_UNAVAILABLE` and the
+//! signer refuses all signing until restarted.
+
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::{Duration, Instant};
+
+use cvx_protocol::policy::{Decision, Policy, RefuseCode, SignRequest, Watermark};
+use cvx_protocol::signer_wire::{
+    AuditEvent, ClientMessage, FRAME_HEADER, MAX_FRAME, SignerMessage, StateRecord, StatusReport,
+    WIRE_VERSION, encode_frame, frame_len,
+};
+use cvx_protocol::{Canonical, Hash, PublicKey, SignBytes, Signable, Signature, Timestamp, hash};
+use cvx_sandbox::Locked;
+use ed25519_dalek::{Signer as _, SigningKey};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{SockFlag, accept4, getsockopt, sockopt};
+
+use crate::audit::AuditLog;
+use crate::state::StateFile;
+
+/// A request as read from a connection.
+// Lives only for one loop turn, in one Vec: boxing would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Incoming {
+    /// A decoded request.
+    Msg(ClientMessage),
+    /// A complete frame that did not decode (hash of its payload, for the audit log).
+    Malformed(Hash),
+}
+
+/// One queued request.
+#[derive(Debug)]
+pub struct Job {
+    /// The client's uid (SO_PEERCRED).
+    pub uid: u32,
+    /// The request.
+    pub msg: Incoming,
+}
+
+#[allow(clippy::large_enum_variant)]
+enum Step {
+    Reply(SignerMessage, Option<AuditEvent>),
+    Sign {
+        sign_bytes: SignBytes,
+        repeat: bool,
+        uid: u32,
+        kind: u8,
+        value: Hash,
+    },
+    Lock(u32),
+    Status,
+}
+
+/// The signer's decision core: policy, key, state, audit log, counters.
+#[derive(Debug)]
+pub struct Signer {
+    policy: Policy,
+    key: Locked<SigningKey>,
+    state: StateFile,
+    audit: AuditLog,
+    watermark: Watermark,
+    locked: bool,
+    signed: u64,
+    refused: u64,
+}
+
+fn describe(body: &SignRequest) -> (u8, Hash) {
+    match body {
+        SignRequest::Block(h) => (
+            <cvx_protocol::consensus::BlockHeader as Signable>::KIND.byte(),
+            h.hash(),
+        ),
+        SignRequest::Order { order, .. } => (
+            <cvx_protocol::consensus::Order as Signable>::KIND.byte(),
+            order.hash(),
+        ),
+        SignRequest::ChallengeResponse(r) => (
+            <cvx_protocol::consensus::ChallengeResponse as Signable>::KIND.byte(),
+            r.hash(),
+        ),
+    }
+}
+
+impl Signer {
+    /// Assemble the core from its checked parts.
+    #[must_use]
+    pub fn new(policy: Policy, key: Locked<SigningKey>, state: StateFile, audit: AuditLog) -> Self {
+        let watermark = state.current().record.watermark.clone();
+        let locked = state.current().record.locked;
+        Self {
+            policy,
+            key,
+            state,
+            audit,
+            watermark,
+            locked,
+            signed: 0,
+            refused: 0,
+        }
+    }
+
+    /// The signer's public key.
+    #[must_use]
+    pub fn public_key(&self) -> PublicKey {
+        self.policy.key
+    }
+
+    /// True when locked.
+    #[must_use]
+    pub fn locked(&self) -> bool {
+        self.locked
+    }
+
+    /// The state file (for its descriptor).
+    #[must_use]
+    pub fn state(&self) -> &StateFile {
+        &self.state
+    }
+
+    /// The audit log (for its descriptor).
+    #[must_use]
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// Append start-up records: a `Gap` when the log lacks the last commit's records,
+    /// then `Start`. Synced at once.
+    ///
+    /// # Errors
+    /// The OS error.
+    pub fn record_start(&mut self, log_last_sequence: u64) -> std::io::Result<()> {
+        let seq = self.state.current().sequence;
+        let mut events = Vec::new();
+        if log_last_sequence < seq {
+            events.push((
+                AuditEvent::Gap {
+                    log_sequence: log_last_sequence,
+                    state_sequence: seq,
+                },
+                seq,
+            ));
+        }
+        events.push((
+            AuditEvent::Start {
+                public_key: self.policy.key,
+            },
+            seq,
+        ));
+        self.audit.append(events, crate::now())?;
+        self.audit.sync_if_due(true)
+    }
+
+    /// Flush the audit log if a lazy sync is due.
+    pub fn audit_tick(&mut self, force: bool) {
+        if let Err(e) = self.audit.sync_if_due(force) {
+            tracing::error!(error = %e, "audit log sync failed; refusing all signing from now on");
+        }
+    }
+
+    /// How long until the audit log wants a sync.
+    #[must_use]
+    pub fn audit_due_in(&self) -> Option<Duration> {
+        self.audit.sync_due_in()
+    }
+
+    fn status(&self, connections: u32) -> StatusReport {
+        StatusReport {
+            public_key: self.policy.key,
+            network: self.policy.network,
+            watermark: self.watermark.clone(),
+            locked: self.locked,
+            state_sequence: self.state.current().sequence,
+            signed: self.signed,
+            refused: self.refused,
+            connections,
+        }
+    }
+
+    /// Decide a batch of requests (group commit); one reply per job, in order.
+    pub fn decide_batch(
+        &mut self,
+        jobs: &[Job],
+        connections: u32,
+        now: Timestamp,
+    ) -> Vec<SignerMessage> {
+        let stop = self.state.poisoned() || self.audit.failed();
+        let mut wm = self.watermark.clone();
+        let mut locked = self.locked;
+        let mut steps = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let uid = job.uid;
+            let step = match &job.msg {
+                Incoming::Malformed(h) => Step::Reply(
+                    SignerMessage::refused(
+                        RefuseCode::Malformed,
+                        "the frame is not a valid ClientMessage encoding",
+                    ),
+                    Some(AuditEvent::Refused {
+                        uid,
+                        kind: 0,
+                        value: *h,
+                        code: RefuseCode::Malformed,
+                    }),
+                ),
+                Incoming::Msg(ClientMessage::Hello { .. }) => Step::Reply(
+                    SignerMessage::Hello {
+                        version: WIRE_VERSION,
+                        network: self.policy.network,
+                        public_key: self.policy.key,
+                    },
+                    None,
+                ),
+                Incoming::Msg(ClientMessage::PublicKey) => {
+                    Step::Reply(SignerMessage::PublicKey(self.policy.key), None)
+                }
+                Incoming::Msg(ClientMessage::Status) => Step::Status,
+                Incoming::Msg(ClientMessage::Lock) => {
+                    locked = true;
+                    Step::Lock(uid)
+                }
+                Incoming::Msg(ClientMessage::Sign(req)) => {
+                    let (kind, value) = describe(&req.body);
+                    let refusal = |code, detail: &str| {
+                        Step::Reply(
+                            SignerMessage::refused(code, detail),
+                            Some(AuditEvent::Refused {
+                                uid,
+                                kind,
+                                value,
+                                code,
+                            }),
+                        )
+                    };
+                    if stop {
+                        refusal(
+                            RefuseCode::StateUnavailable,
+                            "the signer could not write its state or audit log earlier; it refuses all signing until \
+                             restarted (check the disk)",
+                        )
+                    } else if locked {
+                        refusal(
+                            RefuseCode::Locked,
+                            "the signer is locked (breach button); only `cvx-signer unlock` on the host lifts it",
+                        )
+                    } else {
+                        match self.policy.decide(&wm, req, now) {
+                            Decision::Allow {
+                                watermark,
+                                sign_bytes,
+                                repeat,
+                            } => {
+                                wm = watermark;
+                                Step::Sign {
+                                    sign_bytes,
+                                    repeat,
+                                    uid,
+                                    kind,
+                                    value,
+                                }
+                            }
+                            Decision::Refuse(r) => refusal(r.code, &r.detail),
+                        }
+                    }
+                }
+            };
+            steps.push(step);
+        }
+
+        let mut durable = true;
+        if wm != self.watermark || locked != self.locked {
+            let record = StateRecord {
+                network: self.policy.network,
+                locked,
+                audit: self.audit.durable_head(),
+                watermark: wm.clone(),
+            };
+            match self.state.commit(record) {
+                Ok(()) => {
+                    self.watermark = wm;
+                    self.locked = locked;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, path = %self.state.path().display(),
+                        "state write failed: nothing in this batch is signed, and the signer refuses all signing until restarted");
+                    durable = false;
+                }
+            }
+        }
+
+        let seq = self.state.current().sequence;
+        let unavailable =
+            |detail: &str| SignerMessage::refused(RefuseCode::StateUnavailable, detail);
+        let mut replies = Vec::with_capacity(steps.len());
+        let mut events = Vec::new();
+        let mut signed_at = Vec::new();
+        for step in steps {
+            let reply = match step {
+                Step::Reply(m, ev) => {
+                    events.extend(ev);
+                    m
+                }
+                Step::Status => SignerMessage::Status(self.status(connections)),
+                Step::Lock(uid) if durable => {
+                    events.push(AuditEvent::Lock { uid });
+                    SignerMessage::Locked
+                }
+                Step::Lock(_) => unavailable(
+                    "the lock could not be made durable; the signer refuses all signing until restarted",
+                ),
+                Step::Sign {
+                    uid, kind, value, ..
+                } if !durable => {
+                    events.push(AuditEvent::Refused {
+                        uid,
+                        kind,
+                        value,
+                        code: RefuseCode::StateUnavailable,
+                    });
+                    unavailable(
+                        "the new watermark could not be made durable (disk error); nothing was signed",
+                    )
+                }
+                Step::Sign {
+                    sign_bytes,
+                    repeat,
+                    uid,
+                    kind,
+                    value,
+                } => {
+                    let sig = self.key.sign(sign_bytes.as_bytes());
+                    events.push(AuditEvent::Signed {
+                        uid,
+                        kind,
+                        value,
+                        repeat,
+                    });
+                    signed_at.push(replies.len());
+                    SignerMessage::Signed {
+                        signature: Signature(sig.to_bytes()),
+                        repeat,
+                    }
+                }
+            };
+            replies.push(reply);
+        }
+        if let Err(e) = self.audit.append(events.into_iter().map(|e| (e, seq)), now) {
+            tracing::error!(error = %e, path = %self.audit.path().display(),
+                "audit append failed: withholding this batch's signatures and refusing all signing until restarted");
+            for i in signed_at.drain(..) {
+                replies[i] = unavailable(
+                    "the decision could not be written to the audit log; the signature was withheld",
+                );
+            }
+        }
+        for r in &replies {
+            match r {
+                SignerMessage::Signed { .. } => self.signed += 1,
+                SignerMessage::Refused { .. } => self.refused += 1,
+                _ => {}
+            }
+        }
+        replies
+    }
+}
+
+/// Serving limits.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Allowed client uids are checked separately; this caps simultaneous connections.
+    pub max_connections: usize,
+    /// A started frame must complete within this.
+    pub read_timeout: Duration,
+}
+
+/// Most requests taken from one connection per loop turn (fairness).
+const MAX_JOBS_PER_CONN: usize = 1024;
+/// A client that does not read its replies is dropped beyond this backlog.
+const MAX_OUTBOX: usize = 1 << 20;
+
+#[derive(Debug)]
+struct Conn {
+    stream: UnixStream,
+    uid: u32,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    started: Option<Instant>,
+    closing: bool,
+    eof: bool,
+    dead: bool,
+    /// Complete frames left in `inbuf` (per-turn cap reached): serve next turn.
+    backlog: bool,
+}
+
+/// Log at most a few lines per second for events a remote party can trigger.
+#[derive(Debug)]
+struct RateLimit {
+    window: Instant,
+    count: u32,
+    suppressed: u32,
+}
+
+impl RateLimit {
+    fn new() -> Self {
+        Self {
+            window: Instant::now(),
+            count: 0,
+            suppressed: 0,
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        if self.window.elapsed() >= Duration::from_secs(1) {
+            if self.suppressed > 0 {
+                tracing::warn!(
+                    suppressed = self.suppressed,
+                    "client warnings suppressed in the last second"
+                );
+            }
+            self.window = Instant::now();
+            self.count = 0;
+            self.suppressed = 0;
+        }
+        self.count += 1;
+        if self.count > 10 {
+            self.suppressed += 1;
+            false
+        } else {
+            true
+        }
+    }
+}
+
+/// Why serving stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// poll failed.
+    #[error("poll failed: {0}")]
+    Poll(nix::Error),
+}
+
+impl Conn {
+    /// Read what is available; queue complete frames as jobs.
+    fn read_jobs(&mut self, jobs: &mut Vec<Job>, warn: &mut RateLimit) {
+        let mut chunk = [0u8; 16 * 1024];
+        let mut taken = 0;
+        self.backlog = false;
+        loop {
+            // Parse complete frames first.
+            while self.inbuf.len() >= FRAME_HEADER && taken < MAX_JOBS_PER_CONN {
+                let header = [self.inbuf[0], self.inbuf[1], self.inbuf[2], self.inbuf[3]];
+                let n = match frame_len(header) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        if warn.allow() {
+                            tracing::warn!(uid = self.uid, error = %e, "closing a connection that sent a bad frame header");
+                        }
+                        self.dead = true;
+                        return;
+                    }
+                };
+                if self.inbuf.len() < FRAME_HEADER + n {
+                    break;
+                }
+                let payload = &self.inbuf[FRAME_HEADER..FRAME_HEADER + n];
+                let msg = match ClientMessage::decode(payload) {
+                    Ok(m) => Incoming::Msg(m),
+                    Err(e) => {
+                        if warn.allow() {
+                            tracing::warn!(uid = self.uid, error = %e, "malformed request; refusing and closing the connection");
+                        }
+                        self.closing = true;
+                        Incoming::Malformed(hash(payload))
+                    }
+                };
+                jobs.push(Job { uid: self.uid, msg });
+                taken += 1;
+                self.inbuf.drain(..FRAME_HEADER + n);
+                if self.closing {
+                    self.inbuf.clear();
+                    break;
+                }
+            }
+            self.started = if self.inbuf.is_empty() {
+                None
+            } else {
+                Some(self.started.unwrap_or_else(Instant::now))
+            };
+            if self.inbuf.is_empty() && self.inbuf.capacity() > 64 * 1024 {
+                self.inbuf = Vec::new();
+            }
+            if taken >= MAX_JOBS_PER_CONN {
+                self.backlog = true;
+                return;
+            }
+            if self.closing || self.eof {
+                return;
+            }
+            // Never hold more than one frame (plus one chunk) per connection.
+            if self.inbuf.len() > FRAME_HEADER + MAX_FRAME {
+                return;
+            }
+            match (&self.stream).read(&mut chunk) {
+                Ok(0) => {
+                    self.eof = true;
+                    return;
+                }
+                Ok(k) => self.inbuf.extend_from_slice(&chunk[..k]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.dead = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        while !self.out.is_empty() {
+            match (&self.stream).write(&self.out) {
+                Ok(0) => {
+                    self.dead = true;
+                    return;
+                }
+                Ok(k) => {
+                    self.out.drain(..k);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.dead = true;
+                    return;
+                }
+            }
+        }
+        if self.out.len() > MAX_OUTBOX {
+            self.dead = true;
+        }
+    }
+}
+
+fn accept_all(
+    listener: &UnixListener,
+    conns: &mut Vec<Conn>,
+    allowed: &[u32],
+    limits: &Limits,
+    warn: &mut RateLimit,
+) {
+    for _ in 0..64 {
+        let fd = match accept4(
+            listener.as_fd(),
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        ) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return,
+            Err(e) => {
+                if warn.allow() {
+                    tracing::warn!(error = %e, "accept failed");
+                }
+                return;
+            }
+        };
+        // Credentials are checked before a single byte is read.
+        let uid = match getsockopt(&fd, sockopt::PeerCredentials) {
+            Ok(c) => c.uid(),
+            Err(e) => {
+                if warn.allow() {
+                    tracing::warn!(error = %e, "SO_PEERCRED failed; closing");
+                }
+                continue;
+            }
+        };
+        if !allowed.contains(&uid) {
+            if warn.allow() {
+                tracing::warn!(uid, "refused a connection from a uid not in allowed_uids");
+            }
+            continue;
+        }
+        if conns.len() >= limits.max_connections {
+            if warn.allow() {
+                tracing::warn!(
+                    uid,
+                    max = limits.max_connections,
+                    "connection cap reached; closing the new connection"
+                );
+            }
+            continue;
+        }
+        conns.push(Conn {
+            stream: UnixStream::from(fd),
+            uid,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            started: None,
+            closing: false,
+            eof: false,
+            dead: false,
+            backlog: false,
+        });
+    }
+}
+
+/// Serve forever (single thread). Returns only on a fatal poll error.
+///
+/// # Errors
+/// [`ServeError`].
+pub fn run(
+    listener: &UnixListener,
+    signer: &mut Signer,
+    allowed: &[u32],
+    limits: Limits,
+) -> Result<(), ServeError> {
+    let mut conns: Vec<Conn> = Vec::new();
+    let mut warn = RateLimit::new();
+    let mut jobs = Vec::new();
+    let mut revents = Vec::new();
+    loop {
+        let mut wait = signer.audit_due_in().unwrap_or(Duration::from_secs(1));
+        for c in &conns {
+            if let Some(s) = c.started {
+                wait = wait.min(limits.read_timeout.saturating_sub(s.elapsed()));
+            }
+        }
+        if conns.iter().any(|c| c.backlog) {
+            wait = Duration::ZERO;
+        }
+        let wait_ms = u16::try_from(wait.as_millis().min(1000)).unwrap_or(1000);
+        {
+            let mut fds = Vec::with_capacity(conns.len() + 1);
+            fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+            for c in &conns {
+                let mut ev = PollFlags::empty();
+                if !c.closing && !c.eof {
+                    ev |= PollFlags::POLLIN;
+                }
+                if !c.out.is_empty() {
+                    ev |= PollFlags::POLLOUT;
+                }
+                fds.push(PollFd::new(c.stream.as_fd(), ev));
+            }
+            match poll(&mut fds, PollTimeout::from(wait_ms)) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(ServeError::Poll(e)),
+            }
+            revents.clear();
+            revents.extend(
+                fds.iter()
+                    .map(|f| f.revents().unwrap_or(PollFlags::empty())),
+            );
+        }
+        let ready_in = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
+        let mut owners = Vec::new();
+        for (i, c) in conns.iter_mut().enumerate() {
+            if c.backlog || revents.get(i + 1).is_some_and(|r| r.intersects(ready_in)) {
+                let before = jobs.len();
+                c.read_jobs(&mut jobs, &mut warn);
+                owners.extend(core::iter::repeat_n(i, jobs.len() - before));
+            }
+        }
+        if !jobs.is_empty() {
+            let n = u32::try_from(conns.len()).unwrap_or(u32::MAX);
+            let replies = signer.decide_batch(&jobs, n, crate::now());
+            for (owner, reply) in owners.iter().zip(replies) {
+                if let Some(c) = conns.get_mut(*owner) {
+                    c.out.extend_from_slice(&encode_frame(&reply));
+                }
+            }
+            jobs.clear();
+        }
+        for c in &mut conns {
+            if !c.out.is_empty() {
+                c.flush();
+            }
+            if c.started
+                .is_some_and(|s| s.elapsed() >= limits.read_timeout)
+            {
+                if warn.allow() {
+                    tracing::warn!(
+                        uid = c.uid,
+                        "closing a connection whose frame did not complete in time"
+                    );
+                }
+                c.dead = true;
+            }
+        }
+        conns.retain(|c| !(c.dead || ((c.closing || c.eof) && c.out.is_empty())));
+        if revents
+            .first()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN))
+        {
+            accept_all(listener, &mut conns, allowed, &limits, &mut warn);
+        }
+        signer.audit_tick(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cvx_protocol::consensus::BlockHeader;
+    use cvx_protocol::policy::{PolicyParams, Request};
+    use cvx_protocol::signer_wire::AuditHead;
+    use cvx_protocol::{NetworkId, Timestamp};
+    use cvx_sandbox::Prefer;
+
+    use super::*;
+
+    fn setup(dir: &std::path::Path) -> Signer {
+        let net = NetworkId(hash(b"unit"));
+        let (state_path, audit_path) = (dir.join("state"), dir.join("audit.log"));
+        let head: AuditHead = AuditLog::create(&audit_path, &net, Timestamp(1)).unwrap();
+        StateFile::create(
+            &state_path,
+            StateRecord {
+                network: net,
+                locked: false,
+                audit: head,
+                watermark: Watermark::default(),
+            },
+        )
+        .unwrap();
+        let state = StateFile::open(&state_path, &net).unwrap();
+        let (audit, _) = AuditLog::open_checked(&audit_path, &net, &state_path, 1, head).unwrap();
+        let key = Locked::new_with(1, Prefer::Auto, |_| {
+            Ok::<_, ()>(SigningKey::from_bytes(&[3; 32]))
+        })
+        .unwrap();
+        let policy = Policy {
+            key: crate::keys::public_key(&key),
+            network: net,
+            params: PolicyParams::default(),
+        };
+        Signer::new(policy, key, state, audit)
+    }
+
+    fn block_job(s: &Signer, t: u64) -> Job {
+        Job {
+            uid: 7,
+            msg: Incoming::Msg(ClientMessage::Sign(Request {
+                network: s.policy.network,
+                body: SignRequest::Block(BlockHeader {
+                    proposer: s.policy.key,
+                    timestamp: Timestamp(t),
+                    tx_count: 0,
+                    tx_hash: hash(&t.to_le_bytes()),
+                }),
+            })),
+        }
+    }
+
+    #[test]
+    fn group_commit_one_write_per_batch_and_write_error_refuses_from_then_on() {
+        let dir = std::env::temp_dir().join(format!("cvx-signer-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = setup(&dir);
+        let now = crate::now();
+        // A batch of three newer blocks and one stale one: three signed, one refused,
+        // ONE state commit (sequence 1 -> 2).
+        let jobs = vec![
+            block_job(&s, now.0 - 3),
+            block_job(&s, now.0 - 2),
+            block_job(&s, now.0 - 5),
+            block_job(&s, now.0 - 1),
+        ];
+        let replies = s.decide_batch(&jobs, 1, now);
+        let signed = replies
+            .iter()
+            .filter(|r| matches!(r, SignerMessage::Signed { .. }))
+            .count();
+        assert_eq!(signed, 3, "{replies:?}");
+        assert!(matches!(
+            replies[2],
+            SignerMessage::Refused {
+                code: RefuseCode::BlockNotNewer,
+                ..
+            }
+        ));
+        assert_eq!(s.state.current().sequence, 2);
+        // A disk error: nothing is signed, and nothing is signed afterwards either.
+        s.state.fail_writes = true;
+        let replies = s.decide_batch(&[block_job(&s, now.0)], 1, now);
+        assert!(
+            matches!(
+                replies[0],
+                SignerMessage::Refused {
+                    code: RefuseCode::StateUnavailable,
+                    ..
+                }
+            ),
+            "{replies:?}"
+        );
+        s.state.fail_writes = false;
+        let replies = s.decide_batch(&[block_job(&s, now.0 + 1)], 1, now);
+        assert!(
+            matches!(
+                replies[0],
+                SignerMessage::Refused {
+                    code: RefuseCode::StateUnavailable,
+                    ..
+                }
+            ),
+            "{replies:?}"
+        );
+        assert_eq!(s.state.current().sequence, 2, "no further commit");
+        // Status still answers.
+        let jobs = [Job {
+            uid: 7,
+            msg: Incoming::Msg(ClientMessage::Status),
+        }];
+        assert!(matches!(
+            s.decide_batch(&jobs, 1, now)[0],
+            SignerMessage::Status(_)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
