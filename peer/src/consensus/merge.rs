@@ -1,0 +1,780 @@
+//! The CPoS merge, as a pure function of the own order, the accepted orders of others
+//! with their weights, and what the peer knows about blocks. No signatures, no clock
+//! reads, no I/O: the state machine ([`super::Peer`]) feeds it and signs the result.
+//!
+//! The rules (each has a unit test named after it below):
+//! 1. the consensus prefix is never changed: only orders that agree with the own order up
+//!    to the own consensus point take part in the vote;
+//! 2. the winning order is chosen position by position from the consensus point: each
+//!    remaining order votes its stake for its block at that position, the block with the
+//!    most stake wins (ties to the lowest block id), orders that voted otherwise drop out;
+//!    a block the peer does not hold, or judges future-dated or from a proposer below the
+//!    minimum stake, gets no vote (so it is never confirmed by this peer);
+//! 3. blocks that appear in any accepted order (or are the peer's own new blocks) but not
+//!    in the winning order are appended in timestamp order (ties by id), unless dated
+//!    more than `max_block_backdate_ms` ago, future-dated, or already finalized;
+//! 4. a peer keeps its proposal for `proposal_hold_ms` before adopting an order that
+//!    changes the blocks below its current proposal point;
+//! 5. proposal = the longest prefix held by more than 0.67 of total weight; consensus =
+//!    the longest prefix that more than 0.67 of weight holds *and* has proposed; finality
+//!    = the same over consensus points; consensus and finality never go down;
+//! 6. more than 1/3 of weight finalizing a prefix that conflicts with the own finalized
+//!    prefix is a fork: the peer halts.
+
+use std::collections::BTreeMap;
+
+use cvx_protocol::consensus::{Checkpoint, Order};
+use cvx_protocol::{Hash, Timestamp};
+
+use super::stake::above_threshold;
+
+/// What the peer knows about a block id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockStatus {
+    /// Not held (requested from the sender).
+    Unknown,
+    /// Held, signature valid, proposer staked. `appendable` when it may be appended as a
+    /// new block now (not too old, not already finalized).
+    Valid {
+        /// The block's timestamp.
+        timestamp: Timestamp,
+        /// May be appended as new.
+        appendable: bool,
+    },
+    /// Dated beyond `now + max_future_ms`: never voted for or appended while so.
+    Future,
+    /// Proposer not a peer with the minimum stake, or otherwise unusable.
+    Invalid,
+}
+
+/// The peer's own order, as the merge sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct OwnView<'a> {
+    /// Its checkpoint.
+    pub checkpoint: Checkpoint,
+    /// Block ids from the checkpoint.
+    pub ids: &'a [Hash],
+    /// `chains[i]` = chain value after `ids[i]` (position `checkpoint + i + 1`).
+    pub chains: &'a [Hash],
+    /// Proposal point.
+    pub proposal: u64,
+    /// Consensus point.
+    pub consensus: u64,
+    /// Finality point.
+    pub finality: u64,
+    /// Ids fetched from another peer to catch up (see [`CatchUp`]).
+    pub catch_up: Option<&'a CatchUp>,
+}
+
+/// A run of block ids fetched from another peer so a lagging peer can line up orders
+/// whose checkpoint is beyond its own order. Trusted for nothing: it only lets the merge
+/// read such orders; their blocks still need votes of more than 0.67 of stake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatchUp {
+    /// Where the run starts (must be on the own chain).
+    pub start: Checkpoint,
+    /// The ids.
+    pub ids: Vec<Hash>,
+    /// `chains[i]` = chain value after `ids[i]`.
+    pub chains: Vec<Hash>,
+}
+
+impl OwnView<'_> {
+    /// Absolute length.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.checkpoint.position + self.ids.len() as u64
+    }
+
+    /// True when no blocks at all.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Chain value at absolute position `q`.
+    #[must_use]
+    pub fn chain_at(&self, q: u64) -> Option<Hash> {
+        let i = usize::try_from(q.checked_sub(self.checkpoint.position)?).ok()?;
+        if i == 0 {
+            Some(self.checkpoint.chain)
+        } else {
+            self.chains.get(i - 1).copied()
+        }
+    }
+}
+
+/// Another peer's accepted order with its weight.
+#[derive(Clone, Copy, Debug)]
+pub struct Voter<'a> {
+    /// The order.
+    pub order: &'a Order,
+    /// Its peer's effective stake (0 when below the minimum).
+    pub weight: u128,
+    /// Its peer's stake without decay (finality and fork detection count this).
+    pub stake: u128,
+}
+
+/// Knobs of one merge.
+#[derive(Clone, Copy, Debug)]
+pub struct MergeParams {
+    /// The peer's clock.
+    pub now: Timestamp,
+    /// The peer's own weight.
+    pub own_weight: u128,
+    /// Total weight of the peers that count.
+    pub total_weight: u128,
+    /// The peer's own stake without decay.
+    pub own_stake: u128,
+    /// Total stake without decay of the peers whose stake reaches the minimum. Finality
+    /// and fork detection use stake without decay: every peer with the same finalized
+    /// state agrees on it, so the quorum-intersection argument holds (decayed weights are
+    /// local and let a byzantine minority exceed 1/3 in one peer's view).
+    pub total_stake: u128,
+    /// When the own proposal prefix last changed.
+    pub proposal_since: Timestamp,
+    /// `params.proposal_hold_ms`.
+    pub hold_ms: u64,
+    /// Most blocks the result may list above the checkpoint it will have (the order cap).
+    pub max_blocks: usize,
+}
+
+/// The merge result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Merged {
+    /// Block ids from the own checkpoint.
+    pub ids: Vec<Hash>,
+    /// New proposal point.
+    pub proposal: u64,
+    /// New consensus point.
+    pub consensus: u64,
+    /// New finality point.
+    pub finality: u64,
+    /// True when the blocks below the old proposal point changed.
+    pub prefix_changed: bool,
+    /// Orders that could not be lined up with the own order (checkpoint beyond it).
+    pub unlinkable: usize,
+    /// Their peers (the caller fetches a catch-up run from whoever sent them).
+    pub unlinkable_peers: Vec<cvx_protocol::PublicKey>,
+}
+
+/// A detected fork: more than a third of weight finalized another prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "FORK: peers holding {weight} of {total} weight finalized a prefix that conflicts with ours at position {position}; \
+     this peer halts (a safety failure: more than 1/3 of stake is faulty, or this peer's state is corrupt)"
+)]
+pub struct ForkDetected {
+    /// First conflicting position seen.
+    pub position: u64,
+    /// Weight behind the conflicting finality.
+    pub weight: u128,
+    /// Total weight.
+    pub total: u128,
+}
+
+enum Aligned {
+    /// Ids from the own checkpoint to the order's end.
+    Linked(Vec<Hash>),
+    /// The order's checkpoint conflicts with the own chain at `position`.
+    Conflict(u64),
+    /// Cannot tell (checkpoint beyond the own order, or below the own checkpoint).
+    Unknown,
+}
+
+fn align(own: &OwnView<'_>, o: &Order) -> Aligned {
+    let cp = own.checkpoint.position;
+    let ocp = o.checkpoint.position;
+    if ocp == cp {
+        if o.checkpoint.chain == own.checkpoint.chain {
+            return Aligned::Linked(o.blocks.to_vec());
+        }
+        return Aligned::Conflict(cp);
+    }
+    if ocp < cp {
+        // Link through the order's own listing (costs cp − ocp hashes; own checkpoints
+        // trail finality, so this is short).
+        return match o.chain_at(cp) {
+            Some(c) if c == own.checkpoint.chain => {
+                let skip = usize::try_from(cp - ocp).unwrap_or(usize::MAX);
+                Aligned::Linked(o.blocks.get(skip..).unwrap_or_default().to_vec())
+            }
+            Some(_) => Aligned::Conflict(cp),
+            None => Aligned::Unknown,
+        };
+    }
+    // The order's checkpoint is above ours: link through our own ids, or through the
+    // catch-up segment (ids fetched from another peer, verified to start on our chain).
+    match own.chain_at(ocp) {
+        Some(c) if c == o.checkpoint.chain => {
+            let n = usize::try_from(ocp - cp).unwrap_or(usize::MAX);
+            let mut v = own.ids.get(..n).unwrap_or_default().to_vec();
+            v.extend_from_slice(&o.blocks);
+            return Aligned::Linked(v);
+        }
+        Some(_) if ocp <= own.finality => return Aligned::Conflict(ocp),
+        _ => {}
+    }
+    if let Some(seg) = own.catch_up
+        && seg.start.position >= cp
+        && own.chain_at(seg.start.position) == Some(seg.start.chain)
+        && let Some(i) = ocp
+            .checked_sub(seg.start.position)
+            .and_then(|i| usize::try_from(i).ok())
+        && i >= 1
+        && seg.chains.get(i - 1) == Some(&o.checkpoint.chain)
+    {
+        let n = usize::try_from(seg.start.position - cp).unwrap_or(usize::MAX);
+        let mut v = own.ids.get(..n).unwrap_or_default().to_vec();
+        v.extend_from_slice(&seg.ids[..i]);
+        v.extend_from_slice(&o.blocks);
+        return Aligned::Linked(v);
+    }
+    Aligned::Unknown
+}
+
+fn common_prefix(a: &[Hash], b: &[Hash]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// The longest absolute position `p` such that the voters whose value is `>= p` hold
+/// more than 0.67 of `total`; 0 when none.
+fn threshold_point(mut values: Vec<(u64, u128)>, total: u128) -> u64 {
+    values.sort_unstable_by_key(|v| core::cmp::Reverse(v.0));
+    let mut acc = 0u128;
+    for (v, w) in values {
+        acc += w;
+        if above_threshold(acc, total) {
+            return v;
+        }
+    }
+    0
+}
+
+/// Run the merge.
+///
+/// # Errors
+/// [`ForkDetected`] when more than 1/3 of weight finalized a conflicting prefix.
+pub fn merge(
+    own: &OwnView<'_>,
+    voters: &[Voter<'_>],
+    own_new: &[Hash],
+    status: &dyn Fn(&Hash) -> BlockStatus,
+    mp: &MergeParams,
+) -> Result<Merged, ForkDetected> {
+    let cp = own.checkpoint.position;
+    let c_rel = usize::try_from(own.consensus.saturating_sub(cp)).unwrap_or(usize::MAX);
+    let own_c_prefix = own.ids.get(..c_rel).unwrap_or(own.ids);
+
+    // Line every order up with the own order; spot conflicting finality (rule 6).
+    let mut lined: Vec<(Vec<Hash>, &Order, u128, u128)> = Vec::with_capacity(voters.len());
+    let mut unlinkable = 0;
+    let mut unlinkable_peers = Vec::new();
+    let mut fork_weight = 0u128;
+    let mut fork_pos = u64::MAX;
+    for v in voters {
+        match align(own, v.order) {
+            Aligned::Linked(ids) => {
+                let k = v.order.finality.min(own.finality).saturating_sub(cp);
+                let k = usize::try_from(k)
+                    .unwrap_or(usize::MAX)
+                    .min(ids.len())
+                    .min(own.ids.len());
+                let agree = common_prefix(&ids[..k], &own.ids[..k]);
+                if agree < k {
+                    fork_weight += v.stake;
+                    fork_pos = fork_pos.min(cp + agree as u64);
+                }
+                lined.push((ids, v.order, v.weight, v.stake));
+            }
+            Aligned::Conflict(p) => {
+                if p <= own.finality && p <= v.order.finality {
+                    fork_weight += v.stake;
+                    fork_pos = fork_pos.min(p);
+                }
+                unlinkable += 1;
+                unlinkable_peers.push(v.order.peer);
+            }
+            Aligned::Unknown => {
+                unlinkable += 1;
+                unlinkable_peers.push(v.order.peer);
+            }
+        }
+    }
+    if fork_weight * 3 > mp.total_stake && fork_weight > 0 {
+        return Err(ForkDetected {
+            position: fork_pos,
+            weight: fork_weight,
+            total: mp.total_stake,
+        });
+    }
+
+    // Rule 1 and 2: vote from the consensus point among orders agreeing up to it.
+    let mut cands: Vec<(&[Hash], u128)> = Vec::with_capacity(lined.len() + 1);
+    cands.push((own.ids, mp.own_weight));
+    for (ids, _, w, _) in &lined {
+        if ids.len() >= own_c_prefix.len() && ids[..own_c_prefix.len()] == *own_c_prefix {
+            cands.push((ids.as_slice(), *w));
+        }
+    }
+    let mut result: Vec<Hash> = own_c_prefix.to_vec();
+    let mut i = own_c_prefix.len();
+    loop {
+        let mut tally: BTreeMap<Hash, u128> = BTreeMap::new();
+        for (ids, w) in &cands {
+            if let Some(id) = ids.get(i)
+                && matches!(status(id), BlockStatus::Valid { .. })
+            {
+                // Plain weight. (Preferring orders that claim a lock here was tried: a
+                // byzantine order can claim any lock, and equivocating minorities then split
+                // honest peers in the long simulation; docs/consensus.md §5.)
+                *tally.entry(*id).or_default() += *w;
+            }
+        }
+        // Most weight; among equals the lowest id (max_by keeps the last maximum, so
+        // compare ids reversed).
+        let Some((winner, _)) = tally.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))) else {
+            break;
+        };
+        let winner = *winner;
+        result.push(winner);
+        cands.retain(|(ids, _)| ids.get(i) == Some(&winner));
+        i += 1;
+    }
+
+    // Rule 4: keep the current proposal for a while.
+    let p_rel = usize::try_from(own.proposal.saturating_sub(cp))
+        .unwrap_or(usize::MAX)
+        .min(own.ids.len());
+    let prefix_changed = result.get(..p_rel) != Some(&own.ids[..p_rel]);
+    // A proposal is also kept until more than 0.67 of weight holds the replacement up to
+    // the old proposal point: peers do not flip proposals on a simple majority, so two
+    // honest peers rarely lock (consensus) conflicting prefixes (docs/consensus.md).
+    let supermajority_moved = || {
+        let support: u128 = lined
+            .iter()
+            .filter(|(ids, _, _, _)| {
+                ids.len() >= p_rel && result.len() >= p_rel && ids[..p_rel] == result[..p_rel]
+            })
+            .map(|(_, _, w, _)| *w)
+            .sum();
+        above_threshold(support, mp.total_weight)
+    };
+    let held = prefix_changed
+        && (mp.now < mp.proposal_since.plus_ms(mp.hold_ms) || !supermajority_moved());
+    if held {
+        result = own.ids.to_vec();
+    }
+
+    // Rule 3: append new blocks in timestamp order.
+    let mut present: super::IdSet<Hash> = result.iter().copied().collect();
+    let mut fresh: Vec<(Timestamp, Hash)> = Vec::new();
+    let all_ids = lined
+        .iter()
+        .flat_map(|(ids, _, _, _)| ids.iter())
+        .chain(own_new.iter())
+        .chain(own.ids.iter());
+    for id in all_ids {
+        if present.contains(id) {
+            continue;
+        }
+        if let BlockStatus::Valid {
+            timestamp,
+            appendable: true,
+        } = status(id)
+        {
+            present.insert(*id);
+            fresh.push((timestamp, *id));
+        }
+    }
+    fresh.sort_unstable();
+    let cap = mp.max_blocks;
+    for (_, id) in fresh {
+        if result.len() >= cap {
+            break;
+        }
+        result.push(id);
+    }
+    result.truncate(cap.max(own_c_prefix.len()));
+
+    // Rule 5: the three points.
+    let len = cp + result.len() as u64;
+    let agreed: Vec<(u64, &Order, u128, u128)> = lined
+        .iter()
+        .map(|(ids, o, w, st)| (cp + common_prefix(ids, &result) as u64, *o, *w, *st))
+        .collect();
+    let mut props: Vec<(u64, u128)> = agreed.iter().map(|(a, _, w, _)| (*a, *w)).collect();
+    props.push((len, mp.own_weight));
+    let proposal = threshold_point(props, mp.total_weight)
+        .max(own.consensus)
+        .min(len);
+    let mut cons: Vec<(u64, u128)> = agreed
+        .iter()
+        .map(|(a, o, w, _)| ((*a).min(o.proposal), *w))
+        .collect();
+    // The own vote at the lock levels is the *signed* previous order's point (as far as
+    // it agrees with the result), not the one being computed: a peer locks a prefix only
+    // after others have seen it propose that prefix, which makes conflicting locks
+    // between honest peers (a liveness hazard, see docs/consensus.md) much rarer.
+    let own_agreed = cp + common_prefix(own.ids, &result) as u64;
+    cons.push((own_agreed.min(own.proposal), mp.own_weight));
+    let consensus = threshold_point(cons, mp.total_weight)
+        .max(own.consensus)
+        .min(proposal);
+    let mut fins: Vec<(u64, u128)> = agreed
+        .iter()
+        .map(|(a, o, _, st)| ((*a).min(o.consensus), *st))
+        .collect();
+    fins.push((own_agreed.min(own.consensus), mp.own_stake));
+    let finality = threshold_point(fins, mp.total_stake)
+        .max(own.finality)
+        .min(consensus);
+
+    Ok(Merged {
+        ids: result,
+        proposal,
+        consensus,
+        finality,
+        prefix_changed: prefix_changed && !held,
+        unlinkable,
+        unlinkable_peers,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use cvx_protocol::consensus::Checkpoint;
+    use cvx_protocol::hash::hash;
+    use cvx_protocol::{BoundedVec, PublicKey};
+
+    pub(crate) fn key(i: u64) -> PublicKey {
+        (0u64..)
+            .find_map(|j| {
+                PublicKey::from_bytes(&hash(&[i.to_le_bytes(), j.to_le_bytes()].concat()).0).ok()
+            })
+            .unwrap()
+    }
+
+    fn id(b: u8) -> Hash {
+        Hash([b; 32])
+    }
+
+    const CP: Checkpoint = Checkpoint {
+        position: 0,
+        chain: Hash::ZERO,
+    };
+
+    fn order(peer: u64, blocks: &[Hash], p: u64, c: u64, f: u64) -> Order {
+        Order {
+            peer: key(peer),
+            timestamp: Timestamp(1),
+            checkpoint: CP,
+            blocks: BoundedVec::try_from_vec(blocks.to_vec()).unwrap(),
+            proposal: p,
+            consensus: c,
+            finality: f,
+        }
+    }
+
+    fn chains(ids: &[Hash]) -> Vec<Hash> {
+        let mut prev = CP.chain;
+        ids.iter()
+            .map(|i| {
+                prev = cvx_protocol::hash::chain_step(&prev, i);
+                prev
+            })
+            .collect()
+    }
+
+    /// Every block valid and appendable, timestamp = its byte value.
+    fn all_valid(h: &Hash) -> BlockStatus {
+        BlockStatus::Valid {
+            timestamp: Timestamp(u64::from(h.0[0])),
+            appendable: true,
+        }
+    }
+
+    fn mp(own_weight: u128, total: u128) -> MergeParams {
+        MergeParams {
+            now: Timestamp(10_000),
+            own_weight,
+            total_weight: total,
+            own_stake: own_weight,
+            total_stake: total,
+            proposal_since: Timestamp(0),
+            hold_ms: 100,
+            max_blocks: 1024,
+        }
+    }
+
+    fn run(
+        own_ids: &[Hash],
+        pcf: (u64, u64, u64),
+        voters: &[(Order, u128)],
+        own_w: u128,
+        total: u128,
+    ) -> Merged {
+        run_with(own_ids, pcf, voters, &mp(own_w, total), &all_valid).unwrap()
+    }
+
+    fn run_with(
+        own_ids: &[Hash],
+        pcf: (u64, u64, u64),
+        voters: &[(Order, u128)],
+        p: &MergeParams,
+        status: &dyn Fn(&Hash) -> BlockStatus,
+    ) -> Result<Merged, ForkDetected> {
+        let ch = chains(own_ids);
+        let own = OwnView {
+            checkpoint: CP,
+            ids: own_ids,
+            chains: &ch,
+            proposal: pcf.0,
+            consensus: pcf.1,
+            finality: pcf.2,
+            catch_up: None,
+        };
+        let vs: Vec<Voter<'_>> = voters
+            .iter()
+            .map(|(o, w)| Voter {
+                order: o,
+                weight: *w,
+                stake: *w,
+            })
+            .collect();
+        merge(&own, &vs, &[], status, p)
+    }
+
+    #[test]
+    fn rule_winning_block_per_position_has_the_most_stake() {
+        let (x, y) = (id(9), id(5));
+        let m = run(
+            &[],
+            (0, 0, 0),
+            &[(order(1, &[x], 1, 0, 0), 50), (order(2, &[y], 1, 0, 0), 30)],
+            20,
+            100,
+        );
+        assert_eq!(m.ids[0], x, "x has 50 against 30");
+        assert_eq!(
+            m.ids,
+            vec![x, y],
+            "the losing block is appended as a new block"
+        );
+    }
+
+    #[test]
+    fn rule_ties_go_to_the_lowest_block_hash() {
+        let (hi, lo) = (id(9), id(5));
+        let m = run(
+            &[],
+            (0, 0, 0),
+            &[
+                (order(1, &[hi], 1, 0, 0), 40),
+                (order(2, &[lo], 1, 0, 0), 40),
+            ],
+            20,
+            100,
+        );
+        assert_eq!(m.ids[0], lo);
+    }
+
+    #[test]
+    fn rule_exactly_threshold_stake_is_not_enough() {
+        let x = id(1);
+        // 17 (own) + 50 = 67 of 100: not more than 0.67.
+        let m = run(&[], (0, 0, 0), &[(order(1, &[x], 1, 0, 0), 50)], 17, 100);
+        assert_eq!(m.proposal, 0);
+        // 17 + 51 = 68: enough.
+        let m = run(&[], (0, 0, 0), &[(order(1, &[x], 1, 0, 0), 51)], 17, 100);
+        assert_eq!(m.proposal, 1);
+    }
+
+    #[test]
+    fn rule_decayed_stake_weighs_less_and_can_lose_the_threshold() {
+        // Full stake 40 each would be enough (20 + 40 + 40 > 67); decayed to 20 it is not.
+        let x = id(1);
+        let voters = [(order(1, &[x], 1, 0, 0), 20), (order(2, &[], 0, 0, 0), 40)];
+        assert_eq!(
+            run(&[], (0, 0, 0), &voters, 20, 80).proposal,
+            0,
+            "20+20 of 80 is not above 0.67"
+        );
+        let voters = [(order(1, &[x], 1, 0, 0), 40), (order(2, &[x], 1, 0, 0), 40)];
+        assert_eq!(run(&[], (0, 0, 0), &voters, 20, 100).proposal, 1);
+    }
+
+    #[test]
+    fn rule_levels_advance_in_turn_proposal_consensus_finality() {
+        let ids = [id(1), id(2)];
+        let all_hold = |p, c, f| -> Vec<(Order, u128)> {
+            (1..=3).map(|i| (order(i, &ids, p, c, f), 25)).collect()
+        };
+        let m = run(&ids, (0, 0, 0), &all_hold(0, 0, 0), 25, 100);
+        assert_eq!(
+            (m.proposal, m.consensus, m.finality),
+            (2, 0, 0),
+            "others have not proposed yet"
+        );
+        let m = run(&ids, (2, 0, 0), &all_hold(2, 0, 0), 25, 100);
+        assert_eq!((m.proposal, m.consensus, m.finality), (2, 2, 0));
+        let m = run(&ids, (2, 2, 0), &all_hold(2, 2, 0), 25, 100);
+        assert_eq!((m.proposal, m.consensus, m.finality), (2, 2, 2));
+    }
+
+    #[test]
+    fn rule_consensus_prefix_is_never_changed() {
+        let (a, b, x, y) = (id(1), id(2), id(3), id(4));
+        // Own consensus 2 on [a, b]; 90% of stake holds [a, x, y].
+        let m = run(
+            &[a, b],
+            (2, 2, 1),
+            &[(order(1, &[a, x, y], 3, 1, 1), 90)],
+            10,
+            100,
+        );
+        assert_eq!(&m.ids[..2], &[a, b]);
+        assert!(m.consensus >= 2 && m.finality >= 1);
+    }
+
+    #[test]
+    fn rule_consensus_and_finality_are_never_retracted() {
+        let (a, b) = (id(1), id(2));
+        let m = run(&[a, b], (2, 2, 1), &[], 10, 100);
+        assert_eq!((m.consensus, m.finality), (2, 1));
+    }
+
+    #[test]
+    fn rule_new_blocks_are_appended_in_timestamp_order() {
+        let (t30, t10, t20) = (id(30), id(10), id(20));
+        let voters = [
+            (order(1, &[t30], 1, 0, 0), 10),
+            (order(2, &[t10], 1, 0, 0), 10),
+            (order(3, &[t20], 1, 0, 0), 10),
+        ];
+        // Own weight dominates position 0 with nothing, so every block is "new".
+        let m = run(&[], (0, 0, 0), &voters, 70, 100);
+        // Position 0 is won by the lowest id among equal stakes (t10), the rest appended by time.
+        assert_eq!(m.ids, vec![t10, t20, t30]);
+    }
+
+    #[test]
+    fn rule_proposal_is_kept_for_the_hold_time_before_switching() {
+        let (a, b) = (id(7), id(3));
+        let voters = [(order(1, &[b], 1, 0, 0), 90)];
+        let mut p = mp(10, 100);
+        p.proposal_since = Timestamp(9_950); // changed 50 ms ago, hold is 100 ms
+        let m = run_with(&[a], (1, 0, 0), &voters, &p, &all_valid).unwrap();
+        assert_eq!(m.ids[0], a, "kept within the hold time");
+        assert!(!m.prefix_changed);
+        p.proposal_since = Timestamp(9_900);
+        let m = run_with(&[a], (1, 0, 0), &voters, &p, &all_valid).unwrap();
+        assert_eq!(m.ids[0], b, "switched after the hold time");
+        assert!(m.prefix_changed);
+    }
+
+    #[test]
+    fn rule_future_dated_blocks_are_never_confirmed() {
+        let (f, ok) = (id(200), id(1));
+        let status = |h: &Hash| {
+            if *h == f {
+                BlockStatus::Future
+            } else {
+                all_valid(h)
+            }
+        };
+        let voters: Vec<(Order, u128)> =
+            (1..=3).map(|i| (order(i, &[f, ok], 2, 2, 2), 30)).collect();
+        let m = run_with(&[], (0, 0, 0), &voters, &mp(10, 100), &status).unwrap();
+        assert!(
+            !m.ids.contains(&f),
+            "a future block gets no vote and is not appended"
+        );
+        assert_eq!(m.finality, 0);
+    }
+
+    #[test]
+    fn rule_blocks_of_peers_below_minimum_stake_are_ignored() {
+        let (bad, good) = (id(2), id(3));
+        let status = |h: &Hash| {
+            if *h == bad {
+                BlockStatus::Invalid
+            } else {
+                all_valid(h)
+            }
+        };
+        let voters = [
+            (order(1, &[bad], 1, 0, 0), 60),
+            (order(2, &[good], 1, 0, 0), 30),
+        ];
+        let m = run_with(&[], (0, 0, 0), &voters, &mp(10, 100), &status).unwrap();
+        assert_eq!(m.ids, vec![good]);
+    }
+
+    #[test]
+    fn rule_unknown_blocks_get_no_vote_until_held() {
+        let (u, k) = (id(2), id(3));
+        let status = |h: &Hash| {
+            if *h == u {
+                BlockStatus::Unknown
+            } else {
+                all_valid(h)
+            }
+        };
+        let voters = [(order(1, &[u], 1, 0, 0), 60), (order(2, &[k], 1, 0, 0), 30)];
+        let m = run_with(&[], (0, 0, 0), &voters, &mp(10, 100), &status).unwrap();
+        assert_eq!(m.ids, vec![k]);
+    }
+
+    #[test]
+    fn rule_backdated_blocks_are_not_appended() {
+        let old = id(2);
+        let status = |h: &Hash| BlockStatus::Valid {
+            timestamp: Timestamp(1),
+            appendable: *h != old,
+        };
+        // Own weight wins position 0 with its own (empty) order: `old` would only be appended.
+        let m = run_with(
+            &[],
+            (0, 0, 0),
+            &[(order(1, &[old], 1, 0, 0), 10)],
+            &mp(90, 100),
+            &status,
+        )
+        .unwrap();
+        // It still wins the vote at position 0 (held, valid), because a vote is not an append;
+        // with a competing block it would lose; alone it is voted, never appended.
+        assert_eq!(m.ids, vec![old]);
+        let voters = [
+            (order(1, &[id(3)], 1, 0, 0), 10),
+            (order(2, &[old], 2, 0, 0), 5),
+        ];
+        let m = run_with(&[], (0, 0, 0), &voters, &mp(85, 100), &status).unwrap();
+        assert_eq!(
+            m.ids,
+            vec![id(3)],
+            "the losing backdated block is not appended"
+        );
+    }
+
+    #[test]
+    fn rule_conflicting_finality_of_more_than_a_third_is_a_fork() {
+        let (a, b) = (id(1), id(2));
+        let voters = [(order(1, &[b], 1, 1, 1), 35)];
+        let err = run_with(&[a], (1, 1, 1), &voters, &mp(65, 100), &all_valid).unwrap_err();
+        assert_eq!(err.position, 0);
+        // A third or less (one byzantine minority) is not a fork: it is ignored.
+        let voters = [(order(1, &[b], 1, 1, 1), 33)];
+        assert!(run_with(&[a], (1, 1, 1), &voters, &mp(67, 100), &all_valid).is_ok());
+    }
+
+    #[test]
+    fn rule_orders_disagreeing_below_consensus_do_not_vote() {
+        let (a, b, x) = (id(1), id(2), id(3));
+        // A heavy order disagreeing at position 0 (below own consensus 1) cannot pull in x.
+        let voters = [(order(1, &[b, x], 2, 0, 0), 80)];
+        let m = run(&[a], (1, 1, 0), &voters, 20, 100);
+        assert_eq!(m.ids[0], a);
+    }
+}
