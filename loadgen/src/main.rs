@@ -1,0 +1,494 @@
+//! `cvx-loadgen`: throwaway account keys and signed demo traffic for a devnet.
+//!
+//! ```text
+//! cvx-loadgen keys --seed S --count N          public keys of accounts 0..N (hex, one a line)
+//! cvx-loadgen run --genesis F --seed S --accounts N --rate TPS --peer HOST:PORT ...
+//!                                              submit transfers; one JSON report a second
+//! cvx-loadgen run ... --schedule TPS:SECS,TPS:SECS,...
+//!                                              benchmark: step the offered load, one JSON
+//!                                              line per step ("step": true), then exit
+//! cvx-loadgen verify-bench [--count N]         Ed25519 strict single vs batch verification
+//!                                              of N transactions: the ingress bound (JSON)
+//! cvx-loadgen withdraw --genesis F --seed S --account I --sequence Q --peer-key HEX --out FILE
+//!                                              a signed set-peer-stake 0 file (tests)
+//! ```
+//!
+//! Every account has at most one transaction in flight, so sequence numbers stay exact:
+//! a refusal at ingress (NETWORK, LOAD) is retried with the same signed transaction.
+
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cvx_loadgen::Keypair;
+use cvx_protocol::ledger::{Action, Genesis, SignedTransaction, Transaction};
+use cvx_protocol::peer_wire::{self, Hello, Message, PEER_WIRE_VERSION, Role};
+use cvx_protocol::txfile::TxFile;
+use cvx_protocol::{Address, Amount, Canonical, Hash, NetworkId, PublicKey, Timestamp, Token};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+const LABEL: &str = "devnet-account";
+
+fn out(text: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(text.as_bytes());
+    let _ = o.flush();
+}
+
+#[derive(Default)]
+struct Flags {
+    genesis: Option<String>,
+    seed: u64,
+    count: usize,
+    rate: u64,
+    peers: Vec<String>,
+    account: u64,
+    sequence: u64,
+    peer_key: Option<String>,
+    out: Option<String>,
+    schedule: Vec<(u64, u64)>,
+}
+
+fn parse(args: &[String]) -> Result<(String, Flags), String> {
+    let mut f = Flags {
+        count: 100,
+        rate: 1000,
+        ..Flags::default()
+    };
+    let mut cmd = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
+        let n = |v: String| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{a}: {v} is not a number"))
+        };
+        match a.as_str() {
+            "--genesis" => f.genesis = Some(val()?),
+            "--seed" => f.seed = n(val()?)?,
+            "--count" | "--accounts" => {
+                f.count = usize::try_from(n(val()?)?).map_err(|e| e.to_string())?;
+            }
+            "--rate" => f.rate = n(val()?)?,
+            "--peer" => f.peers.push(val()?),
+            "--account" => f.account = n(val()?)?,
+            "--sequence" => f.sequence = n(val()?)?,
+            "--peer-key" => f.peer_key = Some(val()?),
+            "--out" => f.out = Some(val()?),
+            "--schedule" => {
+                for step in val()?.split(',') {
+                    let (r, d) = step
+                        .split_once(':')
+                        .ok_or(format!("--schedule step {step}: want TPS:SECS"))?;
+                    f.schedule.push((n(r.to_owned())?, n(d.to_owned())?));
+                }
+            }
+            s if s.starts_with("--") => return Err(format!("unknown flag {s}")),
+            s if cmd.is_none() => cmd = Some(s.to_owned()),
+            s => return Err(format!("unexpected argument {s}")),
+        }
+    }
+    Ok((cmd.unwrap_or_default(), f))
+}
+
+fn load_genesis(f: &Flags) -> Result<Genesis, String> {
+    let p = f.genesis.as_ref().ok_or("needs --genesis FILE")?;
+    let bytes = std::fs::read(p).map_err(|e| format!("{p}: {e}"))?;
+    Genesis::decode(&bytes).map_err(|e| format!("{p}: {e}"))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let r = (|| -> Result<(), String> {
+        let (cmd, f) = parse(&args)?;
+        match cmd.as_str() {
+            "keys" => {
+                let mut s = String::new();
+                for i in 0..f.count as u64 {
+                    s.push_str(&Keypair::derive(LABEL, f.seed, i).public().to_hex());
+                    s.push('\n');
+                }
+                out(&s);
+                Ok(())
+            }
+            "withdraw" => {
+                let g = load_genesis(&f)?;
+                let network = g.network_id();
+                let peer = PublicKey::from_hex(f.peer_key.as_deref().ok_or("needs --peer-key")?)?;
+                let key = Keypair::derive(LABEL, f.seed, f.account);
+                let tx = Transaction {
+                    origin: Address(f.account),
+                    sequence: f.sequence,
+                    action: Action::SetPeerStake {
+                        peer,
+                        stake: Amount::ZERO,
+                    },
+                };
+                let file = TxFile::new(network, key.sign_tx(&network, tx));
+                let path = f.out.as_ref().ok_or("needs --out FILE")?;
+                std::fs::write(path, file.encode()).map_err(|e| format!("{path}: {e}"))?;
+                Ok(())
+            }
+            "verify-bench" => {
+                verify_bench(f.count.max(64));
+                Ok(())
+            }
+            "run" => {
+                let g = load_genesis(&f)?;
+                if f.peers.is_empty() {
+                    return Err("run needs at least one --peer HOST:PORT".into());
+                }
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                rt.block_on(run(g.network_id(), f));
+                Ok(())
+            }
+            _ => Err(
+                "usage: cvx-loadgen keys|run|withdraw ... (see the module docs in loadgen/src/main.rs)"
+                    .into(),
+            ),
+        }
+    })();
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cvx-loadgen: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    finalized: u64,
+    latencies: Vec<u32>,
+    refused: BTreeMap<String, u64>,
+}
+
+fn percentile(sorted: &[u32], p: usize) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[(sorted.len() - 1) * p / 100]
+}
+
+fn report(stats: &Mutex<Stats>, started: Instant, last: bool) {
+    let Ok(g) = stats.lock() else { return };
+    let mut l = g.latencies.clone();
+    l.sort_unstable();
+    let v = serde_json::json!({
+        "elapsed_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "finalized": g.finalized,
+        "p50_ms": percentile(&l, 50),
+        "p99_ms": percentile(&l, 99),
+        "refused": g.refused,
+        "final": last,
+    });
+    out(&format!("{v}\n"));
+}
+
+async fn run(network: NetworkId, f: Flags) {
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    let started = Instant::now();
+    let n_peers = f.peers.len();
+    let first = f.schedule.first().map_or(f.rate, |s| s.0);
+    let per_peer_rate = Arc::new(std::sync::atomic::AtomicU64::new(
+        (first / n_peers as u64).max(1),
+    ));
+    for (p, addr) in f.peers.iter().enumerate() {
+        let accounts: Vec<u64> = (0..f.count as u64)
+            .filter(|i| usize::try_from(*i).unwrap_or(0) % n_peers == p)
+            .collect();
+        tokio::spawn(drive(
+            addr.clone(),
+            network,
+            f.seed,
+            accounts,
+            Arc::clone(&per_peer_rate),
+            Arc::clone(&stats),
+        ));
+    }
+    let st = Arc::clone(&stats);
+    let reporter = async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            report(&st, started, false);
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    let schedule = f.schedule.clone();
+    let st2 = Arc::clone(&stats);
+    let stepper = async move {
+        if schedule.is_empty() {
+            return std::future::pending::<()>().await;
+        }
+        for (r, secs) in schedule {
+            per_peer_rate.store(
+                (r / n_peers as u64).max(1),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            if let Ok(mut g) = st2.lock() {
+                g.finalized = 0;
+                g.latencies.clear();
+            }
+            let t0 = Instant::now();
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            step_report(&st2, r, t0);
+        }
+    };
+    tokio::select! {
+        () = stepper => return,
+        () = reporter => {}
+        () = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    report(&stats, started, true);
+}
+
+struct Account {
+    key: Keypair,
+    index: u64,
+    seq: u64,
+    pending: Option<SignedTransaction>,
+}
+
+fn now_ts() -> Timestamp {
+    Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0)),
+    )
+}
+
+async fn read_msg(rd: &mut tokio::net::tcp::OwnedReadHalf) -> Option<Message> {
+    let mut h = [0u8; 4];
+    rd.read_exact(&mut h).await.ok()?;
+    let n = peer_wire::frame_len(h)?;
+    let mut buf = vec![0u8; n];
+    rd.read_exact(&mut buf).await.ok()?;
+    Message::decode(&buf).ok()
+}
+
+/// Drive one peer connection with `accounts`, reconnecting on failure.
+async fn drive(
+    addr: String,
+    network: NetworkId,
+    seed: u64,
+    accounts: Vec<u64>,
+    rate: Arc<std::sync::atomic::AtomicU64>,
+    stats: Arc<Mutex<Stats>>,
+) {
+    let mut accts: Vec<Account> = accounts
+        .iter()
+        .map(|i| Account {
+            key: Keypair::derive(LABEL, seed, *i),
+            index: *i,
+            seq: 1,
+            pending: None,
+        })
+        .collect();
+    loop {
+        let Ok(stream) = TcpStream::connect(&addr).await else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (mut rd, mut wr) = stream.into_split();
+        let hello = Message::Hello(Hello {
+            version: PEER_WIRE_VERSION,
+            network,
+            role: Role::Client,
+            challenge: Token([0; 32]),
+            time: now_ts(),
+        });
+        if wr
+            .write_all(&peer_wire::encode_frame(&hello))
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        let (mtx, mut mrx) = mpsc::channel::<Message>(65_536);
+        tokio::spawn(async move {
+            while let Some(m) = read_msg(&mut rd).await {
+                if mtx.send(m).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut ready: VecDeque<usize> = (0..accts.len()).collect();
+        let mut inflight: HashMap<Hash, (usize, Instant)> = HashMap::new();
+        let mut retry: VecDeque<(Instant, usize)> = VecDeque::new();
+        let tick_ms = 10u64;
+        let mut carry = 0u64;
+        let mut tick = tokio::time::interval(Duration::from_millis(tick_ms));
+        'conn: loop {
+            tokio::select! {
+                m = mrx.recv() => {
+                    let Some(m) = m else { break 'conn };
+                    if let Message::Submitted { id, result } = m
+                        && let Some((i, t0)) = inflight.remove(&id)
+                    {
+                        match result {
+                            Ok(_) => {
+                                let a = &mut accts[i];
+                                a.seq += 1;
+                                a.pending = None;
+                                ready.push_back(i);
+                                if let Ok(mut g) = stats.lock() {
+                                    g.finalized += 1;
+                                    g.latencies.push(u32::try_from(t0.elapsed().as_millis()).unwrap_or(u32::MAX));
+                                }
+                            }
+                            Err(code) => {
+                                if let Ok(mut g) = stats.lock() {
+                                    *g.refused.entry(code.name().to_owned()).or_default() += 1;
+                                }
+                                retry.push_back((Instant::now() + Duration::from_millis(200), i));
+                            }
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    while retry.front().is_some_and(|(t, _)| *t <= now) {
+                        if let Some((_, i)) = retry.pop_front() {
+                            ready.push_back(i);
+                        }
+                    }
+                    // Lost in flight (e.g. dropped by a full mempool): resend after 10 s.
+                    let stale: Vec<Hash> = inflight
+                        .iter()
+                        .filter(|(_, (_, t))| now.duration_since(*t) > Duration::from_secs(10))
+                        .map(|(h, _)| *h)
+                        .collect();
+                    for h in stale {
+                        if let Some((i, _)) = inflight.remove(&h) {
+                            ready.push_back(i);
+                        }
+                    }
+                    let mut buf = Vec::new();
+                    // Offered load: rate per second, in 10 ms ticks (remainder carried).
+                    let milli = rate.load(std::sync::atomic::Ordering::Relaxed) * tick_ms + carry;
+                    let per_tick = milli / 1000;
+                    carry = milli % 1000;
+                    for _ in 0..per_tick {
+                        let Some(i) = ready.pop_front() else { break };
+                        let a = &mut accts[i];
+                        let tx = a.pending.get_or_insert_with(|| {
+                            let to = u64::from(a.index == 0);
+                            a.key.sign_tx(&network, Transaction {
+                                origin: Address(a.index),
+                                sequence: a.seq,
+                                action: Action::Transfer {
+                                    to: Address(to),
+                                    amount: Amount::new(1).unwrap_or(Amount::ZERO),
+                                },
+                            })
+                        });
+                        inflight.insert(tx.id(), (i, now));
+                        buf.extend_from_slice(&peer_wire::encode_frame(&Message::Submit(tx.clone())));
+                    }
+                    if !buf.is_empty() && wr.write_all(&buf).await.is_err() {
+                        break 'conn;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn step_report(stats: &Mutex<Stats>, offered: u64, t0: Instant) {
+    let Ok(g) = stats.lock() else { return };
+    let mut l = g.latencies.clone();
+    l.sort_unstable();
+    let secs = t0.elapsed().as_secs_f64();
+    #[allow(clippy::cast_precision_loss)]
+    let tps = g.finalized as f64 / secs.max(0.001);
+    let v = serde_json::json!({
+        "step": true,
+        "offered_tx_per_sec": offered,
+        "finalized": g.finalized,
+        "tx_per_sec": (tps * 10.0).round() / 10.0,
+        "p50_ms": percentile(&l, 50),
+        "p99_ms": percentile(&l, 99),
+        "refused": g.refused,
+    });
+    out(&format!("{v}\n"));
+}
+
+/// Strict single verification against batch verification of `n` signed transactions
+/// (the ingress bound a peer's CPU puts on finalized tx/s).
+fn verify_bench(n: usize) {
+    use cvx_protocol::Signable as _;
+    let network = NetworkId(Hash([7; 32]));
+    let keys: Vec<Keypair> = (0..n as u64)
+        .map(|i| Keypair::derive("bench", 1, i))
+        .collect();
+    let txs: Vec<SignedTransaction> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            k.sign_tx(
+                &network,
+                Transaction {
+                    origin: Address(i as u64),
+                    sequence: 1,
+                    action: Action::Transfer {
+                        to: Address(0),
+                        amount: Amount::new(1).unwrap_or(Amount::ZERO),
+                    },
+                },
+            )
+        })
+        .collect();
+    let sbs: Vec<_> = txs.iter().map(|t| t.tx.sign_bytes(&network)).collect();
+    let msgs: Vec<&[u8]> = sbs.iter().map(|b| b.as_bytes().as_slice()).collect();
+    let sigs: Vec<ed25519_dalek::Signature> = txs
+        .iter()
+        .map(|t| ed25519_dalek::Signature::from_bytes(&t.signature.0))
+        .collect();
+    let vks: Vec<ed25519_dalek::VerifyingKey> =
+        keys.iter().map(|k| *k.public().verifying_key()).collect();
+    let rounds = 3;
+    let t = Instant::now();
+    let mut ok = true;
+    for _ in 0..rounds {
+        for i in 0..n {
+            ok &= vks[i].verify_strict(msgs[i], &sigs[i]).is_ok();
+        }
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let single = t.elapsed().as_secs_f64() * 1e6 / (rounds * n) as f64;
+    let t = Instant::now();
+    for _ in 0..rounds {
+        ok &= ed25519_dalek::verify_batch(&msgs, &sigs, &vks).is_ok();
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let batch = t.elapsed().as_secs_f64() * 1e6 / (rounds * n) as f64;
+    let v = serde_json::json!({
+        "n": n,
+        "all_valid": ok,
+        "single_us_per_sig": (single * 100.0).round() / 100.0,
+        "batch_us_per_sig": (batch * 100.0).round() / 100.0,
+        "batch_bound_tx_per_sec_per_core": (1e6 / batch.max(0.001)).round(),
+    });
+    out(&format!("{v}\n"));
+}

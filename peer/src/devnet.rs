@@ -1,0 +1,689 @@
+//! `cvx-peer devnet`: a whole local network of real processes in one command.
+//!
+//! In a fresh directory: one key per peer made by `cvx-signer keygen` (age identity, no
+//! passphrase), account keys from `cvx-loadgen keys`, a genesis, then N `cvx-signer`
+//! (`init`, `run`) and N `cvx-peer run` child processes, and `cvx-loadgen run` driving
+//! demo traffic. The peer process never signs a transaction: the load generator does.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cvx_protocol::ledger::{Genesis, GenesisAccount, GenesisPeer, Params};
+use cvx_protocol::peer_wire::Status;
+use cvx_protocol::{Amount, BoundedVec, Canonical, HostAddr, PublicKey};
+
+use crate::net::client::PeerClient;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct DevnetOptions {
+    /// Number of peers.
+    pub peers: usize,
+    /// Stop after this long (None: until Ctrl-C / SIGTERM).
+    pub duration: Option<Duration>,
+    /// Directory (None: a fresh one under the temp dir).
+    pub dir: Option<PathBuf>,
+    /// Demo accounts.
+    pub accounts: usize,
+    /// Offered load (transactions per second, 0: none).
+    pub rate: u64,
+    /// Print a progress line on stderr.
+    pub progress: bool,
+    /// Hosts to register on-chain instead of the peers' own addresses (one per peer;
+    /// e.g. a fault-injecting proxy in front of each peer, for partition tests).
+    pub registered_hosts: Option<Vec<String>>,
+    /// Each peer's `max_queue` (None: the default).
+    pub max_queue: Option<usize>,
+    /// Benchmark mode: offered load steps `(tx/s, seconds)`, run one after the other.
+    pub bench: Option<Vec<(u64, u64)>>,
+}
+
+/// The summary (`--json`).
+#[derive(Clone, Debug)]
+pub struct Summary {
+    /// Peers.
+    pub peers: usize,
+    /// Finalized transactions seen by the load generator.
+    pub finalized_tx: u64,
+    /// Finalized per second over the run.
+    pub tx_per_sec: f64,
+    /// Finality latency p50 (ms).
+    pub finality_ms_p50: u64,
+    /// Finality latency p99 (ms).
+    pub finality_ms_p99: u64,
+    /// Each peer's final status.
+    pub positions: Vec<Status>,
+    /// Signer pids.
+    pub signer_pids: Vec<u32>,
+    /// Peer pids.
+    pub peer_pids: Vec<u32>,
+    /// Load generator pid.
+    pub loadgen_pid: Option<u32>,
+    /// The directory.
+    pub dir: PathBuf,
+    /// Processes that exited during the run (e.g. a halted peer).
+    pub exited: Vec<String>,
+    /// Benchmark mode: one report per offered-load step (JSON objects from cvx-loadgen).
+    pub bench_steps: Vec<serde_json::Value>,
+    /// Benchmark mode: single vs batch verification measured in the same run.
+    pub verify: Option<serde_json::Value>,
+    /// Refusals the load generator saw, by code name.
+    pub refused: String,
+}
+
+impl Summary {
+    /// One JSON object.
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        let positions: Vec<serde_json::Value> = self
+            .positions
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "peer": s.peer.to_hex(),
+                    "proposal": s.proposal,
+                    "consensus": s.consensus,
+                    "finality": s.finality,
+                    "state_root": s.state_root.to_hex(),
+                    "in_consensus": s.in_consensus,
+                    "outgoing": s.outgoing,
+                    "incoming": s.incoming,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "peers": self.peers,
+            "finalized_tx": self.finalized_tx,
+            "tx_per_sec": (self.tx_per_sec * 10.0).round() / 10.0,
+            "finality_ms_p50": self.finality_ms_p50,
+            "finality_ms_p99": self.finality_ms_p99,
+            "positions": positions,
+            "signer_pids": self.signer_pids,
+            "peer_pids": self.peer_pids,
+            "loadgen_pid": self.loadgen_pid,
+            "dir": self.dir.display().to_string(),
+            "exited": self.exited,
+            "bench": self.bench_steps,
+            "verify": self.verify,
+            "refused": serde_json::from_str::<serde_json::Value>(&self.refused).unwrap_or_default(),
+        })
+        .to_string()
+    }
+}
+
+/// Why the devnet failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DevnetError {
+    /// A sibling binary is missing.
+    #[error(
+        "{0} not found next to cvx-peer: build all three with `cargo build --release -p cvx-peer -p cvx-signer -p cvx-loadgen`"
+    )]
+    Missing(PathBuf),
+    /// A file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A child failed.
+    #[error("{0}")]
+    Child(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DevnetError {
+    let what = what.into();
+    move |source| DevnetError::Io { what, source }
+}
+
+/// Parameters of the devnet's network (short times, as in simulations).
+#[must_use]
+pub fn devnet_params() -> Params {
+    Params {
+        min_stake: Amount::new(1_000).unwrap_or(Amount::ZERO),
+        fee: Amount::new(1).unwrap_or(Amount::ZERO),
+        max_block_txs: 1024,
+        min_block_time_ms: 20,
+        max_block_backdate_ms: 10_000,
+        max_future_ms: 1_000,
+        proposal_hold_ms: 100,
+        // An idle peer makes an empty block after half of this (the consensus machine's
+        // heartbeat), so an idle devnet still moves and reaches agreement.
+        decay_grace_ms: 4_000,
+        decay_time_ms: 3_600_000,
+        decay_floor_ppm: 100_000,
+    }
+}
+
+struct Children {
+    list: Vec<(String, Child)>,
+}
+
+impl Children {
+    fn terminate_all(&mut self) {
+        // Peers and loadgen first (graceful), then signers.
+        for (_, c) in self.list.iter().rev() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(c.id()).unwrap_or(0)),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for (_, c) in &mut self.list {
+            while Instant::now() < deadline {
+                if matches!(c.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        self.terminate_all();
+    }
+}
+
+fn sibling(name: &str) -> Result<PathBuf, DevnetError> {
+    let exe = std::env::current_exe().map_err(io("locating cvx-peer"))?;
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    let p = dir.join(name);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(DevnetError::Missing(p))
+    }
+}
+
+fn run_ok(cmd: &mut Command, what: &str) -> Result<String, DevnetError> {
+    let out = cmd.output().map_err(io(what.to_owned()))?;
+    if !out.status.success() {
+        return Err(DevnetError::Child(format!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn free_port() -> Result<u16, DevnetError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io("finding a free port"))?;
+    Ok(l.local_addr().map_err(io("finding a free port"))?.port())
+}
+
+fn log_file(path: &Path) -> Result<std::fs::File, DevnetError> {
+    std::fs::File::create(path).map_err(io(format!("creating {}", path.display())))
+}
+
+fn mkdir_private(p: &Path) -> Result<(), DevnetError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(p).map_err(io(format!("creating {}", p.display())))?;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
+        .map_err(io(format!("chmod {}", p.display())))
+}
+
+/// Shared view of the load generator's reports.
+#[derive(Debug, Default, Clone)]
+struct LoadReport {
+    steps: Vec<serde_json::Value>,
+    finalized: u64,
+    p50: u64,
+    p99: u64,
+    elapsed_ms: u64,
+    refused: String,
+}
+
+/// Run the devnet until `stop` resolves or the duration passes.
+///
+/// # Errors
+/// [`DevnetError`].
+#[allow(clippy::too_many_lines)]
+pub async fn run(
+    opts: DevnetOptions,
+    stop: impl Future<Output = ()>,
+) -> Result<Summary, DevnetError> {
+    let signer_bin = sibling("cvx-signer")?;
+    let loadgen_bin = sibling("cvx-loadgen")?;
+    let peer_bin = std::env::current_exe().map_err(io("locating cvx-peer"))?;
+    let dir = match &opts.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!(
+            "cvx-devnet-{}-{}",
+            std::process::id(),
+            crate::node::now().0
+        )),
+    };
+    mkdir_private(&dir)?;
+    let uid = std::fs::metadata(&dir)
+        .map_err(io("stat devnet dir"))?
+        .uid();
+    let n = opts.peers.max(1);
+    let seed = crate::node::now().0;
+
+    // Keys.
+    let mut keys = Vec::with_capacity(n);
+    for i in 0..n {
+        let sd = dir.join(format!("signer-{i}"));
+        mkdir_private(&sd)?;
+        let out = run_ok(
+            Command::new(&signer_bin)
+                .arg("keygen")
+                .arg("--out")
+                .arg(sd.join("peer.key.age"))
+                .arg("--new-identity")
+                .arg(sd.join("host.identity")),
+            "cvx-signer keygen",
+        )?;
+        let hex = out.split_whitespace().last().unwrap_or_default().to_owned();
+        let pk = PublicKey::from_hex(&hex)
+            .map_err(|e| DevnetError::Child(format!("cvx-signer keygen printed {hex:?}: {e}")))?;
+        keys.push(pk);
+    }
+    let accounts = opts.accounts.max(n);
+    // Throwaway demo keys: the seed is kept in the directory so tests and operators can
+    // sign with the same accounts (`cvx-loadgen withdraw --seed ...`).
+    std::fs::write(dir.join("accounts.seed"), format!("{seed}\n"))
+        .map_err(io("writing accounts.seed"))?;
+    let out = run_ok(
+        Command::new(&loadgen_bin)
+            .arg("keys")
+            .arg("--seed")
+            .arg(seed.to_string())
+            .arg("--count")
+            .arg(accounts.to_string()),
+        "cvx-loadgen keys",
+    )?;
+    let account_keys: Vec<PublicKey> = out
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| PublicKey::from_hex(l.trim()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| DevnetError::Child(format!("cvx-loadgen keys: {e}")))?;
+
+    // Genesis.
+    let mut ports = Vec::with_capacity(n);
+    for _ in 0..n {
+        ports.push(free_port()?);
+    }
+    let gaccounts: Vec<GenesisAccount> = account_keys
+        .iter()
+        .map(|k| GenesisAccount {
+            key: *k,
+            balance: Amount::new(1_000_000_000_000).unwrap_or(Amount::ZERO),
+        })
+        .collect();
+    let gpeers: Vec<GenesisPeer> = keys
+        .iter()
+        .zip(&ports)
+        .enumerate()
+        .map(|(i, (k, p))| GenesisPeer {
+            key: *k,
+            controller: cvx_protocol::Address(i as u64),
+            stake: Amount::new(1_000_000_000).unwrap_or(Amount::ZERO),
+            host: HostAddr::new(
+                &opts
+                    .registered_hosts
+                    .as_ref()
+                    .and_then(|h| h.get(i).cloned())
+                    .unwrap_or_else(|| format!("127.0.0.1:{p}")),
+            )
+            .ok(),
+        })
+        .collect();
+    let genesis = Genesis {
+        network_name: cvx_protocol::primitives::Name::new("cvx-devnet").unwrap_or_default(),
+        time: crate::node::now(),
+        accounts: BoundedVec::try_from_vec(gaccounts)
+            .map_err(|_| DevnetError::Child("too many accounts".into()))?,
+        peers: BoundedVec::try_from_vec(gpeers)
+            .map_err(|_| DevnetError::Child("too many peers".into()))?,
+        params: devnet_params(),
+    };
+    let network = genesis.network_id();
+    let genesis_path = dir.join("genesis.bin");
+    std::fs::write(&genesis_path, genesis.encode()).map_err(io("writing genesis"))?;
+
+    let mut children = Children { list: Vec::new() };
+    let mut signer_pids = Vec::new();
+    let mut peer_pids = Vec::new();
+
+    // Signers.
+    for i in 0..n {
+        let sd = dir.join(format!("signer-{i}"));
+        let cfg = sd.join("signer.toml");
+        let text = format!(
+            "network = \"{}\"\nstate_file = \"{}\"\naudit_log = \"{}\"\nsocket = \"{}\"\nallowed_uids = [{uid}]\n\n[key]\nfile = \"{}\"\nidentity_file = \"{}\"\n",
+            network.0.to_hex(),
+            sd.join("state").display(),
+            sd.join("audit.log").display(),
+            sd.join("sock").join("signer.sock").display(),
+            sd.join("peer.key.age").display(),
+            sd.join("host.identity").display(),
+        );
+        std::fs::write(&cfg, text).map_err(io("writing signer config"))?;
+        run_ok(
+            Command::new(&signer_bin)
+                .arg("init")
+                .arg("--config")
+                .arg(&cfg),
+            "cvx-signer init",
+        )?;
+        let child = Command::new(&signer_bin)
+            .arg("run")
+            .arg("--config")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file(&sd.join("signer.log"))?)
+            .spawn()
+            .map_err(io("starting cvx-signer"))?;
+        signer_pids.push(child.id());
+        children.list.push((format!("signer-{i}"), child));
+    }
+    for i in 0..n {
+        let sock = dir
+            .join(format!("signer-{i}"))
+            .join("sock")
+            .join("signer.sock");
+        let t0 = Instant::now();
+        while !sock.exists() {
+            if t0.elapsed() > Duration::from_secs(20) {
+                return Err(DevnetError::Child(format!(
+                    "signer {i} did not create its socket; see {}",
+                    dir.join(format!("signer-{i}/signer.log")).display()
+                )));
+            }
+            check_alive(&mut children)?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    // Peers.
+    let mut addrs = Vec::with_capacity(n);
+    for (i, (k, port)) in keys.iter().zip(&ports).enumerate() {
+        let pd = dir.join(format!("peer-{i}"));
+        mkdir_private(&pd)?;
+        let cfg = pd.join("peer.toml");
+        let text = format!(
+            "genesis = \"{}\"\nkey = \"{}\"\ndata_dir = \"{}\"\nsigner_socket = \"{}\"\nlisten = \"127.0.0.1:{port}\"\napi_listen = \"127.0.0.1:0\"\n{}",
+            genesis_path.display(),
+            k.to_hex(),
+            pd.join("data").display(),
+            dir.join(format!("signer-{i}"))
+                .join("sock")
+                .join("signer.sock")
+                .display(),
+            opts.max_queue
+                .map(|q| format!("max_queue = {q}\n"))
+                .unwrap_or_default(),
+        );
+        std::fs::write(&cfg, text).map_err(io("writing peer config"))?;
+        let child = Command::new(&peer_bin)
+            .arg("run")
+            .arg("--config")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(log_file(&pd.join("peer.out"))?)
+            .stderr(log_file(&pd.join("peer.log"))?)
+            .spawn()
+            .map_err(io("starting cvx-peer"))?;
+        peer_pids.push(child.id());
+        children.list.push((format!("peer-{i}"), child));
+        addrs.push(format!("127.0.0.1:{port}"));
+    }
+    // Wait until every peer answers and takes part in consensus.
+    let t0 = Instant::now();
+    loop {
+        check_alive(&mut children)?;
+        let st = statuses(&addrs).await;
+        if st
+            .iter()
+            .all(|s| s.as_ref().is_some_and(|s| s.in_consensus))
+        {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            return Err(DevnetError::Child(format!(
+                "peers did not connect within 30 s; see the logs in {}",
+                dir.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Every peer takes part: tell watchers (tests, scripts) the network is up.
+    std::fs::write(dir.join("devnet.ready"), addrs.join("\n") + "\n")
+        .map_err(io("writing devnet.ready"))?;
+
+    // Load.
+    let report = Arc::new(Mutex::new(LoadReport::default()));
+    let mut loadgen_pid = None;
+    if opts.rate > 0 {
+        let mut cmd = Command::new(&loadgen_bin);
+        cmd.arg("run")
+            .arg("--genesis")
+            .arg(&genesis_path)
+            .arg("--seed")
+            .arg(seed.to_string())
+            .arg("--accounts")
+            .arg(accounts.to_string())
+            .arg("--rate")
+            .arg(opts.rate.to_string());
+        for a in &addrs {
+            cmd.arg("--peer").arg(a);
+        }
+        if let Some(steps) = &opts.bench {
+            let sched: Vec<String> = steps.iter().map(|(r, d)| format!("{r}:{d}")).collect();
+            cmd.arg("--schedule").arg(sched.join(","));
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file(&dir.join("loadgen.log"))?)
+            .spawn()
+            .map_err(io("starting cvx-loadgen"))?;
+        loadgen_pid = Some(child.id());
+        if let Some(out) = child.stdout.take() {
+            let r = Arc::clone(&report);
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines() {
+                    let Ok(line) = line else { break };
+                    let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                        continue;
+                    };
+                    if let Ok(mut g) = r.lock() {
+                        if v["step"] == true {
+                            g.steps.push(v);
+                            continue;
+                        }
+                        g.finalized = v["finalized"].as_u64().unwrap_or(g.finalized);
+                        g.p50 = v["p50_ms"].as_u64().unwrap_or(g.p50);
+                        g.p99 = v["p99_ms"].as_u64().unwrap_or(g.p99);
+                        g.elapsed_ms = v["elapsed_ms"].as_u64().unwrap_or(g.elapsed_ms);
+                        g.refused = v["refused"].to_string();
+                    }
+                }
+            });
+        }
+        // Loadgen is stopped before the peers: insert it last (terminated first).
+        children.list.push(("loadgen".into(), child));
+    }
+
+    // Progress until the end.
+    let started = Instant::now();
+    tokio::pin!(stop);
+    let mut last_fin = 0u64;
+    let mut exited: Vec<String> = Vec::new();
+    let mut last_t = Instant::now();
+    loop {
+        if opts.duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+        // Benchmark mode ends when the load generator has run its schedule.
+        if opts.bench.is_some()
+            && children
+                .list
+                .iter_mut()
+                .any(|(n, c)| n == "loadgen" && matches!(c.try_wait(), Ok(Some(_))))
+        {
+            break;
+        }
+        tokio::select! {
+            () = &mut stop => break,
+            () = tokio::time::sleep(Duration::from_millis(1000)) => {}
+        }
+        // Once running, a process that exits (a halted or killed peer) is reported,
+        // and the rest of the network goes on without it.
+        for (name, c) in &mut children.list {
+            if !exited.contains(name)
+                && let Ok(Some(st)) = c.try_wait()
+            {
+                eprintln!("\ndevnet: {name} exited ({st}); the others go on");
+                exited.push(name.clone());
+            }
+        }
+        if opts.progress {
+            let st = statuses(&addrs).await;
+            let fin: Vec<String> = st
+                .iter()
+                .map(|s| s.as_ref().map_or("-".into(), |s| s.finality.to_string()))
+                .collect();
+            let r = report.lock().map(|g| g.clone()).unwrap_or_default();
+            let dt = last_t.elapsed().as_secs_f64().max(0.001);
+            #[allow(clippy::cast_precision_loss)]
+            let rate = r.finalized.saturating_sub(last_fin) as f64 / dt;
+            last_fin = r.finalized;
+            last_t = Instant::now();
+            eprint!(
+                "\r[{:>4}s] finality {} | {:>8.0} tx/s finalized | total {} | latency p50 {} ms p99 {} ms   ",
+                started.elapsed().as_secs(),
+                fin.join("/"),
+                rate,
+                r.finalized,
+                r.p50,
+                r.p99
+            );
+        }
+    }
+    if opts.progress {
+        eprintln!();
+    }
+    // Stop the load, let consensus settle, then read the final positions.
+    if let Some(pos) = children.list.iter().position(|(n, _)| n == "loadgen") {
+        let (_, mut c) = children.list.remove(pos);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(c.id()).unwrap_or(0)),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5) {
+            if matches!(c.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let mut positions = Vec::new();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        let st: Vec<Status> = statuses(&addrs).await.into_iter().flatten().collect();
+        let alive = addrs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !exited.contains(&format!("peer-{i}")))
+            .count();
+        let settled = st.len() >= alive
+            && st
+                .iter()
+                .all(|s| s.finality == st[0].finality && s.state_root == st[0].state_root);
+        positions = st;
+        if settled {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    children.terminate_all();
+    children.list.clear();
+    let verify = if opts.bench.is_some() {
+        run_ok(
+            Command::new(&loadgen_bin).args(["verify-bench", "--count", "1024"]),
+            "cvx-loadgen verify-bench",
+        )
+        .ok()
+        .and_then(|t| serde_json::from_str(t.trim()).ok())
+    } else {
+        None
+    };
+    let r = report.lock().map(|g| g.clone()).unwrap_or_default();
+    #[allow(clippy::cast_precision_loss)]
+    let tx_per_sec = if r.elapsed_ms > 0 {
+        r.finalized as f64 * 1000.0 / r.elapsed_ms as f64
+    } else {
+        0.0
+    };
+    Ok(Summary {
+        peers: n,
+        finalized_tx: r.finalized,
+        tx_per_sec,
+        finality_ms_p50: r.p50,
+        finality_ms_p99: r.p99,
+        positions,
+        signer_pids,
+        peer_pids,
+        loadgen_pid,
+        dir,
+        exited,
+        bench_steps: r.steps.clone(),
+        verify,
+        refused: if r.refused.is_empty() {
+            "{}".into()
+        } else {
+            r.refused
+        },
+    })
+}
+
+fn check_alive(children: &mut Children) -> Result<(), DevnetError> {
+    for (name, c) in &mut children.list {
+        if let Ok(Some(st)) = c.try_wait() {
+            let mut msg = String::new();
+            let _ = write!(
+                msg,
+                "{name} exited early ({st}); see its log in the devnet dir"
+            );
+            return Err(DevnetError::Child(msg));
+        }
+    }
+    Ok(())
+}
+
+async fn statuses(addrs: &[String]) -> Vec<Option<Status>> {
+    let mut v = Vec::with_capacity(addrs.len());
+    for a in addrs {
+        let s = async {
+            let mut c = PeerClient::connect(a, None, Duration::from_secs(2))
+                .await
+                .ok()?;
+            c.status().await.ok()
+        }
+        .await;
+        v.push(s);
+    }
+    v
+}
+
+/// Default account count for the demo traffic.
+pub const DEFAULT_ACCOUNTS: usize = 2000;

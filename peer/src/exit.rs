@@ -1,0 +1,94 @@
+//! The documented exit codes of `cvx-peer`.
+
+/// Exit codes (stable; `cvx-peer --help` lists them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: success or clean shutdown.
+    Ok,
+    /// 2: bad command line.
+    Usage,
+    /// 3: config unreadable or invalid.
+    Config,
+    /// 4: genesis unreadable or invalid.
+    Genesis,
+    /// 5: store could not be opened or written.
+    Store,
+    /// 6: signer unreachable, wrong key or network.
+    Signer,
+    /// 7: port could not be bound.
+    Bind,
+    /// 8: consensus halted (fork detected).
+    Halted,
+    /// 9: client command failed: cannot connect, refused, timed out.
+    Client,
+    /// 10: a submitted transaction was refused or failed.
+    TxFailed,
+    /// 11: devnet failed (missing binaries, a child died).
+    Devnet,
+}
+
+impl Exit {
+    /// Every code.
+    pub const ALL: [Self; 11] = [
+        Self::Ok,
+        Self::Usage,
+        Self::Config,
+        Self::Genesis,
+        Self::Store,
+        Self::Signer,
+        Self::Bind,
+        Self::Halted,
+        Self::Client,
+        Self::TxFailed,
+        Self::Devnet,
+    ];
+
+    /// The process exit code.
+    #[must_use]
+    pub const fn code(self) -> u8 {
+        match self {
+            Self::Ok => 0,
+            Self::Usage => 2,
+            Self::Config => 3,
+            Self::Genesis => 4,
+            Self::Store => 5,
+            Self::Signer => 6,
+            Self::Bind => 7,
+            Self::Halted => 8,
+            Self::Client => 9,
+            Self::TxFailed => 10,
+            Self::Devnet => 11,
+        }
+    }
+
+    /// What it means.
+    #[must_use]
+    pub const fn meaning(self) -> &'static str {
+        match self {
+            Self::Ok => "success (or clean shutdown)",
+            Self::Usage => "bad command line",
+            Self::Config => "config: unreadable, unknown field, invalid value",
+            Self::Genesis => "genesis: unreadable or not a canonical genesis",
+            Self::Store => "store: cannot open or write the cvx-etch file",
+            Self::Signer => "signer: unreachable, wrong key, wrong network, locked",
+            Self::Bind => "the peer port could not be bound",
+            Self::Halted => "consensus halted on a detected fork",
+            Self::Client => "client command: cannot connect, refused, timed out",
+            Self::TxFailed => "the submitted transaction was refused or failed",
+            Self::Devnet => "devnet: binaries missing or a child process failed",
+        }
+    }
+}
+
+impl From<&crate::node::NodeError> for Exit {
+    fn from(e: &crate::node::NodeError) -> Self {
+        use crate::node::NodeError as E;
+        match e {
+            E::Genesis { .. } => Self::Genesis,
+            E::Store { .. } => Self::Store,
+            E::Signer(_) | E::SignerMismatch { .. } => Self::Signer,
+            E::Bind { .. } => Self::Bind,
+            E::Halted(_) => Self::Halted,
+        }
+    }
+}
