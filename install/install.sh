@@ -76,7 +76,9 @@ fi
 if [ -z "$bin_dir" ]; then
   command -v cargo >/dev/null || die "no --bin-dir and no cargo: build elsewhere and pass --bin-dir"
   say "building release binaries"
-  (cd "$repo" && cargo build --release --locked -p cvx-signer -p cvx-peer)
+  # Built one at a time: cargo unifies features across packages built together, and the
+  # signer must be built exactly as its own dependency closure says (tests/tests/deps.rs).
+  (cd "$repo" && cargo build --release --locked -p cvx-signer && cargo build --release --locked -p cvx-peer)
   bin_dir="$repo/target/release"
 fi
 for b in $BINS; do

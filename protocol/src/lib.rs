@@ -25,6 +25,7 @@ pub mod peer_wire;
 pub mod policy;
 pub mod primitives;
 pub mod sign;
+pub mod signer_wire;
 pub mod txfile;
 
 pub use codes::ErrorCode;

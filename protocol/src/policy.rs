@@ -35,7 +35,9 @@ use crate::primitives::{NetworkId, PublicKey, Timestamp};
 use crate::sign::{SignBytes, Signable};
 
 /// Cap on the bridge of block ids an order request may carry.
-pub const MAX_BRIDGE: usize = MAX_ORDER_BLOCKS;
+/// (A full order plus a full bridge must fit the signer's 64 KiB frame: 1024 + 1016 ids
+/// leave room for the rest of the request.)
+pub const MAX_BRIDGE: usize = MAX_ORDER_BLOCKS - 8;
 
 /// Policy parameters (defaults in `policies/signing.toml`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -191,7 +191,7 @@ fn semantic_rules_are_enforced_at_decode() {
         signature: cvx_protocol::Signature([0; 64]),
     };
     let mut orders = vec![o(1), o(2)];
-    orders.sort_by(|a, b| b.order.peer.cmp(&a.order.peer));
+    orders.sort_by_key(|o| std::cmp::Reverse(o.order.peer));
     let b = Belief {
         orders: cvx_protocol::BoundedVec::try_from_vec(orders).unwrap(),
     };

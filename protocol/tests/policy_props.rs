@@ -165,22 +165,22 @@ proptest! {
                     // No regression.
                     prop_assert!(watermark.finality >= wm.finality);
                     prop_assert!(watermark.consensus.map_or(0, |c| c.position) >= wm.consensus.map_or(0, |c| c.position));
-                    if let SignRequest::Order { order, .. } = &req.body {
-                        if !repeat {
-                            // Every signed order's points are consistent.
-                            prop_assert!(order.points_consistent());
-                            for s in &signed {
-                                let k = s.order.consensus.min(order.consensus);
-                                prop_assert!(tree.agree_below(s.branch, branch, k),
-                                    "equivocation: orders on branches {} and {} disagree below {}", s.branch, branch, k);
-                                prop_assert!(!orders_conflict(&s.order, order));
-                                // Monotone in signing order.
-                                prop_assert!(order.consensus >= s.order.consensus);
-                                prop_assert!(order.finality >= s.order.finality);
-                                prop_assert!(order.timestamp > s.order.timestamp);
-                            }
-                            signed.push(Signed { branch, order: order.clone() });
+                    if let SignRequest::Order { order, .. } = &req.body
+                        && !repeat
+                    {
+                        // Every signed order's points are consistent.
+                        prop_assert!(order.points_consistent());
+                        for s in &signed {
+                            let k = s.order.consensus.min(order.consensus);
+                            prop_assert!(tree.agree_below(s.branch, branch, k),
+                                "equivocation: orders on branches {} and {} disagree below {}", s.branch, branch, k);
+                            prop_assert!(!orders_conflict(&s.order, order));
+                            // Monotone in signing order.
+                            prop_assert!(order.consensus >= s.order.consensus);
+                            prop_assert!(order.finality >= s.order.finality);
+                            prop_assert!(order.timestamp > s.order.timestamp);
                         }
+                        signed.push(Signed { branch, order: order.clone() });
                     }
                     wm = watermark;
                     last = Some(req);

@@ -212,13 +212,13 @@ impl Graph {
         Ok(Self { edges })
     }
 
-    /// Run `cargo metadata` on the workspace at `root` for the host platform.
+    /// Run `cargo metadata` on the workspace at `root` (feature-unified across the
+    /// workspace; used to list the workspace's packages).
     ///
     /// # Errors
     /// [`MetadataError`] when cargo fails or prints something unexpected.
     pub fn of_workspace(root: &Path) -> Result<Self, MetadataError> {
-        let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(root)
+        let out = cargo(root)
             .args([
                 "metadata",
                 "--format-version",
@@ -237,6 +237,64 @@ impl Graph {
         let v: Value =
             serde_json::from_slice(&out.stdout).map_err(|_| MetadataError::Shape("not JSON"))?;
         Self::from_metadata(&v)
+    }
+
+    /// The shipped graph of one package as it builds on its own (`cargo build -p
+    /// KRATE`): normal and build dependencies, with the features that build enables —
+    /// not the workspace-wide union, where one crate's feature choice would be blamed
+    /// on another.
+    ///
+    /// # Errors
+    /// [`MetadataError`] when cargo fails.
+    pub fn of_package(root: &Path, krate: &str) -> Result<Self, MetadataError> {
+        let out = cargo(root)
+            .args([
+                "tree",
+                "--locked",
+                "-e",
+                "normal,build",
+                "--prefix",
+                "depth",
+                "--format",
+                "{p}",
+                "-p",
+                krate,
+            ])
+            .output()
+            .map_err(|e| MetadataError::Cargo(e.to_string()))?;
+        if !out.status.success() {
+            return Err(MetadataError::Cargo(
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ));
+        }
+        Ok(Self::from_cargo_tree(&String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Parse `cargo tree --prefix depth --format {p}` output (each line: depth digits,
+    /// then `name vX.Y.Z ...`).
+    #[must_use]
+    pub fn from_cargo_tree(text: &str) -> Self {
+        let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut stack: Vec<String> = Vec::new();
+        for line in text.lines() {
+            let digits = line.bytes().take_while(u8::is_ascii_digit).count();
+            let Ok(depth) = line[..digits].parse::<usize>() else {
+                continue;
+            };
+            let Some(name) = line[digits..].split_whitespace().next() else {
+                continue;
+            };
+            stack.truncate(depth);
+            edges.entry(name.to_owned()).or_default();
+            if let Some(parent) = stack.last() {
+                edges
+                    .entry(parent.clone())
+                    .or_default()
+                    .insert(name.to_owned());
+            }
+            stack.push(name.to_owned());
+        }
+        Self { edges }
     }
 
     /// Is `name` a package in the graph?
@@ -288,6 +346,12 @@ impl Graph {
             Verdict::Violations(bad)
         }
     }
+}
+
+fn cargo(root: &Path) -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root);
+    c
 }
 
 fn host_triple() -> Result<String, MetadataError> {

@@ -2,6 +2,8 @@
 //! root forbids it (house rule 2). The workspace lint is `deny`, so this test is what
 //! makes "forbid" hold for every other crate.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
 use std::path::{Path, PathBuf};
 
 use cvx_systest::workspace_root;
@@ -10,7 +12,9 @@ use cvx_systest::workspace_root;
 const UNSAFE_ALLOWED: &[&str] = &["sandbox/src/", "etch/src/map.rs"];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -25,7 +29,10 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn relative(p: &Path) -> String {
-    p.strip_prefix(workspace_root()).unwrap_or(p).display().to_string()
+    p.strip_prefix(workspace_root())
+        .unwrap_or(p)
+        .display()
+        .to_string()
 }
 
 /// Is this line code that uses `unsafe` (not a comment or a lint attribute)?
@@ -38,14 +45,22 @@ fn uses_unsafe(line: &str) -> bool {
 fn unsafe_appears_only_in_the_sandbox_and_the_store_mapping() {
     let root = workspace_root();
     let mut files = Vec::new();
-    for krate in ["protocol", "sandbox", "signer", "peer", "etch", "vault", "loadgen", "tests"] {
+    for krate in [
+        "protocol", "sandbox", "signer", "peer", "etch", "vault", "loadgen", "tests",
+    ] {
         rust_files(&root.join(krate), &mut files);
     }
-    assert!(files.len() > 20, "found only {} Rust files: wrong root?", files.len());
+    assert!(
+        files.len() > 20,
+        "found only {} Rust files: wrong root?",
+        files.len()
+    );
     let mut offenders = Vec::new();
     for f in &files {
         let rel = relative(f);
-        if UNSAFE_ALLOWED.iter().any(|a| rel.starts_with(a)) || rel == "tests/tests/unsafe_boundary.rs" {
+        if UNSAFE_ALLOWED.iter().any(|a| rel.starts_with(a))
+            || rel == "tests/tests/unsafe_boundary.rs"
+        {
             continue;
         }
         let text = std::fs::read_to_string(f).expect("read source");
@@ -55,7 +70,11 @@ fn unsafe_appears_only_in_the_sandbox_and_the_store_mapping() {
             }
         }
     }
-    assert!(offenders.is_empty(), "unsafe outside cvx-sandbox and etch/src/map.rs:\n{}", offenders.join("\n"));
+    assert!(
+        offenders.is_empty(),
+        "unsafe outside cvx-sandbox and etch/src/map.rs:\n{}",
+        offenders.join("\n")
+    );
 }
 
 #[test]
@@ -80,10 +99,16 @@ fn every_other_crate_root_forbids_unsafe() {
     }
     let missing: Vec<String> = roots
         .iter()
-        .filter(|p| !std::fs::read_to_string(p).is_ok_and(|t| t.contains("#![forbid(unsafe_code)]")))
+        .filter(|p| {
+            !std::fs::read_to_string(p).is_ok_and(|t| t.contains("#![forbid(unsafe_code)]"))
+        })
         .map(|p| relative(p))
         .collect();
-    assert!(missing.is_empty(), "crate roots without #![forbid(unsafe_code)]:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "crate roots without #![forbid(unsafe_code)]:\n{}",
+        missing.join("\n")
+    );
 }
 
 #[test]

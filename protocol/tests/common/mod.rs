@@ -224,7 +224,7 @@ pub fn signed_order_s() -> impl Strategy<Value = SignedOrder> {
 }
 pub fn belief_s() -> impl Strategy<Value = Belief> {
     proptest::collection::vec(signed_order_s(), 0..5).prop_map(|mut v| {
-        v.sort_by(|a, b| a.order.peer.cmp(&b.order.peer));
+        v.sort_by_key(|o| o.order.peer);
         v.dedup_by(|a, b| a.order.peer == b.order.peer);
         Belief {
             orders: BoundedVec::try_from_vec(v).unwrap(),
