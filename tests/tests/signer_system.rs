@@ -1510,7 +1510,7 @@ fn lock_refuses_signing_across_restarts_until_unlock() {
 // ---------------------------------------------------------------- socket activation
 
 #[test]
-fn systemd_socket_activation_passes_the_listener() {
+fn started_like_the_unit_socket_activation_and_credentials_directory() {
     if Command::new("systemd-socket-activate")
         .arg("--version")
         .output()
@@ -1521,7 +1521,24 @@ fn systemd_socket_activation_passes_the_listener() {
             "systemd-socket-activate is not installed",
         );
     }
-    let env = Env::new("activation");
+    // Started the way install/systemd/cvx-signer.service starts it: the listener is
+    // inherited (LISTEN_FDS), and the host identity comes from a credentials directory
+    // (LoadCredential=cvx-signer-identity:...), not from a path in the config.
+    let mut env = Env::new("activation");
+    let creds = env.dir.join("credentials");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::copy(
+        env.dir.join("host.identity"),
+        creds.join("cvx-signer-identity"),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        creds.join("cvx-signer-identity"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o400),
+    )
+    .unwrap();
+    std::fs::remove_file(env.dir.join("host.identity")).unwrap();
+    env.write_config("identity_credential = \"cvx-signer-identity\"");
     let text = std::fs::read_to_string(&env.config).unwrap();
     let without: String = text
         .lines()
@@ -1534,6 +1551,8 @@ fn systemd_socket_activation_passes_the_listener() {
     let child = Command::new("systemd-socket-activate")
         .arg("-l")
         .arg(&sock)
+        .arg("-E")
+        .arg(format!("CREDENTIALS_DIRECTORY={}", creds.display()))
         .arg(&bins().signer)
         .args(["run", "--config"])
         .arg(&env.config)
