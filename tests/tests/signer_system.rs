@@ -1534,7 +1534,7 @@ fn started_like_the_unit_socket_activation_and_credentials_directory() {
     .unwrap();
     std::fs::set_permissions(
         creds.join("cvx-signer-identity"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o400),
+        PermissionsExt::from_mode(0o400),
     )
     .unwrap();
     std::fs::remove_file(env.dir.join("host.identity")).unwrap();
