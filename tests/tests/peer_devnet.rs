@@ -20,32 +20,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// Build (once) and locate the three binaries in this test's target dir.
 fn bin_dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap().to_owned();
-        let target_dir = profile_dir.parent().unwrap().to_owned();
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap()
-            .to_owned();
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(&root)
-            .args(["build", "--quiet", "--bins"])
-            .args(["-p", "cvx-peer", "-p", "cvx-signer", "-p", "cvx-loadgen"])
-            .arg("--target-dir")
-            .arg(&target_dir);
-        if release {
-            cmd.arg("--release");
-        }
-        let st = cmd.status().unwrap();
-        assert!(
-            st.success(),
-            "building cvx-peer, cvx-signer and cvx-loadgen failed (run `cargo build -p cvx-peer -p cvx-signer -p cvx-loadgen` to see why)"
-        );
-        profile_dir
-    })
+    DIR.get_or_init(|| cvx_systest::built_binaries(&["cvx-peer", "cvx-signer", "cvx-loadgen"]))
 }
 
 fn tmp_dir(name: &str) -> PathBuf {

@@ -40,34 +40,10 @@ struct Bins {
 fn bins() -> &'static Bins {
     static BINS: OnceLock<Bins> = OnceLock::new();
     BINS.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap().to_owned();
-        let target_dir = profile_dir.parent().unwrap().to_owned();
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap()
-            .to_owned();
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(&root)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "cvx-signer",
-                "--bins",
-                "--target-dir",
-            ])
-            .arg(&target_dir);
-        if release {
-            cmd.arg("--release");
-        }
-        let st = cmd.status().unwrap();
-        assert!(st.success(), "building cvx-signer failed");
+        let dir = cvx_systest::built_binaries(&["cvx-signer"]);
         Bins {
-            signer: profile_dir.join("cvx-signer"),
-            probe: profile_dir.join("cvx-signer-probe"),
+            signer: dir.join("cvx-signer"),
+            probe: dir.join("cvx-signer-probe"),
         }
     })
 }
