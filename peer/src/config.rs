@@ -11,6 +11,10 @@
 //! max_connections = 256                     # optional: incoming connections at most
 //! max_queue = 100000                        # optional: pending client transactions at most
 //! api_listen = "127.0.0.1:18889"            # optional: HTTP JSON API + /metrics ("off": none)
+//! sandbox = true                            # optional: Landlock + seccomp (false: debugging only)
+//! require_landlock = false                  # optional; --require-landlock also sets it
+//! state_sync = false                        # optional: with an empty store, join by state
+//!                                           # sync from `bootstrap` (docs/operations.md)
 //! ```
 
 use std::net::SocketAddr;
@@ -32,6 +36,9 @@ struct ConfigFile {
     max_connections: Option<u32>,
     max_queue: Option<u32>,
     api_listen: Option<String>,
+    sandbox: Option<bool>,
+    require_landlock: Option<bool>,
+    state_sync: Option<bool>,
 }
 
 /// The validated settings.
@@ -57,6 +64,14 @@ pub struct Settings {
     pub max_queue: usize,
     /// The local HTTP JSON API and /metrics (None: off).
     pub api_listen: Option<SocketAddr>,
+    /// Enter the peer's sandbox (Landlock + seccomp) before serving. Default on; off only
+    /// to debug, with a loud warning in the log.
+    pub sandbox: bool,
+    /// Refuse to start unless Landlock is fully enforced (the signer's `require_landlock`).
+    pub require_landlock: bool,
+    /// With an empty store: join by state sync from `bootstrap` (never replaying blocks
+    /// from genesis). A store that holds a snapshot always restarts from it.
+    pub state_sync: bool,
 }
 
 /// The default peer/client port (the seed's convention).
@@ -167,7 +182,15 @@ impl Settings {
                 )
             })?)
         };
+        let state_sync = f.state_sync.unwrap_or(false);
+        if state_sync && bootstrap.is_empty() {
+            return Err(bad(
+                "state_sync",
+                "state sync needs at least one `bootstrap` peer to fetch the state from".into(),
+            ));
+        }
         Ok(Self {
+            state_sync,
             api_listen,
             genesis: f.genesis,
             key,
@@ -178,6 +201,8 @@ impl Settings {
             target_outgoing: target_outgoing as usize,
             max_connections: max_connections as usize,
             max_queue: max_queue as usize,
+            sandbox: f.sandbox.unwrap_or(true),
+            require_landlock: f.require_landlock.unwrap_or(false),
         })
     }
 }
@@ -202,6 +227,14 @@ mod tests {
             s.api_listen.unwrap().ip().is_loopback(),
             "API on localhost by default"
         );
+        assert!(s.sandbox, "the sandbox is on by default");
+        assert!(!s.require_landlock);
+        let s = Settings::parse(
+            Path::new("p.toml"),
+            &format!("{}sandbox = false\nrequire_landlock = true\n", base()),
+        )
+        .unwrap();
+        assert!(!s.sandbox && s.require_landlock);
     }
 
     #[test]
@@ -218,5 +251,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("`key`"), "{e}");
+        let e = Settings::parse(
+            Path::new("p.toml"),
+            &format!("{}state_sync = true\n", base()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`state_sync`") && e.contains("bootstrap"), "{e}");
+        let s = Settings::parse(
+            Path::new("p.toml"),
+            &format!("{}state_sync = true\nbootstrap = [\"h:1\"]\n", base()),
+        )
+        .unwrap();
+        assert!(s.state_sync);
     }
 }

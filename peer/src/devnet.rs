@@ -41,6 +41,11 @@ pub struct DevnetOptions {
     pub max_queue: Option<usize>,
     /// Benchmark mode: offered load steps `(tx/s, seconds)`, run one after the other.
     pub bench: Option<Vec<(u64, u64)>>,
+    /// Spare peers to prepare but not start (default 0): each gets its own running
+    /// signer, a funded controller account the load never touches, and a peer config
+    /// that joins by state sync from the devnet's peers (`peer-N/peer.toml`, listed in
+    /// `spares` in the devnet dir). Not in the genesis: stake it with create-peer.
+    pub spares: usize,
 }
 
 /// The summary (`--json`).
@@ -269,11 +274,12 @@ pub async fn run(
         .map_err(io("stat devnet dir"))?
         .uid();
     let n = opts.peers.max(1);
+    let spares = opts.spares;
     let seed = crate::node::now().0;
 
-    // Keys.
-    let mut keys = Vec::with_capacity(n);
-    for i in 0..n {
+    // Keys (spares' last).
+    let mut keys = Vec::with_capacity(n + spares);
+    for i in 0..n + spares {
         let sd = dir.join(format!("signer-{i}"));
         mkdir_private(&sd)?;
         let out = run_ok(
@@ -301,7 +307,7 @@ pub async fn run(
             .arg("--seed")
             .arg(seed.to_string())
             .arg("--count")
-            .arg(accounts.to_string()),
+            .arg((accounts + spares).to_string()),
         "cvx-loadgen keys",
     )?;
     let account_keys: Vec<PublicKey> = out
@@ -312,8 +318,8 @@ pub async fn run(
         .map_err(|e| DevnetError::Child(format!("cvx-loadgen keys: {e}")))?;
 
     // Genesis.
-    let mut ports = Vec::with_capacity(n);
-    for _ in 0..n {
+    let mut ports = Vec::with_capacity(n + spares);
+    for _ in 0..n + spares {
         ports.push(free_port()?);
     }
     let gaccounts: Vec<GenesisAccount> = account_keys
@@ -323,7 +329,7 @@ pub async fn run(
             balance: Amount::new(1_000_000_000_000).unwrap_or(Amount::ZERO),
         })
         .collect();
-    let gpeers: Vec<GenesisPeer> = keys
+    let gpeers: Vec<GenesisPeer> = keys[..n]
         .iter()
         .zip(&ports)
         .enumerate()
@@ -358,8 +364,8 @@ pub async fn run(
     let mut signer_pids = Vec::new();
     let mut peer_pids = Vec::new();
 
-    // Signers.
-    for i in 0..n {
+    // Signers (spares' too: a spare peer needs its signer running to join).
+    for i in 0..n + spares {
         let sd = dir.join(format!("signer-{i}"));
         let cfg = sd.join("signer.toml");
         let text = format!(
@@ -391,7 +397,7 @@ pub async fn run(
         signer_pids.push(child.id());
         children.list.push((format!("signer-{i}"), child));
     }
-    for i in 0..n {
+    for i in 0..n + spares {
         let sock = dir
             .join(format!("signer-{i}"))
             .join("sock")
@@ -411,7 +417,7 @@ pub async fn run(
 
     // Peers.
     let mut addrs = Vec::with_capacity(n);
-    for (i, (k, port)) in keys.iter().zip(&ports).enumerate() {
+    for (i, (k, port)) in keys[..n].iter().zip(&ports).enumerate() {
         let pd = dir.join(format!("peer-{i}"));
         mkdir_private(&pd)?;
         let cfg = pd.join("peer.toml");
@@ -460,6 +466,40 @@ pub async fn run(
             )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Spare peers: configs only (the operator or a test starts them).
+    let mut spare_lines = String::new();
+    for s in 0..spares {
+        let i = n + s;
+        let pd = dir.join(format!("peer-{i}"));
+        mkdir_private(&pd)?;
+        let cfg = pd.join("peer.toml");
+        let bootstrap: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
+        let text = format!(
+            "genesis = \"{}\"\nkey = \"{}\"\ndata_dir = \"{}\"\nsigner_socket = \"{}\"\nlisten = \"127.0.0.1:{}\"\napi_listen = \"127.0.0.1:0\"\nbootstrap = [{}]\nstate_sync = true\n",
+            genesis_path.display(),
+            keys[i].to_hex(),
+            pd.join("data").display(),
+            dir.join(format!("signer-{i}"))
+                .join("sock")
+                .join("signer.sock")
+                .display(),
+            ports[i],
+            bootstrap.join(", "),
+        );
+        std::fs::write(&cfg, text).map_err(io("writing spare peer config"))?;
+        // peer dir, peer key, controller account address, listen address
+        let _ = writeln!(
+            spare_lines,
+            "peer-{i} {} {} 127.0.0.1:{}",
+            keys[i].to_hex(),
+            accounts + s,
+            ports[i]
+        );
+    }
+    if spares > 0 {
+        std::fs::write(dir.join("spares"), spare_lines).map_err(io("writing spares"))?;
     }
 
     // Every peer takes part: tell watchers (tests, scripts) the network is up.

@@ -25,11 +25,15 @@ pub enum Exit {
     TxFailed,
     /// 11: devnet failed (missing binaries, a child died).
     Devnet,
+    /// 12: the peer's sandbox (Landlock, seccomp) could not be entered.
+    Sandbox,
+    /// 13: joining by state sync failed.
+    Join,
 }
 
 impl Exit {
     /// Every code.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 13] = [
         Self::Ok,
         Self::Usage,
         Self::Config,
@@ -41,6 +45,8 @@ impl Exit {
         Self::Client,
         Self::TxFailed,
         Self::Devnet,
+        Self::Sandbox,
+        Self::Join,
     ];
 
     /// The process exit code.
@@ -58,6 +64,8 @@ impl Exit {
             Self::Client => 9,
             Self::TxFailed => 10,
             Self::Devnet => 11,
+            Self::Sandbox => 12,
+            Self::Join => 13,
         }
     }
 
@@ -76,6 +84,12 @@ impl Exit {
             Self::Client => "client command: cannot connect, refused, timed out",
             Self::TxFailed => "the submitted transaction was refused or failed",
             Self::Devnet => "devnet: binaries missing or a child process failed",
+            Self::Sandbox => {
+                "sandbox: Landlock or seccomp could not be applied (or Landlock is not fully enforced under require_landlock)"
+            }
+            Self::Join => {
+                "state-sync join: no bootstrap peer offered a state confirmed by more than 1/3 of stake, or the signer cannot bridge to it"
+            }
         }
     }
 }
@@ -89,6 +103,7 @@ impl From<&crate::node::NodeError> for Exit {
             E::Signer(_) | E::SignerMismatch { .. } => Self::Signer,
             E::Bind { .. } => Self::Bind,
             E::Halted(_) => Self::Halted,
+            E::Join(_) => Self::Join,
         }
     }
 }

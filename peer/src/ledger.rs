@@ -121,6 +121,30 @@ impl State {
         }
     }
 
+    /// A state from its parts (e.g. rebuilt from the store's state tree after a state
+    /// sync). Peers are keyed by their own `key`; a later record with the same key replaces
+    /// an earlier one (callers that need uniqueness check it before).
+    #[must_use]
+    pub fn from_parts(
+        accounts: Vec<Account>,
+        peers: Vec<PeerRecord>,
+        time: Timestamp,
+        height: u64,
+    ) -> Self {
+        Self {
+            accounts,
+            peers: peers.into_iter().map(|p| (p.key, p)).collect(),
+            time,
+            height,
+        }
+    }
+
+    /// Every account, in address order (address = index).
+    #[must_use]
+    pub fn accounts(&self) -> &[Account] {
+        &self.accounts
+    }
+
     /// An account.
     #[must_use]
     pub fn account(&self, a: Address) -> Option<&Account> {

@@ -18,4 +18,5 @@ pub mod exit;
 pub mod net;
 pub mod node;
 pub mod persist;
+pub mod sandbox;
 pub mod signer_client;

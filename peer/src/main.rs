@@ -20,19 +20,26 @@ const USAGE: &str = "\
 cvx-peer: a cvx peer (consensus, store, network); never holds a key
 
 USAGE:
-  cvx-peer run --config FILE            run the peer (prints `listening ADDR` on stdout)
+  cvx-peer run --config FILE [--require-landlock]
+                                        run the peer (prints `listening ADDR` on stdout) inside
+                                        its sandbox (Landlock to data_dir, seccomp allowlist)
   cvx-peer submit FILE --peer HOST:PORT [--timeout SECS]
                                         submit a signed-transaction file (cvx-vault's output)
                                         and wait for its finalized result
   cvx-peer query account ADDRESS --peer HOST:PORT
   cvx-peer query peer KEYHEX --peer HOST:PORT
   cvx-peer query tx IDHEX --peer HOST:PORT
+  cvx-peer query sync latest|POSITION --peer HOST:PORT
+                                        state-sync point: position, chain value, state hash,
+                                        tree root (what a joining peer syncs and confirms)
   cvx-peer status --peer HOST:PORT      finality, state root, connection counts (JSON)
   cvx-peer halt --config FILE           breach button: lock the signer, then stop the peer
   cvx-peer devnet [--peers N] [--duration SECS] [--dir DIR] [--rate TPS] [--accounts N] [--max-queue N] [--json]
                  [--bench [--duration STEP_SECS]]
                                         a local network of N signers + N peers + load
                                         (--registered-hosts H0,H1,..: on-chain hosts, e.g. proxies)
+                                        (--spare N: also prepare N spare peers, not started and
+                                        not staked, that join by state sync; see DIR/spares)
                                         --bench: offered load 500..8000 tx/s in steps, finalized
                                         tx/s and finality p50/p99 per step, next to the batch-
                                         verification bound measured in the same run
@@ -73,6 +80,8 @@ struct Flags {
     hosts: Option<Vec<String>>,
     max_queue: Option<usize>,
     bench: bool,
+    spare: Option<usize>,
+    require_landlock: bool,
     positional: Vec<String>,
 }
 
@@ -100,8 +109,10 @@ fn parse_flags(args: &[String]) -> Result<Flags, Failure> {
             "--accounts" => f.accounts = Some(num(a, &val(a)?)?),
             "--timeout" => f.timeout = Some(num(a, &val(a)?)?),
             "--max-queue" => f.max_queue = Some(num(a, &val(a)?)?),
+            "--spare" => f.spare = Some(num(a, &val(a)?)?),
             "--json" => f.json = true,
             "--bench" => f.bench = true,
+            "--require-landlock" => f.require_landlock = true,
             "--registered-hosts" => {
                 f.hosts = Some(val(a)?.split(',').map(str::to_owned).collect());
             }
@@ -148,8 +159,11 @@ fn cmd_run(f: &Flags) -> Result<(), Failure> {
         .config
         .clone()
         .ok_or_else(|| usage("run needs --config FILE"))?;
-    let settings = Settings::load(&path).map_err(|e| Failure(Exit::Config, e.to_string()))?;
+    let mut settings = Settings::load(&path).map_err(|e| Failure(Exit::Config, e.to_string()))?;
+    settings.require_landlock |= f.require_landlock;
     init_logs();
+    // Before the runtime: every thread it starts inherits Landlock and seccomp.
+    cvx_peer::sandbox::enter(&settings).map_err(|e| Failure(Exit::Sandbox, e.to_string()))?;
     let pidfile = settings.data_dir.join("cvx-peer.pid");
     let rt = runtime()?;
     rt.block_on(async {
@@ -172,6 +186,40 @@ fn cmd_run(f: &Flags) -> Result<(), Failure> {
         let _ = std::fs::remove_file(&pidfile);
         r
     })
+}
+
+/// Hidden test hook (tests/tests/peer_sandbox.rs): `sandbox-probe --config FILE ACTION
+/// [ARG]` enters exactly `run`'s sandbox (same settings, same function, same runtime),
+/// does ACTION and prints `allowed ACTION` or `denied ACTION: ERROR`. A forbidden call
+/// must kill the process by SIGSYS; if it returns, exit 12 (`NOT KILLED`).
+fn cmd_sandbox_probe(f: &Flags) -> Result<(), Failure> {
+    use cvx_peer::sandbox::{ProbeAction, ProbeOutcome};
+    let path = f
+        .config
+        .clone()
+        .ok_or_else(|| usage("sandbox-probe needs --config FILE"))?;
+    let name = f
+        .positional
+        .get(1)
+        .ok_or_else(|| usage("sandbox-probe needs an ACTION"))?;
+    let action =
+        ProbeAction::parse(name, f.positional.get(2).map(String::as_str)).map_err(|e| usage(&e))?;
+    let mut settings = Settings::load(&path).map_err(|e| Failure(Exit::Config, e.to_string()))?;
+    settings.require_landlock |= f.require_landlock;
+    init_logs();
+    cvx_peer::sandbox::enter(&settings).map_err(|e| Failure(Exit::Sandbox, e.to_string()))?;
+    let rt = runtime()?;
+    match rt.block_on(cvx_peer::sandbox::probe(action, &settings)) {
+        ProbeOutcome::Allowed => out(&format!("allowed {name}\n")),
+        ProbeOutcome::Denied(e) => out(&format!("denied {name}: {e}\n")),
+        ProbeOutcome::NotKilled(r) => {
+            return Err(Failure(
+                Exit::Sandbox,
+                format!("NOT KILLED: {name} returned {r}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn peer_addr(f: &Flags) -> Result<String, Failure> {
@@ -252,7 +300,12 @@ fn cmd_query(f: &Flags, status_only: bool) -> Result<(), Failure> {
                 Query::Peer(cvx_protocol::PublicKey::from_hex(arg).map_err(|e| usage(&e))?)
             }
             Some("tx") => Query::Transaction(cvx_protocol::Hash::from_hex(arg).map_err(usage)?),
-            _ => return Err(usage("query account|peer|tx VALUE")),
+            Some("sync") => Query::SyncPoint(if arg == "latest" {
+                None
+            } else {
+                Some(num("POSITION", arg)?)
+            }),
+            _ => return Err(usage("query account|peer|tx|sync VALUE")),
         }
     };
     let rt = runtime()?;
@@ -269,6 +322,10 @@ fn cmd_query(f: &Flags, status_only: bool) -> Result<(), Failure> {
             },
             Answer::Peer(p) => match p {
                 Some(p) => serde_json::json!({"key": p.key.to_hex(), "controller": p.controller.0, "stake": p.stake.get(), "host": p.host.as_ref().map(|h| h.as_str().to_owned()), "last_block_time": p.last_block_time.0}).to_string(),
+                None => "null".into(),
+            },
+            Answer::SyncPoint(sp) => match sp {
+                Some(sp) => serde_json::json!({"position": sp.position, "chain": sp.chain.to_hex(), "state_hash": sp.state_hash.to_hex(), "root": sp.root.map(|r| r.to_hex())}).to_string(),
                 None => "null".into(),
             },
             Answer::Transaction(t) => match t {
@@ -333,6 +390,7 @@ fn cmd_devnet(f: &Flags) -> Result<(), Failure> {
         progress: true,
         registered_hosts: f.hosts.clone(),
         max_queue: f.max_queue,
+        spares: f.spare.unwrap_or(0),
         bench: f.bench.then(|| {
             let step = f.duration.unwrap_or(8);
             [500, 1000, 2000, 4000, 8000]
@@ -386,6 +444,7 @@ fn main() -> ExitCode {
             Some("status") => cmd_query(&f, true),
             Some("halt") => cmd_halt(&f),
             Some("devnet") => cmd_devnet(&f),
+            Some("sandbox-probe") => cmd_sandbox_probe(&f),
             Some("help") | None => {
                 out(&help());
                 Ok(())

@@ -16,7 +16,10 @@ use std::time::Duration;
 use cvx_etch::Store;
 use cvx_protocol::consensus::{ChallengeResponse, SignedChallengeResponse};
 use cvx_protocol::ledger::{Genesis, SignedTransaction, TxOutcome, TxResult};
-use cvx_protocol::peer_wire::{Answer, Hello, Message, PEER_WIRE_VERSION, Query, Role, Status};
+use cvx_protocol::peer_wire::{
+    Answer, Hello, MAX_STATE_NODE, MAX_STATE_NODES, Message, PEER_WIRE_VERSION, Query, Role,
+    Status, SyncPoint,
+};
 use cvx_protocol::policy::{Refusal, Request, SignRequest};
 use cvx_protocol::{BoundedString, BoundedVec, Canonical, ErrorCode, Hash, NetworkId, PublicKey};
 use cvx_protocol::{Signature, Timestamp, Token};
@@ -95,6 +98,11 @@ pub enum NodeError {
     /// The consensus machine halted on a fork.
     #[error("consensus halted: {0} (see docs/operations.md, Security breach)")]
     Halted(String),
+    /// Joining by state sync failed (nothing was written; the store stays empty).
+    #[error(
+        "joining by state sync: {0} (check `bootstrap` and that those peers are up; see docs/operations.md, Storage management)"
+    )]
+    Join(String),
 }
 
 /// What connection tasks and the loop share.
@@ -111,6 +119,10 @@ struct Shared {
     /// Counters for /metrics-style output.
     frames_in: AtomicU64,
     refused_ingress: AtomicU64,
+    /// The store, for serving state-tree nodes (`GetState`) from connection tasks.
+    store: Arc<Store>,
+    /// State nodes served.
+    state_nodes_served: AtomicU64,
 }
 
 impl Shared {
@@ -311,14 +323,34 @@ impl Node {
         } = self;
         let network = genesis.network_id();
         let cfg = consensus::Config::new(genesis, settings.key);
-        let persist = crate::persist::Persist::new(store, settings.data_dir.join("peer.etch"));
+        let store = Arc::new(store);
+        let mut persist =
+            crate::persist::Persist::new(Arc::clone(&store), settings.data_dir.join("peer.etch"));
+        let mut signer = signer;
+        let mut synced_from = 0;
         let peer = match persist.load(&cfg)? {
             Some(snap) => {
-                tracing::info!("restored from the store");
+                tracing::info!(position = snap.ledger.height(), "restored from the store");
+                consensus::Peer::restore(cfg, snap)
+            }
+            None if settings.state_sync => {
+                let snap = join_by_state_sync(&settings, &cfg, &mut persist, &mut signer).await?;
+                synced_from = snap.ledger.height();
                 consensus::Peer::restore(cfg, snap)
             }
             None => consensus::Peer::new(cfg),
         };
+        let start_position = peer.ledger().height();
+        let chain_log = persist
+            .sync_point()
+            .filter(|sp| sp.position == start_position)
+            .map(|sp| (sp.position, sp.chain, sp.state_hash))
+            .or_else(|| {
+                chain_at_height(&peer, start_position)
+                    .map(|c| (start_position, c, peer.ledger().state_hash()))
+            })
+            .into_iter()
+            .collect();
         let shared = Arc::new(Shared {
             network,
             key: settings.key,
@@ -329,6 +361,8 @@ impl Node {
             max_connections: settings.max_connections,
             frames_in: AtomicU64::new(0),
             refused_ingress: AtomicU64::new(0),
+            store,
+            state_nodes_served: AtomicU64::new(0),
         });
         let (in_tx, in_rx) = mpsc::channel::<Input>(65_536);
         let (sign_tx, sign_rx) = mpsc::channel::<SignJob>(1024);
@@ -357,6 +391,11 @@ impl Node {
             results_order: VecDeque::new(),
             sign_pending: HashSet::new(),
             finalized_tx: 0,
+            stall: (0, now().0, 0),
+            chain_log,
+            synced_from,
+            start_position,
+            executed: 0,
         };
         main.run(in_rx, api_rx, shutdown).await
     }
@@ -364,7 +403,12 @@ impl Node {
 
 struct ConnState {
     tx: mpsc::Sender<Arc<Vec<u8>>>,
+    /// The proven key of a staked peer: its beliefs and blocks count.
     key: Option<PublicKey>,
+    /// The proven key, staked or not: it receives our beliefs and blocks (public data), so
+    /// a peer that joined by state sync can follow consensus before it is staked; it is
+    /// promoted to `key` once the ledger stakes it.
+    proven: Option<PublicKey>,
     dialed: Option<String>,
     heard_ms: u64,
 }
@@ -381,6 +425,162 @@ struct MainLoop {
     results_order: VecDeque<Hash>,
     sign_pending: HashSet<RequestId>,
     finalized_tx: u64,
+    /// (finality, when it last moved, when a stall was last reported), ms.
+    stall: (u64, u64, u64),
+    /// (height, chain value, state hash) of the newest finalized positions, so joining
+    /// peers can have a state confirmed (`Query::SyncPoint(Some(position))`).
+    chain_log: VecDeque<(u64, Hash, Hash)>,
+    /// The position this peer joined at by state sync (0: it did not).
+    synced_from: u64,
+    /// The ledger height this process started at (0: genesis).
+    start_position: u64,
+    /// Blocks this process executed.
+    executed: u64,
+}
+
+/// Connections of proven but unstaked keys (e.g. peers that joined by state sync and wait
+/// for their create-peer) that receive beliefs and blocks, at most; beyond, such a
+/// connection is a plain client (bounds what anyone with a fresh key can make us send).
+pub const MAX_FOLLOWERS: usize = 16;
+
+/// Finalized positions remembered for confirmations ([`MainLoop::chain_log`]).
+pub const CHAIN_LOG: usize = 4096;
+
+/// The chain value at `height` from the peer's own order (its checkpoint and the ids above
+/// it), or the genesis chain value at 0.
+fn chain_at_height(peer: &consensus::Peer, height: u64) -> Option<Hash> {
+    let (cp, ids) = peer.chain();
+    let n = usize::try_from(height.checked_sub(cp.position)?).ok()?;
+    Some(cvx_protocol::hash::chain_over(&cp.chain, ids.get(..n)?))
+}
+
+/// Rounds (1 s apart) a join waits for a state at or past its signer's committed point.
+pub const JOIN_WAIT_ROUNDS: u32 = 30;
+
+/// Join by state sync (empty store, `state_sync = true`): fetch, verify and confirm the
+/// ledger at a finalized position, have the signer commit to that position (an own order
+/// whose checkpoint is the sync point: a fresh signer accepts any height), and persist it,
+/// so the consensus machine starts there. Never replays blocks from genesis.
+async fn join_by_state_sync(
+    settings: &Settings,
+    cfg: &consensus::Config,
+    persist: &mut crate::persist::Persist,
+    signer: &mut SignerClient,
+) -> Result<consensus::Snapshot, NodeError> {
+    use cvx_protocol::consensus::{Checkpoint, Order, SignedOrder};
+    let network = cfg.genesis.network_id();
+    let fail = NodeError::Join;
+    let store = Arc::clone(persist.store());
+    // A signer that already committed to a prefix (this peer lost its store) can only
+    // move forward: wait (a sync point is written about once a second) until the network
+    // offers a state at or past that point.
+    let committed = signer.status().await?.watermark.consensus;
+    let mut waited = 0;
+    let joined = loop {
+        let joined = net::sync::join(
+            &settings.bootstrap,
+            network,
+            settings.key,
+            cfg.genesis.params.min_stake.get(),
+            &store,
+            signer,
+        )
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+        match committed {
+            Some(q) if q.position > joined.point.position => {
+                if waited >= JOIN_WAIT_ROUNDS {
+                    return Err(fail(format!(
+                        "this peer's signer already committed to position {}, beyond the state offered at {}: start again once the network's sync point has passed it",
+                        q.position, joined.point.position
+                    )));
+                }
+                waited += 1;
+                tracing::info!(
+                    committed = q.position,
+                    offered = joined.point.position,
+                    "state sync: the signer is ahead of the state offered; waiting for a newer one"
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            _ => break joined,
+        }
+    };
+    let p = joined.point.position;
+    let target = Checkpoint {
+        position: p,
+        chain: joined.point.chain,
+    };
+    // Such a signer needs the block ids from its committed point to the sync point.
+    let bridge = match committed {
+        None => Vec::new(),
+        Some(q) => {
+            let ids = net::sync::fetch_bridge(
+                &settings.bootstrap,
+                network,
+                settings.key,
+                q,
+                target,
+                signer,
+            )
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+            tracing::info!(
+                from = q.position,
+                to = p,
+                "state sync: bridged the signer's committed prefix to the sync point"
+            );
+            ids
+        }
+    };
+    let bridge = BoundedVec::try_from_vec(bridge)
+        .map_err(|_| fail("the bridge is longer than the signer accepts".into()))?;
+    let order = Order {
+        peer: settings.key,
+        timestamp: now(),
+        checkpoint: target,
+        blocks: BoundedVec::new(),
+        proposal: p,
+        consensus: p,
+        finality: p,
+    };
+    let request = Request {
+        network,
+        body: SignRequest::Order {
+            order: order.clone(),
+            bridge,
+        },
+    };
+    let signature = signer
+        .sign(request)
+        .await?
+        .map_err(|r| {
+            fail(format!(
+                "the signer refused to commit to the synced position ({}: {}); a signer that already signed for this network keeps its watermark: restore this peer's store from a backup instead (docs/operations.md, Joining by state sync)",
+                r.code.name(),
+                r.detail
+            ))
+        })?;
+    let snap = consensus::Snapshot {
+        order: Some(SignedOrder { order, signature }),
+        blocks: Vec::new(),
+        history: Vec::new(),
+        ledger: joined.state,
+        last_block_ts: Timestamp(0),
+        proposal_since: now(),
+    };
+    persist.adopt_tree(joined.root, snap.ledger.clone());
+    persist
+        .save(&snap, network.0, true)
+        .map_err(|e| persist.error(&e))?;
+    tracing::info!(
+        position = p,
+        nodes = joined.nodes,
+        confirmed_stake = %joined.confirmed,
+        total_stake = %joined.total,
+        "joined by state sync at position {p}: no blocks replayed from genesis"
+    );
+    Ok(snap)
 }
 
 impl MainLoop {
@@ -452,6 +652,7 @@ impl MainLoop {
                     ConnState {
                         tx,
                         key: None,
+                        proven: None,
                         dialed,
                         heard_ms: now().0,
                     },
@@ -463,7 +664,15 @@ impl MainLoop {
                     .ledger()
                     .peer(&key)
                     .is_some_and(|p| !p.stake.is_zero());
+                let followers = self
+                    .conns
+                    .values()
+                    .filter(|c| c.proven.is_some() && c.key.is_none())
+                    .count();
                 if let Some(c) = self.conns.get_mut(&conn) {
+                    if staked || followers < MAX_FOLLOWERS {
+                        c.proven = Some(key);
+                    }
                     if staked {
                         c.key = Some(key);
                         if let Some(h) = &c.dialed {
@@ -472,7 +681,10 @@ impl MainLoop {
                         }
                         tracing::debug!(conn = conn.0, peer = %key, "peer proved its key");
                     } else {
-                        tracing::debug!(conn = conn.0, "proof of an unstaked key: stays a client");
+                        tracing::debug!(
+                            conn = conn.0,
+                            "proof of an unstaked key: a follower (beliefs sent, not counted)"
+                        );
                     }
                 }
             }
@@ -588,6 +800,30 @@ impl MainLoop {
             Query::Peer(k) => Answer::Peer(ledger.peer(k).cloned()),
             Query::Transaction(id) => Answer::Transaction(self.results.get(id).cloned()),
             Query::Status => Answer::Status(self.status()),
+            Query::SyncPoint(at) => Answer::SyncPoint(self.sync_point(*at)),
+        }
+    }
+
+    /// `None`: the newest persisted sync point (its tree is in the store). `Some(p)`: what
+    /// this peer finalized at `p`, if it still remembers (with the root when persisted).
+    fn sync_point(&self, at: Option<u64>) -> Option<SyncPoint> {
+        let persisted = self.persist.sync_point();
+        match at {
+            None => persisted.cloned(),
+            Some(p) => {
+                if let Some(sp) = persisted.filter(|sp| sp.position == p) {
+                    return Some(sp.clone());
+                }
+                let first = self.chain_log.front()?.0;
+                let i = usize::try_from(p.checked_sub(first)?).ok()?;
+                let (pos, chain, state_hash) = *self.chain_log.get(i)?;
+                (pos == p).then_some(SyncPoint {
+                    position: p,
+                    chain,
+                    state_hash,
+                    root: None,
+                })
+            }
         }
     }
 
@@ -704,6 +940,30 @@ impl MainLoop {
             sh.refused_ingress.load(Ordering::Relaxed),
         );
         g(
+            "state_synced_from",
+            "Position this peer joined at by state sync (0: it did not join by state sync).",
+            "gauge",
+            self.synced_from,
+        );
+        g(
+            "start_position",
+            "Ledger height this process started at (0: genesis; else its store or a state sync).",
+            "gauge",
+            self.start_position,
+        );
+        g(
+            "blocks_executed_total",
+            "Blocks executed by this process (never the history before its start position).",
+            "counter",
+            self.executed,
+        );
+        g(
+            "state_nodes_served_total",
+            "State-tree nodes served to syncing peers.",
+            "counter",
+            sh.state_nodes_served.load(Ordering::Relaxed),
+        );
+        g(
             "orders_signed_total",
             "Own orders signed.",
             "counter",
@@ -799,7 +1059,7 @@ impl MainLoop {
                 }
                 Action::Broadcast(m) => {
                     let frame = Arc::new(cvx_protocol::peer_wire::encode_frame(&to_wire(m)));
-                    for c in self.conns.values().filter(|c| c.key.is_some()) {
+                    for c in self.conns.values().filter(|c| c.proven.is_some()) {
                         let _ = c.tx.try_send(Arc::clone(&frame));
                     }
                 }
@@ -849,6 +1109,21 @@ impl MainLoop {
                 }
             }
         }
+        self.executed += 1;
+        let height = f.position + 1;
+        let chain = match self.chain_log.back() {
+            Some((h, c, _)) if *h == f.position => Some(cvx_protocol::hash::chain_step(c, &f.id)),
+            _ => chain_at_height(&self.peer, height),
+        };
+        match chain {
+            Some(c) => {
+                self.chain_log.push_back((height, c, f.state_hash));
+                while self.chain_log.len() > CHAIN_LOG {
+                    self.chain_log.pop_front();
+                }
+            }
+            None => self.chain_log.clear(),
+        }
         if let Ok(mut g) = self.ctx.shared.state.write() {
             *g = Arc::new(self.peer.ledger().clone());
         }
@@ -891,6 +1166,22 @@ impl MainLoop {
 
     fn housekeeping(&mut self) {
         let t = now().0;
+        // Followers that the ledger has staked since they connected now count (and peers
+        // whose stake was withdrawn stop counting).
+        let ledger = self.peer.ledger();
+        for c in self.conns.values_mut() {
+            let Some(k) = c.proven else { continue };
+            let stake = ledger.peer(&k).map_or(0, |p| p.stake.get());
+            if stake > 0 && c.key.is_none() {
+                tracing::info!(peer = %k, "a connected follower is staked now: its orders count");
+                c.key = Some(k);
+                if let Some(h) = &c.dialed {
+                    self.manager.on_connected(t, h, stake);
+                }
+            } else if stake == 0 && c.key.is_some() {
+                c.key = None;
+            }
+        }
         // Taking part: the stake of peers heard recently, with our own, reaches the
         // consensus threshold (2/3 of the total).
         let ledger = self.peer.ledger();
@@ -908,6 +1199,22 @@ impl MainLoop {
             .map(|p| u128::from(p.stake.get()))
             .sum();
         let ok = total > 0 && have * 3 > total * 2;
+        // A stall while taking part: say why, at most every 5 s (docs/operations.md).
+        let fin = self.peer.points().2;
+        if fin != self.stall.0 {
+            self.stall = (fin, t, t);
+        } else if ok
+            && t.saturating_sub(self.stall.1) >= 3_000
+            && t.saturating_sub(self.stall.2) >= 5_000
+        {
+            self.stall.2 = t;
+            tracing::warn!(
+                finality = fin,
+                stalled_ms = t - self.stall.1,
+                report = %self.peer.stall_report(),
+                "finality is not advancing"
+            );
+        }
         let was = self.ctx.shared.in_consensus.swap(ok, Ordering::Relaxed);
         if was != ok {
             tracing::info!(in_consensus = ok, "consensus participation changed");
@@ -1201,12 +1508,9 @@ async fn read_loop(
                 return "protocol violation";
             }
             Message::Error { .. } => return "error from the other side",
-            Message::GetState(_) | Message::State(_) => {
-                reply(&error_frame(
-                    ErrorCode::State,
-                    "state sync is not served yet",
-                ));
-            }
+            Message::GetState(ids) => reply(&serve_state(&ctx.shared, &ids)),
+            // Unsolicited state nodes are ignored (a join uses its own connections).
+            Message::State(_) => {}
             m => {
                 if ctx.inputs.send(Input::Wire { conn, msg: m }).await.is_err() {
                     return "shutdown";
@@ -1214,6 +1518,38 @@ async fn read_loop(
             }
         }
     }
+}
+
+/// Answer a `GetState`: the requested state-tree nodes this peer holds (malformed records
+/// or other record kinds are never served), within the frame cap.
+fn serve_state(
+    shared: &Shared,
+    ids: &BoundedVec<Hash, { cvx_protocol::peer_wire::MAX_REQUEST_IDS }>,
+) -> Message {
+    // Leave room for the frame's own overhead below MAX_FRAME.
+    const BUDGET: usize = cvx_protocol::peer_wire::MAX_FRAME - 64 * 1024;
+    let mut out = Vec::new();
+    let mut used = 0usize;
+    for id in ids.iter().take(MAX_STATE_NODES) {
+        let h = cvx_etch::Hash(id.0);
+        let Ok(Some(bytes)) = shared.store.get(&h) else {
+            continue;
+        };
+        if bytes.len() > MAX_STATE_NODE
+            || used + bytes.len() + 8 > BUDGET
+            || cvx_etch::merkle::decode_node(&h, &bytes).is_err()
+        {
+            continue;
+        }
+        used += bytes.len() + 8;
+        if let Ok(b) = BoundedVec::try_from_vec(bytes) {
+            out.push(b);
+        }
+    }
+    shared
+        .state_nodes_served
+        .fetch_add(out.len() as u64, Ordering::Relaxed);
+    Message::State(BoundedVec::try_from_vec(out).unwrap_or_default())
 }
 
 /// Ingress check of a client transaction against the finalized ledger: the origin

@@ -1,11 +1,20 @@
 //! What the node keeps in its cvx-etch store: the consensus machine's [`Snapshot`], so
-//! a restarted peer continues from where it stopped.
+//! a restarted peer continues from where it stopped, and the finalized ledger as a Merkle
+//! state tree, so a joining peer can sync it by hash instead of replaying blocks.
 //!
 //! Layout (all records content-addressed by SHA-256 of their bytes):
 //! - one record per block (its canonical encoding), deduplicated by the store;
-//! - the root `snapshot` → a postcard [`Record`]: the own signed order, the store keys of
-//!   the snapshot's blocks, the ids below the checkpoint, the finalized ledger
-//!   ([`crate::ledger::State`], postcard) and the two timestamps.
+//! - the ledger state tree ([`cvx_etch::merkle`]): one leaf per account, per peer and one
+//!   meta leaf (see [`account_key`], [`peer_key`], [`META_KEY_TAG`]), each value the
+//!   canonical encoding of the entry; updated at each checkpoint by writing only the
+//!   entries that changed since the previous one; its root is also the store root `state`;
+//! - the root `snapshot` → a postcard [`Record`] (layout version [`RECORD_VERSION`]): the
+//!   own signed order, the store keys of the snapshot's blocks, the ids below the
+//!   checkpoint, the state tree root with the state hash, the position and the chain value
+//!   it belongs to, and the two timestamps.
+//!
+//! Version 1 records (which held the ledger as one postcard blob) are read and converted on
+//! open; the next checkpoint writes the state tree and a version 2 record (logged).
 //!
 //! Written and checkpointed at most every [`CHECKPOINT_EVERY`] and at shutdown. After a
 //! crash the last checkpoint is restored; the signer's watermark may be ahead of it, so
@@ -16,9 +25,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cvx_etch::Store;
-use cvx_protocol::Canonical;
-use cvx_protocol::consensus::{Block, SignedOrder};
-use cvx_protocol::{Hash, Timestamp};
+use cvx_etch::merkle::{self, Key, StateTx};
+use cvx_protocol::consensus::{Block, Checkpoint, SignedOrder};
+use cvx_protocol::hash::hash_parts;
+use cvx_protocol::ledger::{Account, PeerRecord};
+use cvx_protocol::peer_wire::SyncPoint;
+use cvx_protocol::{Canonical, Hash, NetworkId, PublicKey, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::consensus::{Config, Snapshot};
@@ -27,12 +39,175 @@ use crate::node::NodeError;
 
 /// Write and checkpoint the snapshot at most this often (plus at shutdown).
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-/// Version of [`Record`]'s layout.
-pub const RECORD_VERSION: u16 = 1;
+/// Version of [`Record`]'s layout. 1: ledger as a postcard blob in the record (read and
+/// converted on open). 2: ledger in the state tree, root in the record.
+pub const RECORD_VERSION: u16 = 2;
 
-/// The persisted snapshot.
+/// Domain tag of account keys in the state tree.
+pub const ACCOUNT_KEY_TAG: &[u8] = b"cvx1/state/account";
+/// Domain tag of peer keys in the state tree.
+pub const PEER_KEY_TAG: &[u8] = b"cvx1/state/peer";
+/// Domain tag of the one meta key in the state tree.
+pub const META_KEY_TAG: &[u8] = b"cvx1/state/meta";
+/// Length of the meta value: height, time, account count (u64 little-endian each).
+const META_LEN: usize = 24;
+
+/// State-tree key of the account at `address`: SHA-256(`"cvx1/state/account"` ‖ address
+/// u64 LE).
+#[must_use]
+pub fn account_key(address: u64) -> Key {
+    hash_parts(&[ACCOUNT_KEY_TAG, &address.to_le_bytes()]).0
+}
+
+/// State-tree key of the peer `k`: SHA-256(`"cvx1/state/peer"` ‖ key).
+#[must_use]
+pub fn peer_key(k: &PublicKey) -> Key {
+    hash_parts(&[PEER_KEY_TAG, k.as_bytes()]).0
+}
+
+/// State-tree key of the meta entry: SHA-256(`"cvx1/state/meta"`).
+#[must_use]
+pub fn meta_key() -> Key {
+    hash_parts(&[META_KEY_TAG]).0
+}
+
+fn meta_value(s: &State) -> [u8; META_LEN] {
+    let mut v = [0u8; META_LEN];
+    v[..8].copy_from_slice(&s.height().to_le_bytes());
+    v[8..16].copy_from_slice(&s.time().0.to_le_bytes());
+    v[16..].copy_from_slice(&s.accounts_len().to_le_bytes());
+    v
+}
+
+/// Write `new` into the state tree: every entry when `base` is `None`, otherwise only the
+/// entries that differ from `base` (the state the tree rooted at `base.0` holds). Returns
+/// the new root. Nothing is durable until the store's next checkpoint.
+///
+/// # Errors
+/// Store failures.
+pub fn write_state(
+    store: &Store,
+    base: Option<(&cvx_etch::Hash, &State)>,
+    new: &State,
+) -> Result<cvx_etch::Hash, cvx_etch::EtchError> {
+    let (root, old) = match base {
+        Some((r, s)) => (*r, Some(s)),
+        None => (merkle::empty_root(), None),
+    };
+    let mut tx = StateTx::new(store, root);
+    let old_accounts: &[Account] = old.map_or(&[], State::accounts);
+    for (i, a) in new.accounts().iter().enumerate() {
+        if old_accounts.get(i) != Some(a) {
+            tx.insert(&account_key(i as u64), &a.encode())?;
+        }
+    }
+    // Accounts are never deleted by the ledger; a shorter new state (only after a bad
+    // base) is handled for completeness.
+    for i in new.accounts().len()..old_accounts.len() {
+        tx.remove(&account_key(i as u64))?;
+    }
+    for p in new.peers() {
+        if old.and_then(|o| o.peer(&p.key)) != Some(p) {
+            tx.insert(&peer_key(&p.key), &p.encode())?;
+        }
+    }
+    if let Some(o) = old {
+        for p in o.peers() {
+            if new.peer(&p.key).is_none() {
+                tx.remove(&peer_key(&p.key))?;
+            }
+        }
+    }
+    let meta = meta_value(new);
+    if old.map(meta_value) != Some(meta) {
+        tx.insert(&meta_key(), &meta)?;
+    }
+    tx.commit()
+}
+
+/// Why a state tree does not describe a ledger state.
+#[derive(Debug, thiserror::Error)]
+pub enum StateTreeError {
+    /// A node is missing or malformed.
+    #[error("state tree: {0}")]
+    Store(#[from] cvx_etch::EtchError),
+    /// The entries do not form a ledger state.
+    #[error("state tree: {0}")]
+    Invalid(String),
+}
+
+/// Rebuild the ledger state from the tree rooted at `root` (checked strictly: the meta
+/// entry, exactly `accounts` account entries at addresses `0..accounts`, peer entries
+/// under their own keys, every value a canonical encoding, nothing else).
+///
+/// # Errors
+/// [`StateTreeError`].
+pub fn read_state(store: &Store, root: &cvx_etch::Hash) -> Result<State, StateTreeError> {
+    let bad = |m: String| StateTreeError::Invalid(m);
+    let entries = merkle::entries(store, root)?;
+    let mut map: std::collections::HashMap<Key, Vec<u8>> = entries.into_iter().collect();
+    let meta = map
+        .remove(&meta_key())
+        .ok_or_else(|| bad("no meta entry".into()))?;
+    if meta.len() != META_LEN {
+        return Err(bad("meta entry has the wrong length".into()));
+    }
+    let word = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&meta[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(b)
+    };
+    let (height, time, n) = (word(0), Timestamp(word(1)), word(2));
+    if n > map.len() as u64 {
+        return Err(bad(format!("meta says {n} accounts, the tree holds fewer")));
+    }
+    let mut accounts = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+    for a in 0..n {
+        let v = map
+            .remove(&account_key(a))
+            .ok_or_else(|| bad(format!("account {a} is missing")))?;
+        accounts.push(Account::decode(&v).map_err(|e| bad(format!("account {a}: {e}")))?);
+    }
+    let mut peers = Vec::with_capacity(map.len());
+    for (k, v) in map {
+        let p = PeerRecord::decode(&v).map_err(|e| bad(format!("an entry is not a peer: {e}")))?;
+        if peer_key(&p.key) != k {
+            return Err(bad("a peer record is stored under another key".into()));
+        }
+        peers.push(p);
+    }
+    Ok(State::from_parts(accounts, peers, time, height))
+}
+
+/// The chain value at the ledger's position, from the own signed order (or the genesis).
+fn chain_at(order: Option<&SignedOrder>, position: u64, network: &NetworkId) -> Option<Hash> {
+    match order {
+        Some(so) => so.order.chain_at(position),
+        None => (position == 0).then(|| Checkpoint::genesis(network).chain),
+    }
+}
+
+/// The persisted snapshot (layout version 2).
 #[derive(Serialize, Deserialize)]
 struct Record {
+    version: u16,
+    network: Hash,
+    order: Option<SignedOrder>,
+    blocks: Vec<[u8; 32]>,
+    history: Vec<Hash>,
+    /// Root of the state tree (cvx-etch hash).
+    state_root: [u8; 32],
+    /// `State::state_hash` of the ledger in the tree (checked on load).
+    state_hash: Hash,
+    /// Chain value at the ledger's height, when the own order covers it.
+    chain: Option<Hash>,
+    last_block_ts: Timestamp,
+    proposal_since: Timestamp,
+}
+
+/// The version 1 layout, kept to read and convert old stores.
+#[derive(Serialize, Deserialize)]
+struct RecordV1 {
     version: u16,
     network: Hash,
     order: Option<SignedOrder>,
@@ -46,20 +221,42 @@ struct Record {
 /// The store handle and its bookkeeping.
 #[derive(Debug)]
 pub struct Persist {
-    store: Store,
+    store: Arc<Store>,
     path: PathBuf,
     last_checkpoint: Option<Instant>,
+    /// The state tree as last written: its root and the state it holds.
+    tree: Option<(cvx_etch::Hash, State)>,
+    /// The newest persisted sync point (what `Query::SyncPoint(None)` answers).
+    sync: Option<SyncPoint>,
+    /// The record version the store was opened at, when older than [`RECORD_VERSION`]
+    /// (cleared by the next checkpoint, which rewrites it).
+    upgraded_from: Option<u16>,
 }
 
 impl Persist {
     /// Wrap an open store.
     #[must_use]
-    pub fn new(store: Store, path: PathBuf) -> Self {
+    pub fn new(store: Arc<Store>, path: PathBuf) -> Self {
         Self {
             store,
             path,
             last_checkpoint: None,
+            tree: None,
+            sync: None,
+            upgraded_from: None,
         }
+    }
+
+    /// The store (shared with the connection tasks that serve state nodes).
+    #[must_use]
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The newest persisted sync point, if the state at it is in the store.
+    #[must_use]
+    pub const fn sync_point(&self) -> Option<&SyncPoint> {
+        self.sync.as_ref()
     }
 
     fn bad(&self, problem: String) -> NodeError {
@@ -69,11 +266,13 @@ impl Persist {
         }
     }
 
-    /// The snapshot to restart from, if the store holds one.
+    /// The snapshot to restart from, if the store holds one. A version 1 record is
+    /// converted (its ledger is written as the state tree at the next checkpoint).
     ///
     /// # Errors
-    /// Store failures, a snapshot of another network, or an undecodable record.
-    pub fn load(&self, cfg: &Config) -> Result<Option<Snapshot>, NodeError> {
+    /// Store failures, a snapshot of another network, an unknown layout version, an
+    /// undecodable record, or a state tree that does not match the recorded state hash.
+    pub fn load(&mut self, cfg: &Config) -> Result<Option<Snapshot>, NodeError> {
         let Some(root) = self
             .store
             .root("snapshot")
@@ -86,38 +285,93 @@ impl Persist {
             .get(&root)
             .map_err(|e| self.bad(e.to_string()))?
             .ok_or_else(|| self.bad("the snapshot root names a missing record".into()))?;
-        let rec: Record =
-            postcard::from_bytes(&bytes).map_err(|e| self.bad(format!("snapshot record: {e}")))?;
-        if rec.version != RECORD_VERSION {
-            return Err(self.bad(format!(
-                "snapshot layout version {} (this peer reads {RECORD_VERSION})",
-                rec.version
-            )));
-        }
-        if rec.network != cfg.genesis.network_id().0 {
+        let (version, _) = postcard::take_from_bytes::<u16>(&bytes)
+            .map_err(|e| self.bad(format!("snapshot record: {e}")))?;
+        let network = cfg.genesis.network_id();
+        let (rec_network, order, blocks, history, ledger, last_block_ts, proposal_since) =
+            match version {
+                1 => {
+                    let r: RecordV1 = postcard::from_bytes(&bytes)
+                        .map_err(|e| self.bad(format!("snapshot record (v1): {e}")))?;
+                    tracing::warn!(
+                        from = 1,
+                        to = RECORD_VERSION,
+                        "store snapshot record is layout version 1: converted; the next checkpoint writes the state tree and a version {RECORD_VERSION} record"
+                    );
+                    self.upgraded_from = Some(1);
+                    (
+                        r.network,
+                        r.order,
+                        r.blocks,
+                        r.history,
+                        r.ledger,
+                        r.last_block_ts,
+                        r.proposal_since,
+                    )
+                }
+                RECORD_VERSION => {
+                    let r: Record = postcard::from_bytes(&bytes)
+                        .map_err(|e| self.bad(format!("snapshot record: {e}")))?;
+                    let sroot = cvx_etch::Hash(r.state_root);
+                    let ledger =
+                        read_state(&self.store, &sroot).map_err(|e| self.bad(e.to_string()))?;
+                    if ledger.state_hash() != r.state_hash {
+                        return Err(self
+                            .bad("the state tree does not match the recorded state hash".into()));
+                    }
+                    self.sync = r.chain.map(|chain| SyncPoint {
+                        position: ledger.height(),
+                        chain,
+                        state_hash: r.state_hash,
+                        root: Some(Hash(r.state_root)),
+                    });
+                    self.tree = Some((sroot, ledger.clone()));
+                    (
+                        r.network,
+                        r.order,
+                        r.blocks,
+                        r.history,
+                        ledger,
+                        r.last_block_ts,
+                        r.proposal_since,
+                    )
+                }
+                v => {
+                    return Err(self.bad(format!(
+                        "snapshot layout version {v} is newer than this peer reads ({RECORD_VERSION}): run the newer cvx-peer, or restore a backup of the data_dir"
+                    )));
+                }
+            };
+        if rec_network != network.0 {
             return Err(self.bad(
                 "the store belongs to another network: use a fresh data_dir for this genesis"
                     .into(),
             ));
         }
-        let mut blocks = Vec::with_capacity(rec.blocks.len());
-        for k in &rec.blocks {
+        let mut bs = Vec::with_capacity(blocks.len());
+        for k in &blocks {
             let b = self
                 .store
                 .get(&cvx_etch::Hash(*k))
                 .map_err(|e| self.bad(e.to_string()))?
                 .ok_or_else(|| self.bad("a snapshot block is missing".into()))?;
             let block = Block::decode(&b).map_err(|e| self.bad(format!("stored block: {e}")))?;
-            blocks.push(Arc::new(block));
+            bs.push(Arc::new(block));
         }
         Ok(Some(Snapshot {
-            order: rec.order,
-            blocks,
-            history: rec.history,
-            ledger: rec.ledger,
-            last_block_ts: rec.last_block_ts,
-            proposal_since: rec.proposal_since,
+            order,
+            blocks: bs,
+            history,
+            ledger,
+            last_block_ts,
+            proposal_since,
         }))
+    }
+
+    /// Record that the state tree rooted at `root` (already in the store, e.g. imported by
+    /// a state sync) holds `state`, so the next checkpoint writes only what changes.
+    pub fn adopt_tree(&mut self, root: cvx_etch::Hash, state: State) {
+        self.tree = Some((root, state));
     }
 
     /// Record `snap` and checkpoint, when `durable` or the last checkpoint is old enough.
@@ -141,22 +395,46 @@ impl Persist {
         for b in &snap.blocks {
             keys.push(self.store.put(&b.encode())?.0);
         }
+        let base = self.tree.as_ref().map(|(r, s)| (r, s));
+        let root = write_state(&self.store, base, &snap.ledger)?;
+        let state_hash = snap.ledger.state_hash();
+        let position = snap.ledger.height();
+        let chain = chain_at(snap.order.as_ref(), position, &NetworkId(network));
         let rec = Record {
             version: RECORD_VERSION,
             network,
             order: snap.order.clone(),
             blocks: keys,
             history: snap.history.clone(),
-            ledger: snap.ledger.clone(),
+            state_root: root.0,
+            state_hash,
+            chain,
             last_block_ts: snap.last_block_ts,
             proposal_since: snap.proposal_since,
         };
         // Encoding our own serde types into a Vec cannot fail (no I/O, no size limit).
         let bytes = postcard::to_allocvec(&rec).unwrap_or_default();
         let h = self.store.put(&bytes)?;
+        self.store.set_root("state", Some(root))?;
         self.store.set_root("snapshot", Some(h))?;
         self.store.checkpoint()?;
         self.last_checkpoint = Some(Instant::now());
+        self.tree = Some((root, snap.ledger.clone()));
+        if let Some(chain) = chain {
+            self.sync = Some(SyncPoint {
+                position,
+                chain,
+                state_hash,
+                root: Some(Hash(root.0)),
+            });
+        }
+        if let Some(v) = self.upgraded_from.take() {
+            tracing::info!(
+                from = v,
+                to = RECORD_VERSION,
+                "store upgraded: state tree written, snapshot record rewritten"
+            );
+        }
         Ok(())
     }
 
@@ -164,5 +442,205 @@ impl Persist {
     #[must_use]
     pub fn error(&self, e: &cvx_etch::EtchError) -> NodeError {
         self.bad(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cvx_protocol::consensus::Order;
+    use cvx_protocol::ledger::{Genesis, GenesisAccount, GenesisPeer};
+    use cvx_protocol::{Address, Amount, BoundedVec, Signature};
+
+    /// A valid public key per `i` (no private key: the first hash of `i ‖ n` that
+    /// decodes as a curve point; about half of all 32-byte strings do).
+    fn pk(i: u8) -> PublicKey {
+        (0u8..=255)
+            .find_map(|n| PublicKey::from_bytes(&hash_parts(&[&[i, n]]).0).ok())
+            .unwrap()
+    }
+
+    fn genesis() -> Genesis {
+        Genesis {
+            network_name: cvx_protocol::primitives::Name::new("persist-test").unwrap(),
+            time: Timestamp(1_000),
+            accounts: BoundedVec::try_from_vec(
+                (0..5u8)
+                    .map(|i| GenesisAccount {
+                        key: pk(i + 1),
+                        balance: Amount::new(1_000_000).unwrap(),
+                    })
+                    .collect(),
+            )
+            .unwrap(),
+            peers: BoundedVec::try_from_vec(vec![GenesisPeer {
+                key: pk(50),
+                controller: Address(0),
+                stake: Amount::new(5_000).unwrap(),
+                host: None,
+            }])
+            .unwrap(),
+            params: crate::devnet::devnet_params(),
+        }
+    }
+
+    /// A ledger that differs from the genesis: more accounts, changed balances, a peer.
+    fn ledger(g: &Genesis) -> State {
+        let base = State::from_genesis(g);
+        let mut accounts = base.accounts().to_vec();
+        accounts[1].balance = Amount::new(7).unwrap();
+        accounts[1].sequence = 3;
+        accounts.push(Account {
+            key: pk(60),
+            balance: Amount::new(99).unwrap(),
+            sequence: 0,
+        });
+        let mut peers: Vec<PeerRecord> = base.peers().cloned().collect();
+        peers.push(PeerRecord {
+            key: pk(61),
+            controller: Address(2),
+            stake: Amount::new(2_000).unwrap(),
+            host: cvx_protocol::HostAddr::new("127.0.0.1:9").ok(),
+            last_block_time: Timestamp(1_500),
+        });
+        State::from_parts(accounts, peers, Timestamp(2_000), 12)
+    }
+
+    fn order() -> SignedOrder {
+        let cp = Checkpoint {
+            position: 10,
+            chain: Hash([4; 32]),
+        };
+        SignedOrder {
+            order: Order {
+                peer: pk(50),
+                timestamp: Timestamp(2_100),
+                checkpoint: cp,
+                blocks: BoundedVec::try_from_vec(vec![Hash([1; 32]), Hash([2; 32])]).unwrap(),
+                proposal: 12,
+                consensus: 12,
+                finality: 12,
+            },
+            signature: Signature([9; 64]),
+        }
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("cvx-persist-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d.join("peer.etch")
+    }
+
+    #[test]
+    fn state_tree_round_trips_and_updates_only_changes() {
+        let g = genesis();
+        let path = tmp("tree");
+        let (store, _) = Store::open(&path).unwrap();
+        let s0 = State::from_genesis(&g);
+        let r0 = write_state(&store, None, &s0).unwrap();
+        assert_eq!(read_state(&store, &r0).unwrap(), s0);
+        let s1 = ledger(&g);
+        let incremental = write_state(&store, Some((&r0, &s0)), &s1).unwrap();
+        let full = write_state(&store, None, &s1).unwrap();
+        assert_eq!(incremental, full, "the root depends only on the state");
+        let back = read_state(&store, &full).unwrap();
+        assert_eq!(back, s1);
+        assert_eq!(back.state_hash(), s1.state_hash());
+        // No change: same root, nothing to write.
+        let before = store.stats().unwrap().records;
+        assert_eq!(write_state(&store, Some((&full, &s1)), &s1).unwrap(), full);
+        assert_eq!(store.stats().unwrap().records, before);
+        // A peer removed (not done by the ledger today, but the tree must follow).
+        let mut peers: Vec<PeerRecord> = s1.peers().cloned().collect();
+        peers.pop();
+        let s2 = State::from_parts(s1.accounts().to_vec(), peers, s1.time(), 13);
+        let r2 = write_state(&store, Some((&full, &s1)), &s2).unwrap();
+        assert_eq!(read_state(&store, &r2).unwrap(), s2);
+        assert_eq!(r2, write_state(&store, None, &s2).unwrap());
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_tree_with_foreign_entries_is_refused() {
+        let g = genesis();
+        let path = tmp("foreign");
+        let (store, _) = Store::open(&path).unwrap();
+        let r = write_state(&store, None, &State::from_genesis(&g)).unwrap();
+        let r = merkle::insert(&store, &r, &[7; 32], b"junk").unwrap();
+        assert!(read_state(&store, &r).is_err());
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    /// Issue 8, deliver 3: a genuine version 1 record is read by this version, the
+    /// ledger, positions and order survive, and the next checkpoint rewrites it as
+    /// version 2 (with the state tree), which reads back the same.
+    #[test]
+    fn store_upgrade_from_record_version_1() {
+        let g = genesis();
+        let cfg = Config::new(g.clone(), pk(50));
+        let path = tmp("upgrade");
+        let led = ledger(&g);
+        let so = order();
+        let block_key = {
+            let (store, _) = Store::open(&path).unwrap();
+            let v1 = RecordV1 {
+                version: 1,
+                network: g.network_id().0,
+                order: Some(so.clone()),
+                blocks: Vec::new(),
+                history: vec![Hash([5; 32]), Hash([6; 32])],
+                ledger: led.clone(),
+                last_block_ts: Timestamp(2_050),
+                proposal_since: Timestamp(2_060),
+            };
+            let h = store.put(&postcard::to_allocvec(&v1).unwrap()).unwrap();
+            store.set_root("snapshot", Some(h)).unwrap();
+            store.checkpoint().unwrap();
+            store.close().unwrap();
+            h
+        };
+        let (store, _) = Store::open(&path).unwrap();
+        let mut p = Persist::new(Arc::new(store), path.clone());
+        let snap = p.load(&cfg).unwrap().unwrap();
+        assert_eq!(snap.ledger, led, "ledger survives");
+        assert_eq!(snap.order, Some(so.clone()), "order and positions survive");
+        assert_eq!(snap.history, vec![Hash([5; 32]), Hash([6; 32])]);
+        assert_eq!(snap.last_block_ts, Timestamp(2_050));
+        assert_eq!(snap.proposal_since, Timestamp(2_060));
+        assert_eq!(p.upgraded_from, Some(1));
+        p.save(&snap, g.network_id().0, true).unwrap();
+        assert_eq!(p.upgraded_from, None);
+        let root = p.store().root("snapshot").unwrap().unwrap();
+        assert_ne!(root, block_key, "the record was rewritten");
+        let bytes = p.store().get(&root).unwrap().unwrap();
+        assert_eq!(postcard::take_from_bytes::<u16>(&bytes).unwrap().0, 2);
+        let sp = p.sync_point().cloned().unwrap();
+        assert_eq!(sp.position, 12);
+        assert_eq!(sp.chain, so.order.chain_at(12).unwrap());
+        drop(p);
+        let (store, _) = Store::open(&path).unwrap();
+        let mut p = Persist::new(Arc::new(store), path.clone());
+        let again = p.load(&cfg).unwrap().unwrap();
+        assert_eq!(again.ledger, led);
+        assert_eq!(again.order, Some(so));
+        assert_eq!(p.sync_point(), Some(&sp));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn an_unknown_record_version_is_refused_with_a_fix() {
+        let g = genesis();
+        let cfg = Config::new(g, pk(50));
+        let path = tmp("future");
+        let (store, _) = Store::open(&path).unwrap();
+        let h = store
+            .put(&postcard::to_allocvec(&(3u16, 0u8)).unwrap())
+            .unwrap();
+        store.set_root("snapshot", Some(h)).unwrap();
+        let mut p = Persist::new(Arc::new(store), path.clone());
+        let e = p.load(&cfg).unwrap_err().to_string();
+        assert!(e.contains("version 3") && e.contains("newer"), "{e}");
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }

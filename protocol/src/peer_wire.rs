@@ -70,6 +70,25 @@ pub enum Query {
     Transaction(Hash),
     /// 3: the peer's status.
     Status,
+    /// 4: a state-sync point: `None` asks for the newest one whose state tree the peer
+    /// serves (with its root); `Some(position)` asks for the chain value and state hash the
+    /// peer finalized at that position (a joining peer confirms a state this way).
+    SyncPoint(Option<u64>),
+}
+
+/// Where a joining peer can start: a finalized position, the chain value there, the hash
+/// of the ledger state after executing that position's blocks, and the root of the state
+/// tree (cvx-etch Merkle trie, docs/etch.md) that `GetState` serves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncPoint {
+    /// Blocks executed (the finality point the state belongs to).
+    pub position: u64,
+    /// The chain value at `position` (`Checkpoint::chain`).
+    pub chain: Hash,
+    /// The ledger's state hash at `position` (the same value as `Status::state_root`).
+    pub state_hash: Hash,
+    /// The Merkle root of the state tree, when the peer serves the state at `position`.
+    pub root: Option<Hash>,
 }
 
 /// A peer's public status (never the list of its outgoing connections: counts only).
@@ -104,6 +123,8 @@ pub enum Answer {
     Transaction(Option<TxResult>),
     /// 3: status.
     Status(Status),
+    /// 4: the sync point asked for, if the peer has it.
+    SyncPoint(Option<SyncPoint>),
 }
 
 /// One frame's message.
@@ -229,6 +250,22 @@ mod tests {
         let f = encode_frame(&Message::Goodbye);
         assert_eq!(f, vec![1, 0, 0, 0, 14]);
         assert_eq!(Message::decode(&f[4..]), Ok(Message::Goodbye));
+    }
+
+    #[test]
+    fn sync_point_query_and_answer_round_trip() {
+        let q = Message::Query(Query::SyncPoint(Some(7)));
+        assert_eq!(q.encode(), vec![11, 4, 1, 7]);
+        assert_eq!(Message::decode(&q.encode()), Ok(q));
+        let a = Message::Answer(Answer::SyncPoint(Some(SyncPoint {
+            position: 7,
+            chain: Hash([1; 32]),
+            state_hash: Hash([2; 32]),
+            root: None,
+        })));
+        assert_eq!(Message::decode(&a.encode()), Ok(a));
+        // The earlier variants keep their encodings (appended, never renumbered).
+        assert_eq!(Message::Query(Query::Status).encode(), vec![11, 3]);
     }
 
     #[test]

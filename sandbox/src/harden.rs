@@ -6,7 +6,7 @@
 use std::io::Write as _;
 use std::os::fd::RawFd;
 
-use nix::sys::resource::{Resource, setrlimit};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
 /// Why a hardening step failed.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +84,27 @@ pub fn apply_limits(limits: &Limits) -> Result<(), HardenError> {
     set("RLIMIT_NPROC", Resource::RLIMIT_NPROC, limits.nproc)?;
     set("RLIMIT_FSIZE", Resource::RLIMIT_FSIZE, limits.fsize)?;
     Ok(())
+}
+
+/// RLIMIT_CORE 0, and RLIMIT_NOFILE / RLIMIT_FSIZE lowered to `nofile` / `fsize` (soft =
+/// hard; a hard limit already below is kept, never raised), with no process-count limit:
+/// for a multi-threaded service (RLIMIT_NPROC counts threads) whose seccomp filter
+/// refuses fork instead. Returns the NOFILE and FSIZE limits now in force.
+///
+/// # Errors
+/// [`HardenError::Rlimit`] naming the limit.
+pub fn apply_file_limits(nofile: u64, fsize: u64) -> Result<(u64, u64), HardenError> {
+    let lower = |what, r, v: u64| {
+        let err = |source| HardenError::Rlimit { what, source };
+        let (_, hard) = getrlimit(r).map_err(err)?;
+        let v = v.min(hard);
+        setrlimit(r, v, v).map_err(err)?;
+        Ok(v)
+    };
+    lower("RLIMIT_CORE", Resource::RLIMIT_CORE, 0)?;
+    let nofile = lower("RLIMIT_NOFILE", Resource::RLIMIT_NOFILE, nofile)?;
+    let fsize = lower("RLIMIT_FSIZE", Resource::RLIMIT_FSIZE, fsize)?;
+    Ok((nofile, fsize))
 }
 
 /// Ignore SIGXFSZ, so a write past RLIMIT_FSIZE fails with EFBIG (an error the caller

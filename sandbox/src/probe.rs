@@ -20,17 +20,20 @@ pub enum Forbidden {
     MmapExec,
     /// `mprotect` of a fresh page to PROT_EXEC.
     MprotectExec,
+    /// `clone(SIGCHLD)`: a new process (fork), not a thread.
+    Fork,
 }
 
 impl Forbidden {
     /// Every action.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::SocketInet,
         Self::Openat,
         Self::Execve,
         Self::Ptrace,
         Self::MmapExec,
         Self::MprotectExec,
+        Self::Fork,
     ];
 
     /// Command-line name.
@@ -43,6 +46,7 @@ impl Forbidden {
             Self::Ptrace => "ptrace",
             Self::MmapExec => "mmap-exec",
             Self::MprotectExec => "mprotect-exec",
+            Self::Fork => "fork",
         }
     }
 }
@@ -102,6 +106,26 @@ pub fn attempt(action: Forbidden) -> i64 {
             // SAFETY: changing the protection of the page mapped just above, which no
             // Rust reference points into.
             i64::from(unsafe { libc::mprotect(p, 4096, libc::PROT_READ | libc::PROT_EXEC) })
+        }
+        Forbidden::Fork => {
+            // SAFETY: a raw clone without CLONE_VM gives the child a copy of the address
+            // space; if the sandbox let it through, the child leaves at once with
+            // _exit (no destructors, no shared state touched) and the parent reports.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_clone,
+                    libc::c_long::from(libc::SIGCHLD),
+                    0usize,
+                    0usize,
+                    0usize,
+                    0usize,
+                )
+            };
+            if r == 0 {
+                // SAFETY: _exit ends the child without running anything else.
+                unsafe { libc::_exit(0) };
+            }
+            r
         }
     }
 }

@@ -7,7 +7,10 @@
 //!    to the own consensus point take part in the vote;
 //! 2. the winning order is chosen position by position from the consensus point: each
 //!    remaining order votes its stake for its block at that position, the block with the
-//!    most stake wins (ties to the lowest block id), orders that voted otherwise drop out;
+//!    most stake wins, orders that voted otherwise drop out; ties go to the block with
+//!    more locked weight (orders whose consensus point covers the position), then more
+//!    proposing weight, then the lowest block id; (2b) a block locked by orders holding
+//!    more than 1/3 of the weight wins outright;
 //!    a block the peer does not hold, or judges future-dated or from a proposer below the
 //!    minimum stake, gets no vote (so it is never confirmed by this peer);
 //! 3. blocks that appear in any accepted order (or are the peer's own new blocks) but not
@@ -233,6 +236,34 @@ fn align(own: &OwnView<'_>, o: &Order) -> Aligned {
     Aligned::Unknown
 }
 
+/// How another order relates to the own order (for diagnostics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Divergence {
+    /// Same blocks as far as both reach.
+    Agrees,
+    /// First different block at this absolute position.
+    DiffersAt(u64),
+    /// Cannot be lined up with the own order.
+    Unlinkable,
+}
+
+/// Where `o` first differs from the own order.
+#[must_use]
+pub fn divergence(own: &OwnView<'_>, o: &Order) -> Divergence {
+    match align(own, o) {
+        Aligned::Linked(ids) => {
+            let n = common_prefix(&ids, own.ids);
+            if n < ids.len().min(own.ids.len()) {
+                Divergence::DiffersAt(own.checkpoint.position + n as u64)
+            } else {
+                Divergence::Agrees
+            }
+        }
+        Aligned::Conflict(p) => Divergence::DiffersAt(p),
+        Aligned::Unknown => Divergence::Unlinkable,
+    }
+}
+
 fn common_prefix(a: &[Hash], b: &[Hash]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
@@ -309,36 +340,58 @@ pub fn merge(
         });
     }
 
-    // Rule 1 and 2: vote from the consensus point among orders agreeing up to it.
-    let mut cands: Vec<(&[Hash], u128)> = Vec::with_capacity(lined.len() + 1);
-    cands.push((own.ids, mp.own_weight));
-    for (ids, _, w, _) in &lined {
+    // Rule 1 and 2: vote from the consensus point among orders agreeing up to it. Each
+    // candidate carries its (absolute) proposal and consensus points for the tie-breaks.
+    let mut cands: Vec<(&[Hash], u128, u64, u64)> = Vec::with_capacity(lined.len() + 1);
+    cands.push((own.ids, mp.own_weight, own.proposal, own.consensus));
+    for (ids, o, w, _) in &lined {
         if ids.len() >= own_c_prefix.len() && ids[..own_c_prefix.len()] == *own_c_prefix {
-            cands.push((ids.as_slice(), *w));
+            cands.push((ids.as_slice(), *w, o.proposal, o.consensus));
         }
     }
     let mut result: Vec<Hash> = own_c_prefix.to_vec();
     let mut i = own_c_prefix.len();
     loop {
-        let mut tally: BTreeMap<Hash, u128> = BTreeMap::new();
-        for (ids, w) in &cands {
+        let at = cp + i as u64;
+        // Per block: (weight, weight of orders that have locked it (consensus above
+        // this position), weight of orders that have proposed it).
+        let mut tally: BTreeMap<Hash, (u128, u128, u128)> = BTreeMap::new();
+        for (ids, w, p, c) in &cands {
             if let Some(id) = ids.get(i)
                 && matches!(status(id), BlockStatus::Valid { .. })
             {
-                // Plain weight. (Preferring orders that claim a lock here was tried: a
-                // byzantine order can claim any lock, and equivocating minorities then split
-                // honest peers in the long simulation; docs/consensus.md §5.)
-                *tally.entry(*id).or_default() += *w;
+                let t = tally.entry(*id).or_default();
+                t.0 += *w;
+                if *c > at {
+                    t.1 += *w;
+                }
+                if *p > at {
+                    t.2 += *w;
+                }
             }
         }
-        // Most weight; among equals the lowest id (max_by keeps the last maximum, so
-        // compare ids reversed).
-        let Some((winner, _)) = tally.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))) else {
+        // A block locked by orders holding more than 1/3 of the weight wins outright: a
+        // byzantine minority cannot claim that much, and honest peers that locked it can
+        // never move, so voting for anything else here could only stall (rule 2b). Else the
+        // most weight; among equals the most locked weight, then the most proposing
+        // weight, then the lowest id (max_by keeps the last maximum, so ids compare
+        // reversed). The tie-breaks matter with equal stakes, where a crashed peer's last
+        // order can hold exactly half of the weight against peers that are locked.
+        let locked_winner = tally
+            .iter()
+            .filter(|(_, t)| t.1 * 3 > mp.total_weight && t.1 > 0)
+            .max_by(|a, b| (a.1).1.cmp(&(b.1).1).then(b.0.cmp(a.0)))
+            .map(|(id, _)| *id);
+        let Some(winner) = locked_winner.or_else(|| {
+            tally
+                .iter()
+                .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+                .map(|(id, _)| *id)
+        }) else {
             break;
         };
-        let winner = *winner;
         result.push(winner);
-        cands.retain(|(ids, _)| ids.get(i) == Some(&winner));
+        cands.retain(|(ids, _, _, _)| ids.get(i) == Some(&winner));
         i += 1;
     }
 
@@ -578,6 +631,54 @@ pub(crate) mod tests {
             100,
         );
         assert_eq!(m.ids[0], lo);
+    }
+
+    #[test]
+    fn rule_ties_go_to_locked_weight_then_proposing_weight_then_lowest_id() {
+        let (hi, lo) = (id(9), id(5));
+        // Equal weight; the higher id is locked (consensus over position 0) by its order.
+        let m = run(
+            &[],
+            (0, 0, 0),
+            &[
+                (order(1, &[hi], 1, 1, 0), 40),
+                (order(2, &[lo], 0, 0, 0), 40),
+            ],
+            20,
+            200,
+        );
+        assert_eq!(m.ids[0], hi, "locked weight breaks the tie");
+        // Equal weight, neither locked; the higher id is proposed.
+        let m = run(
+            &[],
+            (0, 0, 0),
+            &[
+                (order(1, &[hi], 1, 0, 0), 40),
+                (order(2, &[lo], 0, 0, 0), 40),
+            ],
+            20,
+            200,
+        );
+        assert_eq!(m.ids[0], hi, "proposing weight breaks the tie");
+    }
+
+    #[test]
+    fn rule_block_locked_by_more_than_a_third_wins_outright() {
+        let (locked, other) = (id(9), id(5));
+        // 35 of 100 locked it (more than 1/3); 50 hold another block, unlocked.
+        let voters = [
+            (order(1, &[locked], 1, 1, 0), 35),
+            (order(2, &[other], 0, 0, 0), 50),
+        ];
+        let m = run(&[], (0, 0, 0), &voters, 15, 100);
+        assert_eq!(m.ids[0], locked);
+        // 33 of 100 (not more than 1/3): the plain majority wins.
+        let voters = [
+            (order(1, &[locked], 1, 1, 0), 33),
+            (order(2, &[other], 0, 0, 0), 50),
+        ];
+        let m = run(&[], (0, 0, 0), &voters, 17, 100);
+        assert_eq!(m.ids[0], other);
     }
 
     #[test]

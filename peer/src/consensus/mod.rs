@@ -199,7 +199,7 @@ pub struct Snapshot {
 pub enum Dropped {
     /// Order from a key that is not a peer.
     OrderNotPeer,
-    /// Order from a peer below the minimum effective stake.
+    /// Order from a peer whose stake (without decay) is below the minimum.
     OrderMinStake,
     /// Order whose points are not consistent.
     OrderInconsistent,
@@ -293,6 +293,8 @@ pub struct Peer {
     halted: Option<ForkDetected>,
     stats: Stats,
     catch_up: Option<CatchUp>,
+    /// Who sent the catch-up run (its blocks are asked from there).
+    catch_up_conn: Option<ConnId>,
     last_chain_request: Timestamp,
     order_conn: IdMap<PublicKey, ConnId>,
 }
@@ -384,6 +386,7 @@ impl Peer {
             halted: None,
             stats: Stats::default(),
             catch_up: None,
+            catch_up_conn: None,
             last_chain_request: Timestamp(0),
             order_conn: IdMap::default(),
         }
@@ -477,6 +480,69 @@ impl Peer {
     #[must_use]
     pub fn chain(&self) -> (Checkpoint, &[Hash]) {
         (self.checkpoint, &self.ids)
+    }
+
+    /// One line per accepted order of another peer, for an operator looking at a stall:
+    /// its points, its stake, and where its blocks first differ from the own order
+    /// ("agrees", "differs at N", or "cannot line up").
+    #[must_use]
+    pub fn stall_report(&self) -> String {
+        use core::fmt::Write as _;
+        let own = OwnView {
+            checkpoint: self.checkpoint,
+            ids: &self.ids,
+            chains: &self.chains,
+            proposal: self.proposal,
+            consensus: self.consensus,
+            finality: self.finality,
+            catch_up: self.catch_up.as_ref(),
+        };
+        let mut s = format!(
+            "own: checkpoint {} len {} points {}/{}/{}",
+            self.checkpoint.position,
+            own.len(),
+            self.proposal,
+            self.consensus,
+            self.finality
+        );
+        if let Some(c) = &self.catch_up {
+            let missing = c
+                .ids
+                .iter()
+                .filter(|id| !self.blocks.contains_key(*id))
+                .count();
+            let _ = write!(
+                s,
+                "; catch-up run from {} of {} ids, {missing} blocks not held",
+                c.start.position,
+                c.ids.len()
+            );
+        }
+        for so in self.others.values() {
+            let o = &so.order;
+            let k = o.peer.as_bytes();
+            let _ = write!(
+                s,
+                "; {:02x}{:02x}{:02x}{:02x} stake {} checkpoint {} len {} points {}/{}/{} ts {} ",
+                k[0],
+                k[1],
+                k[2],
+                k[3],
+                self.raw_stake(&o.peer),
+                o.checkpoint.position,
+                o.checkpoint.position + o.blocks.len() as u64,
+                o.proposal,
+                o.consensus,
+                o.finality,
+                o.timestamp.0
+            );
+            let _ = match merge::divergence(&own, o) {
+                merge::Divergence::Agrees => write!(s, "agrees"),
+                merge::Divergence::DiffersAt(p) => write!(s, "differs at {p}"),
+                merge::Divergence::Unlinkable => write!(s, "cannot line up"),
+            };
+        }
+        s
     }
 
     /// Counters.
@@ -609,7 +675,10 @@ impl Peer {
         let Some(rec) = self.ledger.peer(&o.peer) else {
             return self.reject(Dropped::OrderNotPeer);
         };
-        if stake::effective_stake(rec, now, self.params()) < self.params().min_stake.get() {
+        // Acceptance by stake *without* decay (a deliberate deviation from Convex): the
+        // finality quorum counts stake without decay, so it must hear every peer whose
+        // stake counts in its total; decay only weighs the vote (docs/consensus.md §2).
+        if rec.stake < self.params().min_stake {
             return self.reject(Dropped::OrderMinStake);
         }
         if !o.points_consistent() {
@@ -817,8 +886,15 @@ impl Peer {
 
     /// Effective weights (with decay) of the peers whose weight reaches `min_stake`, and
     /// their total; and the total stake without decay of peers whose stake reaches it.
-    fn weights(&self, now: Timestamp) -> (IdMap<PublicKey, u128>, u128, u128) {
+    ///
+    /// Decay is measured against the ledger's time (the newest finalized block's
+    /// timestamp), not the local clock: every peer with the same finalized state computes
+    /// the same weights, and a stall of the whole network does not decay everyone (with
+    /// the clock, a stall longer than the grace let every peer fall below `min_stake`,
+    /// total weight dropped to zero and the stall fed itself; docs/consensus.md §2).
+    fn weights(&self) -> (IdMap<PublicKey, u128>, u128, u128) {
         let params = self.params();
+        let now = self.ledger.time();
         let min = params.min_stake.get();
         let mut w = IdMap::default();
         let mut total = 0u128;
@@ -851,15 +927,20 @@ impl Peer {
         self.dirty = false;
         self.last_merge = now;
         self.request_missing(now, out);
-        let (weights, total, total_stake) = self.weights(now);
+        let (weights, total, total_stake) = self.weights();
+        // Every peer whose stake without decay reaches the minimum takes part; one whose
+        // decayed weight fell below it votes with weight 0 (proposal, consensus) but its
+        // lock still counts with its stake for finality and fork detection.
+        let min = u128::from(self.params().min_stake.get());
         let voters: Vec<Voter<'_>> = self
             .others
             .values()
             .filter_map(|so| {
-                weights.get(&so.order.peer).map(|w| Voter {
+                let stake = self.raw_stake(&so.order.peer);
+                (stake >= min && stake > 0).then(|| Voter {
                     order: &so.order,
-                    weight: *w,
-                    stake: self.raw_stake(&so.order.peer),
+                    weight: weights.get(&so.order.peer).copied().unwrap_or(0),
+                    stake,
                 })
             })
             .collect();
@@ -879,10 +960,9 @@ impl Peer {
             now,
             own_weight: weights.get(&self.cfg.key).copied().unwrap_or(0),
             total_weight: total,
-            own_stake: if weights.contains_key(&self.cfg.key) {
-                self.raw_stake(&self.cfg.key)
-            } else {
-                0
+            own_stake: {
+                let st = self.raw_stake(&self.cfg.key);
+                if st >= min && st > 0 { st } else { 0 }
             },
             total_stake,
             proposal_since: self.proposal_since,
@@ -906,9 +986,14 @@ impl Peer {
                     .iter()
                     .find_map(|k| self.order_conn.get(k))
             {
+                // A retry goes to another connection: the one that relayed the order may
+                // be as far behind as this peer and unable to answer.
+                let retry = self.last_chain_request.0 != 0
+                    && now < self.last_chain_request.plus_ms(4 * REQUEST_RETRY_MS);
+                let conn = self.pick_conn(*conn, &Hash::ZERO, now, retry);
                 self.last_chain_request = now;
                 out.push(Action::Send {
-                    to: *conn,
+                    to: conn,
                     msg: Message::GetChain(self.finality),
                 });
             }
@@ -1032,15 +1117,35 @@ impl Peer {
                 continue;
             };
             for id in so.order.blocks.iter() {
+                let asked = self.requested.get(id);
                 if !self.blocks.contains_key(id)
                     && !self.recent_final.contains_key(id)
-                    && self
-                        .requested
-                        .get(id)
-                        .is_none_or(|t| now >= t.plus_ms(REQUEST_RETRY_MS))
+                    && asked.is_none_or(|t| now >= t.plus_ms(REQUEST_RETRY_MS))
                 {
-                    let v = asks.entry(*conn).or_default();
+                    let conn = self.pick_conn(*conn, id, now, asked.is_some());
+                    let v = asks.entry(conn).or_default();
                     if v.len() < MAX_GET_BLOCKS && !v.contains(id) {
+                        v.push(*id);
+                    }
+                }
+            }
+        }
+        // The blocks of a catch-up run: no order lists them, so without this a lost
+        // answer left a lagging peer without them for good (its orders line up through
+        // the run, so it never asks for the run again).
+        if let (Some(seg), Some(conn)) = (&self.catch_up, self.catch_up_conn) {
+            for id in &seg.ids {
+                let asked = self.requested.get(id);
+                if !self.blocks.contains_key(id)
+                    && !self.recent_final.contains_key(id)
+                    && asked.is_none_or(|t| now >= t.plus_ms(REQUEST_RETRY_MS))
+                {
+                    let conn = self.pick_conn(conn, id, now, asked.is_some());
+                    let v = asks.entry(conn).or_default();
+                    if v.len() >= MAX_GET_BLOCKS {
+                        break;
+                    }
+                    if !v.contains(id) {
                         v.push(*id);
                     }
                 }
@@ -1055,6 +1160,27 @@ impl Peer {
                 msg: Message::GetBlocks(ids),
             });
         }
+    }
+
+    /// The connection to ask: `first` the first time; on a retry, one of the connections
+    /// that delivered orders, chosen by the id and the retry round, so that successive
+    /// retries try different peers (the relaying peer may not hold what it relayed).
+    fn pick_conn(&self, first: ConnId, id: &Hash, now: Timestamp, retry: bool) -> ConnId {
+        if !retry {
+            return first;
+        }
+        let mut conns: Vec<ConnId> = self.order_conn.values().copied().collect();
+        conns.sort_unstable();
+        conns.dedup();
+        if conns.is_empty() {
+            return first;
+        }
+        let round = now.0 / REQUEST_RETRY_MS;
+        let salt = u64::from_le_bytes([
+            id.0[0], id.0[1], id.0[2], id.0[3], id.0[4], id.0[5], id.0[6], id.0[7],
+        ]);
+        let i = usize::try_from(round.wrapping_add(salt) % conns.len() as u64).unwrap_or(0);
+        conns[i]
     }
 
     /// Where the checkpoint goes next: `keep_finalized` below finality (never down).
@@ -1133,6 +1259,7 @@ impl Peer {
             ids,
             chains,
         });
+        self.catch_up_conn = Some(from);
         self.dirty = true;
     }
 

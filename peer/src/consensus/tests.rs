@@ -132,6 +132,21 @@ fn rule_order_with_bad_signature_is_dropped() {
 }
 
 #[test]
+fn rule_orders_are_accepted_by_stake_without_decay() {
+    // Peer 1 holds 1,500 (min 1,000); two decay times after the grace its effective stake
+    // is ~203. Its order must still pass the stake check (finality counts its stake), so
+    // it reaches the signature check instead of being dropped as `OrderMinStake`.
+    let mut p = peer(&[5_000, 1_500]);
+    let now = 1_000_000 + 60_000 + 2 * 60_000;
+    let rec = p.ledger.peer(&key(1)).unwrap();
+    assert!(stake::effective_stake(rec, Timestamp(now), p.params()) < 1_000);
+    let so = order(&p, 1, now, 0, (0, 0, 0));
+    feed(&mut p, now, so);
+    assert_eq!(dropped(&p, Dropped::OrderMinStake), 0);
+    assert_eq!(dropped(&p, Dropped::OrderSignature), 1);
+}
+
+#[test]
 fn rule_orders_of_non_peers_and_of_peers_below_minimum_stake_are_dropped() {
     let mut p = peer(&[5_000, 500]);
     let so = order(&p, 1, NOW, 0, (0, 0, 0));

@@ -1,7 +1,8 @@
 //! The peer wire over TCP: frames with the caps of `protocol::peer_wire`, read timeouts,
-//! and a small client for `submit`, `query` and `status`.
+//! a small client for `submit`, `query` and `status`, and the state-sync join ([`sync`]).
 
 pub mod client;
+pub mod sync;
 
 use std::time::Duration;
 

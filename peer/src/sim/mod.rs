@@ -127,8 +127,9 @@ pub struct Faults {
     pub spike_per_mille: u64,
     /// (start, duration) of partitions, with the group of each member.
     pub partitions: Vec<(u64, u64, Vec<u8>)>,
-    /// (member, crash time, restart time) of honest crashes.
-    pub crashes: Vec<(usize, u64, u64)>,
+    /// (member, crash time, restart time) of honest crashes; no restart time = the peer
+    /// stays down for the rest of the run (as a peer killed for good).
+    pub crashes: Vec<(usize, u64, Option<u64>)>,
 }
 
 impl Faults {
@@ -155,7 +156,8 @@ impl Faults {
             let candidates: Vec<usize> = (0..n).filter(|i| honest[*i]).collect();
             let who = candidates[rng.index(candidates.len())];
             let at = rng.range(100, duration / 2);
-            crashes.push((who, at, at + rng.range(100, 700)));
+            let back = at + rng.range(100, 700);
+            crashes.push((who, at, (!rng.chance(300)).then_some(back)));
         }
         Self {
             loss_per_mille,
@@ -391,13 +393,14 @@ impl Sim {
                     Some(p) => {
                         let (cp, ids) = p.chain();
                         state.push_str(&format!(
-                            "\n  member {i} stake {} points {:?} checkpoint {} len {} mempool {} stats {:?}",
+                            "\n  member {i} stake {} points {:?} checkpoint {} len {} mempool {} stats {:?}\n    view: {}",
                             self.stakes[i],
                             p.points(),
                             cp.position,
                             cp.position + ids.len() as u64,
                             p.mempool_len(),
-                            p.stats()
+                            p.stats(),
+                            p.stall_report()
                         ));
                     }
                     None => {
@@ -459,7 +462,9 @@ impl Sim {
         }
         for (who, at, back) in self.faults.crashes.clone() {
             self.push(self.t0 + at, Ev::Crash(who));
-            self.push(self.t0 + back, Ev::Restart(who));
+            if let Some(back) = back {
+                self.push(self.t0 + back, Ev::Restart(who));
+            }
         }
         while let Some(q) = self.queue.pop() {
             if q.at > end {
@@ -556,6 +561,15 @@ impl Sim {
                     }
                 }
                 self.recovery = None;
+                // A peer down for good: the others (if they hold more than 0.67 of stake
+                // and are connected) must go on finalizing within the bound.
+                let permanent =
+                    self.faults.crashes.iter().any(|(who, at, back)| {
+                        *who == i && self.t0 + at == self.now && back.is_none()
+                    });
+                if permanent && self.groups.iter().all(|g| *g == self.groups[0]) {
+                    self.start_recovery();
+                }
             }
             Ev::Restart(i) => {
                 let mut cfg = Config::new(self.genesis.clone(), self.genesis.peers[i].key);
@@ -626,8 +640,12 @@ impl Sim {
     fn start_recovery(&mut self) {
         let (up, total) = self.honest_up_stake();
         let crash_pending = self.faults.crashes.iter().any(|(_, at, back)| {
-            let (at, back) = (self.t0 + at, self.t0 + back);
-            back > self.now && at < self.now + RECOVERY_BOUND_MS
+            let at = self.t0 + at;
+            match back {
+                // A crash for good that has happened is already out of the up stake.
+                None => at > self.now && at < self.now + RECOVERY_BOUND_MS,
+                Some(back) => self.t0 + back > self.now && at < self.now + RECOVERY_BOUND_MS,
+            }
         });
         if up * 100 > total * 67 && !crash_pending {
             let max = self.max_honest_finality();

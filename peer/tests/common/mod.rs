@@ -76,6 +76,12 @@ pub fn scenario(seed: u64) -> (TestNet, Vec<bool>) {
         0
     };
     let mut stakes: Vec<u64> = (0..n).map(|_| rng.range(1_000, 10_000)).collect();
+    if rng.chance(300) {
+        // Equal stakes (as in the devnet): votes tie, and a dead peer's stale order can
+        // hold exactly half of the weight.
+        let s = stakes[0];
+        stakes.iter_mut().for_each(|x| *x = s);
+    }
     let mut honest = vec![true; n];
     for h in honest.iter_mut().take(byz) {
         *h = false;

@@ -1,0 +1,706 @@
+//! Joining by state sync: a peer with an empty store fetches the finalized ledger from its
+//! bootstrap peers by hash (the cvx-etch state tree), checks it, has it confirmed by peers
+//! holding more than 1/3 of the stake that state lists, and starts the consensus machine
+//! at that position. It never replays blocks from genesis.
+//!
+//! Steps ([`join`]):
+//! 1. ask every bootstrap host for its newest sync point (`Query::SyncPoint(None)`); take
+//!    the highest position that names a tree root;
+//! 2. walk the tree from that root: `missing` → `GetState` → `import` (each node checked
+//!    against the hash it was asked by) until nothing is missing, then `verify` the trie;
+//! 3. rebuild the ledger from the tree; its height and state hash must be the sync point's;
+//! 4. confirmation: dial the bootstrap hosts and the host of every staked peer in that
+//!    state; each must prove its key (challenge–response signed by its signer) and say what
+//!    it finalized at that position (`Query::SyncPoint(Some(position))`). The stake of the
+//!    proven peers whose chain value and state hash agree must exceed 1/3 of the stake the
+//!    state lists (so at least one honest peer vouches for it while at most 1/3 of stake is
+//!    faulty); if proven peers holding more than 1/3 disagree, the join is refused.
+//!
+//! docs/operations.md ("Joining by state sync") explains the trust rule and its limit.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use cvx_etch::Store;
+use cvx_etch::merkle;
+use cvx_protocol::consensus::{ChallengeResponse, Checkpoint, SignedChallengeResponse};
+use cvx_protocol::hash::chain_over;
+use cvx_protocol::peer_wire::{
+    Answer, Hello, MAX_BLOCK_IDS, MAX_REQUEST_IDS, Message, PEER_WIRE_VERSION, Query, Role,
+    SyncPoint,
+};
+use cvx_protocol::policy::{MAX_BRIDGE, Request, SignRequest};
+use cvx_protocol::{BoundedVec, Hash, NetworkId, PublicKey, Token};
+use tokio::net::TcpStream;
+
+use super::{FrameError, read_frame, write_msg};
+use crate::ledger::State;
+use crate::signer_client::SignerClient;
+
+/// How long one exchange with a bootstrap peer may take.
+pub const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+/// Confirmation rounds at most (500 ms apart) while too little stake has answered.
+pub const CONFIRM_ATTEMPTS: u32 = 5;
+/// Rounds of `GetState` at most (a round fetches up to 256 nodes; each round goes one
+/// level deeper at least).
+pub const MAX_ROUNDS: usize = 100_000;
+
+/// Why the join failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// No bootstrap host is configured.
+    #[error("state_sync is on but `bootstrap` names no host: name at least one good peer")]
+    NoBootstrap,
+    /// No bootstrap host offered a state.
+    #[error(
+        "no bootstrap peer offered a state to sync ({0}); check `bootstrap` and that those peers run"
+    )]
+    NoSyncPoint(String),
+    /// The serving peer stopped answering or sent something else.
+    #[error("state sync from {host}: {problem}")]
+    Fetch {
+        /// The host.
+        host: String,
+        /// What went wrong.
+        problem: String,
+    },
+    /// The fetched state is not what the sync point said.
+    #[error("the state fetched from {host} does not match its sync point: {problem}")]
+    Mismatch {
+        /// The host.
+        host: String,
+        /// What differs.
+        problem: String,
+    },
+    /// Not enough stake confirmed the state.
+    #[error(
+        "the state at position {position} was confirmed by {agree} of {total} stake (more than 1/3 needed{conflict}); name more bootstrap peers or retry"
+    )]
+    NotConfirmed {
+        /// The position.
+        position: u64,
+        /// Stake of proven peers that agree.
+        agree: u128,
+        /// Total stake in the state.
+        total: u128,
+        /// Set when peers disagreed.
+        conflict: String,
+    },
+    /// Our signer would not sign what the join needs.
+    #[error("the signer refused the join: {0}")]
+    Signer(String),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(String),
+}
+
+/// A verified, confirmed state.
+#[derive(Debug)]
+pub struct Joined {
+    /// The ledger at the sync point.
+    pub state: State,
+    /// The tree root (in the local store now).
+    pub root: cvx_etch::Hash,
+    /// The sync point.
+    pub point: SyncPoint,
+    /// Stake of the peers that confirmed it.
+    pub confirmed: u128,
+    /// Total stake the state lists.
+    pub total: u128,
+    /// State nodes fetched.
+    pub nodes: u64,
+}
+
+fn now() -> cvx_protocol::Timestamp {
+    crate::node::now()
+}
+
+/// One authenticated connection to a peer (we claim our key and prove it through our
+/// signer; the other side must prove its key too).
+struct Link {
+    stream: TcpStream,
+    host: String,
+    /// The other side's proven key (None until its proof arrived, or if it is a client).
+    key: Option<PublicKey>,
+}
+
+impl Link {
+    async fn open(
+        host: &str,
+        network: NetworkId,
+        me: PublicKey,
+        signer: &mut SignerClient,
+    ) -> Result<Self, String> {
+        let stream = tokio::time::timeout(SYNC_TIMEOUT, TcpStream::connect(host))
+            .await
+            .map_err(|_| "connect timed out".to_owned())?
+            .map_err(|e| format!("connect: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let mut l = Self {
+            stream,
+            host: host.to_owned(),
+            key: None,
+        };
+        let mut token = [0u8; 32];
+        getrandom::fill(&mut token).map_err(|e| format!("no OS randomness: {e}"))?;
+        let token = Token(token);
+        write_msg(
+            &mut l.stream,
+            &Message::Hello(Hello {
+                version: PEER_WIRE_VERSION,
+                network,
+                role: Role::Peer(me),
+                challenge: token,
+                time: now(),
+            }),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let theirs = match l.next().await? {
+            Message::Hello(h) => h,
+            m => return Err(format!("expected Hello, got {}", super::kind(&m))),
+        };
+        if theirs.version != PEER_WIRE_VERSION || theirs.network != network {
+            return Err("another network or wire version".into());
+        }
+        let Role::Peer(claimed) = theirs.role else {
+            return Err("the host is not a peer".into());
+        };
+        // Prove our key (they keep us as an unprivileged client unless we are staked).
+        let response = ChallengeResponse {
+            challenger: claimed,
+            responder: me,
+            token: theirs.challenge,
+        };
+        let sig = signer
+            .sign(Request {
+                network,
+                body: SignRequest::ChallengeResponse(response.clone()),
+            })
+            .await
+            .map_err(|e| format!("signer: {e}"))?
+            .map_err(|r| format!("signer refused the challenge response: {}", r.code.name()))?;
+        write_msg(
+            &mut l.stream,
+            &Message::Proof(SignedChallengeResponse {
+                response,
+                signature: sig,
+            }),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        // Their proof of `claimed` over our token.
+        loop {
+            if let Message::Proof(p) = l.next().await? {
+                let r = &p.response;
+                let good = r.challenger == me
+                    && r.responder == claimed
+                    && r.token == token
+                    && claimed.verify(&network, r, &p.signature).is_ok();
+                if !good {
+                    return Err("bad proof of its key".into());
+                }
+                l.key = Some(claimed);
+                return Ok(l);
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Result<Message, String> {
+        match read_frame(&mut self.stream, SYNC_TIMEOUT, SYNC_TIMEOUT).await {
+            Ok(Message::Error { code, detail }) => Err(format!("refused: {code}: {detail}")),
+            Ok(m) => Ok(m),
+            Err(FrameError::Slow(d)) => Err(format!("no answer within {d:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn sync_point(&mut self, at: Option<u64>) -> Result<Option<SyncPoint>, String> {
+        write_msg(&mut self.stream, &Message::Query(Query::SyncPoint(at)))
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            if let Message::Answer(a) = self.next().await? {
+                return match a {
+                    Answer::SyncPoint(sp) => Ok(sp),
+                    _ => Err("unexpected answer".into()),
+                };
+            }
+        }
+    }
+
+    async fn block_ids(&mut self, from: u64) -> Result<Vec<Hash>, String> {
+        let count = u32::try_from(MAX_BLOCK_IDS).unwrap_or(1024);
+        write_msg(&mut self.stream, &Message::GetBlockIds { from, count })
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            if let Message::BlockIds { from: f, ids } = self.next().await? {
+                if f != from {
+                    return Err("ids from another position".into());
+                }
+                return Ok(ids.into_vec());
+            }
+        }
+    }
+
+    async fn get_state(&mut self, ids: &[cvx_etch::Hash]) -> Result<Vec<Vec<u8>>, String> {
+        let v: Vec<Hash> = ids.iter().map(|h| Hash(h.0)).collect();
+        let req = BoundedVec::try_from_vec(v).map_err(|_| "too many ids".to_owned())?;
+        write_msg(&mut self.stream, &Message::GetState(req))
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            if let Message::State(nodes) = self.next().await? {
+                return Ok(nodes
+                    .into_vec()
+                    .into_iter()
+                    .map(BoundedVec::into_vec)
+                    .collect());
+            }
+        }
+    }
+}
+
+/// Join: fetch, verify and confirm the newest state the bootstrap peers offer. The tree's
+/// nodes are written to `store` (not checkpointed: the caller records the root and
+/// checkpoints).
+///
+/// # Errors
+/// [`SyncError`].
+pub async fn join(
+    bootstrap: &[String],
+    network: NetworkId,
+    me: PublicKey,
+    min_stake: u64,
+    store: &Store,
+    signer: &mut SignerClient,
+) -> Result<Joined, SyncError> {
+    if bootstrap.is_empty() {
+        return Err(SyncError::NoBootstrap);
+    }
+    // 1. The newest sync point with a root.
+    let mut best: Option<(Link, SyncPoint, Hash)> = None;
+    let mut why = Vec::new();
+    for host in bootstrap {
+        let mut link = match Link::open(host, network, me, signer).await {
+            Ok(l) => l,
+            Err(e) => {
+                why.push(format!("{host}: {e}"));
+                continue;
+            }
+        };
+        match link.sync_point(None).await {
+            Ok(Some(sp)) => {
+                if let Some(root) = sp.root
+                    && best
+                        .as_ref()
+                        .is_none_or(|(_, b, _)| sp.position > b.position)
+                {
+                    best = Some((link, sp, root));
+                }
+            }
+            Ok(None) => why.push(format!("{host}: no sync point yet")),
+            Err(e) => why.push(format!("{host}: {e}")),
+        }
+    }
+    let Some((mut link, point, root)) = best else {
+        return Err(SyncError::NoSyncPoint(why.join("; ")));
+    };
+    tracing::info!(
+        host = %link.host,
+        position = point.position,
+        root = %root.to_hex(),
+        "state sync: fetching the state tree"
+    );
+    // 2-3. Walk the tree, rebuild the ledger, check it against the sync point.
+    let root_e = cvx_etch::Hash(root.0);
+    let host = link.host.clone();
+    let (state, nodes) = fetch_state(store, &point, root_e, &host, async |miss| {
+        link.get_state(miss).await
+    })
+    .await?;
+    drop(link);
+    // 4. Confirmation by stake.
+    // Peers a little behind may not have finalized the position yet: ask again a few
+    // times (never when a peer contradicted it).
+    let mut attempt = 0;
+    let (confirmed, total) = loop {
+        attempt += 1;
+        match confirm(bootstrap, network, me, min_stake, &state, &point, signer).await {
+            Err(SyncError::NotConfirmed { conflict, .. })
+                if conflict.is_empty() && attempt < CONFIRM_ATTEMPTS =>
+            {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => break other?,
+        }
+    };
+    Ok(Joined {
+        state,
+        root: root_e,
+        point,
+        confirmed,
+        total,
+        nodes,
+    })
+}
+
+/// The block ids at positions `from.position .. to.position`, from the first bootstrap peer
+/// that has them, checked to link `from` to `to` (`chain_over(from.chain, ids) ==
+/// to.chain`): the bridge a signer that already committed to `from` needs before it signs an
+/// order whose checkpoint is `to`.
+///
+/// # Errors
+/// [`SyncError::Fetch`] when no bootstrap peer has a linking run of ids.
+pub async fn fetch_bridge(
+    bootstrap: &[String],
+    network: NetworkId,
+    me: PublicKey,
+    from: Checkpoint,
+    to: Checkpoint,
+    signer: &mut SignerClient,
+) -> Result<Vec<Hash>, SyncError> {
+    let n = to.position.saturating_sub(from.position);
+    let Ok(count) = usize::try_from(n) else {
+        return Err(SyncError::Fetch {
+            host: String::new(),
+            problem: "bridge too long".into(),
+        });
+    };
+    if count > MAX_BRIDGE {
+        return Err(SyncError::Fetch {
+            host: bootstrap.join(","),
+            problem: format!(
+                "this peer's signer committed to position {} and the state is at {}: more than {MAX_BRIDGE} blocks apart, too far to bridge",
+                from.position, to.position
+            ),
+        });
+    }
+    if count == 0 {
+        return if from.chain == to.chain {
+            Ok(Vec::new())
+        } else {
+            Err(SyncError::Fetch {
+                host: bootstrap.join(","),
+                problem: format!(
+                    "this peer's signer committed to another chain at position {}: a fork; see docs/operations.md, Security breach",
+                    from.position
+                ),
+            })
+        };
+    }
+    let mut why = Vec::new();
+    for host in bootstrap {
+        let mut link = match Link::open(host, network, me, signer).await {
+            Ok(l) => l,
+            Err(e) => {
+                why.push(format!("{host}: {e}"));
+                continue;
+            }
+        };
+        match link.block_ids(from.position).await {
+            Ok(mut ids) if ids.len() >= count => {
+                ids.truncate(count);
+                if chain_over(&from.chain, &ids) == to.chain {
+                    return Ok(ids);
+                }
+                why.push(format!(
+                    "{host}: its ids do not link the signer's prefix to the state"
+                ));
+            }
+            Ok(_) => why.push(format!("{host}: too few ids")),
+            Err(e) => why.push(format!("{host}: {e}")),
+        }
+    }
+    Err(SyncError::Fetch {
+        host: bootstrap.join(","),
+        problem: format!(
+            "no peer linked the signer's committed position {} to the state at {} ({})",
+            from.position,
+            to.position,
+            why.join("; ")
+        ),
+    })
+}
+
+/// Fetch the state tree under `root` into `store` through `fetch` (one `GetState` round
+/// trip per call: the hashes asked for in, the node bytes out), verify the trie, rebuild the
+/// ledger and check its height and state hash against `point`. Returns the ledger and the
+/// number of nodes imported. `host` names the source in errors.
+///
+/// # Errors
+/// [`SyncError::Fetch`] (the source failed, sent an unrequested or malformed node, or
+/// stopped serving), [`SyncError::Mismatch`] (the tree is not the state the sync point
+/// names), [`SyncError::Store`].
+pub async fn fetch_state(
+    store: &Store,
+    point: &SyncPoint,
+    root: cvx_etch::Hash,
+    host: &str,
+    mut fetch: impl AsyncFnMut(&[cvx_etch::Hash]) -> Result<Vec<Vec<u8>>, String>,
+) -> Result<(State, u64), SyncError> {
+    let store_err = |e: cvx_etch::EtchError| SyncError::Store(e.to_string());
+    let failed = |problem: String| SyncError::Fetch {
+        host: host.to_owned(),
+        problem,
+    };
+    let mismatch = |problem: String| SyncError::Mismatch {
+        host: host.to_owned(),
+        problem,
+    };
+    let mut nodes = 0u64;
+    for _ in 0..MAX_ROUNDS {
+        let miss = merkle::missing(store, &root, MAX_REQUEST_IDS).map_err(store_err)?;
+        if miss.is_empty() {
+            break;
+        }
+        let got = fetch(&miss).await.map_err(failed)?;
+        let wanted: HashSet<[u8; 32]> = miss.iter().map(|h| h.0).collect();
+        let mut new = 0;
+        for bytes in got {
+            let h = cvx_etch::Hash::of(&bytes);
+            if !wanted.contains(&h.0) {
+                return Err(failed("sent a node that was not asked for".into()));
+            }
+            if merkle::import(store, &h, &bytes).map_err(|e| failed(e.to_string()))? {
+                new += 1;
+            }
+        }
+        if new == 0 {
+            return Err(failed("does not serve the state it offered".into()));
+        }
+        nodes += new;
+    }
+    merkle::verify(store, &root).map_err(|e| mismatch(e.to_string()))?;
+    let state = crate::persist::read_state(store, &root).map_err(|e| mismatch(e.to_string()))?;
+    if state.height() != point.position || state.state_hash() != point.state_hash {
+        return Err(mismatch(format!(
+            "rebuilt state at height {} with hash {}, sync point says {} / {}",
+            state.height(),
+            state.state_hash().to_hex(),
+            point.position,
+            point.state_hash.to_hex()
+        )));
+    }
+    Ok((state, nodes))
+}
+
+/// The trust rule: proven peers holding more than 1/3 of the stake agree, and proven
+/// peers holding more than 1/3 do not contradict them.
+#[must_use]
+pub const fn confirmed(agree: u128, disagree: u128, total: u128) -> bool {
+    total > 0 && agree * 3 > total && disagree * 3 <= total
+}
+
+async fn confirm(
+    bootstrap: &[String],
+    network: NetworkId,
+    me: PublicKey,
+    min_stake: u64,
+    state: &State,
+    point: &SyncPoint,
+    signer: &mut SignerClient,
+) -> Result<(u128, u128), SyncError> {
+    let stake_of: HashMap<PublicKey, u128> = state
+        .peers()
+        .filter(|p| p.stake.get() >= min_stake)
+        .map(|p| (p.key, u128::from(p.stake.get())))
+        .collect();
+    let total: u128 = stake_of.values().sum();
+    let mut hosts: Vec<String> = bootstrap.to_vec();
+    for p in state.peers() {
+        if stake_of.contains_key(&p.key)
+            && p.key != me
+            && let Some(h) = &p.host
+            && !hosts.iter().any(|x| x == h.as_str())
+        {
+            hosts.push(h.as_str().to_owned());
+        }
+    }
+    let mut agree = 0u128;
+    let mut disagree = 0u128;
+    let mut counted: HashSet<PublicKey> = HashSet::new();
+    for host in &hosts {
+        let mut link = match Link::open(host, network, me, signer).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::info!(%host, error = %e, "state sync: cannot ask this peer to confirm");
+                continue;
+            }
+        };
+        let Some(key) = link.key else { continue };
+        let Some(stake) = stake_of.get(&key).copied() else {
+            continue;
+        };
+        if !counted.insert(key) {
+            continue;
+        }
+        match link.sync_point(Some(point.position)).await {
+            Ok(Some(sp)) if sp.chain == point.chain && sp.state_hash == point.state_hash => {
+                agree += stake;
+            }
+            Ok(Some(_)) => {
+                tracing::warn!(%host, peer = %key, "state sync: a peer finalized something else at this position");
+                disagree += stake;
+            }
+            Ok(None) => {
+                tracing::info!(%host, "state sync: the peer no longer (or not yet) knows this position");
+            }
+            Err(e) => tracing::info!(%host, error = %e, "state sync: no confirmation"),
+        }
+    }
+    if confirmed(agree, disagree, total) {
+        Ok((agree, total))
+    } else {
+        Err(SyncError::NotConfirmed {
+            position: point.position,
+            agree,
+            total,
+            conflict: if disagree > 0 {
+                format!("; {disagree} stake finalized something else")
+            } else {
+                String::new()
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persist::write_state;
+    use cvx_protocol::ledger::{Genesis, GenesisAccount, GenesisPeer};
+    use cvx_protocol::{Address, Amount};
+
+    fn pk(i: u8) -> PublicKey {
+        (0u8..=255)
+            .find_map(|n| PublicKey::from_bytes(&cvx_protocol::hash::hash_parts(&[&[i, n]]).0).ok())
+            .unwrap()
+    }
+
+    /// A served state (a source store) of 300 accounts and 3 peers, and its sync point.
+    fn source(dir: &std::path::Path) -> (Store, cvx_etch::Hash, SyncPoint) {
+        let g = Genesis {
+            network_name: cvx_protocol::primitives::Name::new("sync-test").unwrap(),
+            time: cvx_protocol::Timestamp(5),
+            accounts: BoundedVec::try_from_vec(
+                (0..300u32)
+                    .map(|i| GenesisAccount {
+                        key: pk(u8::try_from(i % 200).unwrap()),
+                        balance: Amount::new(u64::from(i) + 1).unwrap(),
+                    })
+                    .collect(),
+            )
+            .unwrap(),
+            peers: BoundedVec::try_from_vec(
+                (0..3u8)
+                    .map(|i| GenesisPeer {
+                        key: pk(200 + i),
+                        controller: Address(u64::from(i)),
+                        stake: Amount::new(5_000).unwrap(),
+                        host: None,
+                    })
+                    .collect(),
+            )
+            .unwrap(),
+            params: crate::devnet::devnet_params(),
+        };
+        let state = State::from_genesis(&g);
+        let (store, _) = Store::open(dir.join("source.etch")).unwrap();
+        let root = write_state(&store, None, &state).unwrap();
+        let point = SyncPoint {
+            position: 0,
+            chain: Hash([1; 32]),
+            state_hash: state.state_hash(),
+            root: Some(Hash(root.0)),
+        };
+        (store, root, point)
+    }
+
+    fn serve(src: &Store, ids: &[cvx_etch::Hash]) -> Vec<Vec<u8>> {
+        ids.iter().filter_map(|h| src.get(h).unwrap()).collect()
+    }
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("cvx-sync-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn run<T>(f: impl Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn an_honest_source_yields_the_state_node_by_node() {
+        let d = tmp("honest");
+        let (src, root, point) = source(&d);
+        let (dst, _) = Store::open(d.join("dst.etch")).unwrap();
+        let mut rounds = 0;
+        let (state, nodes) = run(fetch_state(&dst, &point, root, "src", async |ids| {
+            rounds += 1;
+            Ok(serve(&src, ids))
+        }))
+        .unwrap();
+        assert_eq!(state.accounts_len(), 300);
+        assert_eq!(state.peers().count(), 3);
+        assert_eq!(state.state_hash(), point.state_hash);
+        assert!(
+            nodes > 300 && rounds >= 3,
+            "{nodes} nodes in {rounds} rounds"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_lying_or_unhelpful_source_is_refused() {
+        let d = tmp("liar");
+        let (src, root, point) = source(&d);
+        // Unrequested bytes (e.g. a tampered node: its hash is no longer the one asked for).
+        let (dst, _) = Store::open(d.join("a.etch")).unwrap();
+        let e = run(fetch_state(&dst, &point, root, "src", async |ids| {
+            let mut v = serve(&src, ids);
+            if let Some(n) = v.first_mut() {
+                let last = n.len() - 1;
+                n[last] ^= 1;
+            }
+            Ok(v)
+        }))
+        .unwrap_err();
+        assert!(matches!(e, SyncError::Fetch { .. }), "{e}");
+        // Nothing served.
+        let (dst, _) = Store::open(d.join("b.etch")).unwrap();
+        let e = run(fetch_state(&dst, &point, root, "src", async |_| {
+            Ok(Vec::new())
+        }))
+        .unwrap_err();
+        assert!(e.to_string().contains("does not serve"), "{e}");
+        // A genuine tree that is not the state the sync point names.
+        let (dst, _) = Store::open(d.join("c.etch")).unwrap();
+        let mut wrong = point.clone();
+        wrong.state_hash = Hash([7; 32]);
+        let e = run(fetch_state(&dst, &wrong, root, "src", async |ids| {
+            Ok(serve(&src, ids))
+        }))
+        .unwrap_err();
+        assert!(matches!(e, SyncError::Mismatch { .. }), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn more_than_a_third_of_stake_must_confirm() {
+        assert!(!confirmed(0, 0, 0), "no stake, no confirmation");
+        assert!(!confirmed(1, 0, 3), "exactly 1/3 is not enough");
+        assert!(confirmed(2, 0, 5), "2/5 > 1/3");
+        assert!(confirmed(4, 1, 5), "a minority that disagrees is outvoted");
+        assert!(
+            !confirmed(2, 2, 5),
+            "more than 1/3 disagreeing refuses the join"
+        );
+    }
+}
