@@ -118,6 +118,9 @@ struct Shared {
     max_connections: usize,
     /// Counters for /metrics-style output.
     frames_in: AtomicU64,
+    /// Orders sent in belief deltas, and orders a full belief would have sent on top.
+    belief_orders_sent: AtomicU64,
+    belief_orders_saved: AtomicU64,
     refused_ingress: AtomicU64,
     /// The store, for serving state-tree nodes (`GetState`) from connection tasks.
     store: Arc<Store>,
@@ -360,6 +363,8 @@ impl Node {
             incoming: AtomicU64::new(0),
             max_connections: settings.max_connections,
             frames_in: AtomicU64::new(0),
+            belief_orders_sent: AtomicU64::new(0),
+            belief_orders_saved: AtomicU64::new(0),
             refused_ingress: AtomicU64::new(0),
             store,
             state_nodes_served: AtomicU64::new(0),
@@ -411,6 +416,8 @@ struct ConnState {
     proven: Option<PublicKey>,
     dialed: Option<String>,
     heard_ms: u64,
+    /// The newest orders this connection holds (belief deltas).
+    known: net::delta::Known,
 }
 
 struct MainLoop {
@@ -655,6 +662,7 @@ impl MainLoop {
                         proven: None,
                         dialed,
                         heard_ms: now().0,
+                        known: net::delta::Known::default(),
                     },
                 );
             }
@@ -733,7 +741,10 @@ impl MainLoop {
             }
             // Beliefs count only from proven, staked peers; block and id requests are
             // served to anyone (they are public data).
-            Message::Belief(b) if is_peer => consensus::Message::Belief(b),
+            Message::Belief(b) if is_peer => {
+                c.known.received(&b.orders);
+                consensus::Message::Belief(b)
+            }
             Message::Block(b) if is_peer => consensus::Message::Block(Arc::new(b)),
             Message::GetBlocks(ids) => consensus::Message::GetBlocks(ids.into_vec()),
             Message::GetBlockIds { from, .. } => consensus::Message::GetChain(from),
@@ -934,6 +945,18 @@ impl MainLoop {
             sh.frames_in.load(Ordering::Relaxed),
         );
         g(
+            "belief_orders_sent_total",
+            "Orders sent in beliefs (deltas: only what a connection does not hold).",
+            "counter",
+            sh.belief_orders_sent.load(Ordering::Relaxed),
+        );
+        g(
+            "belief_orders_saved_total",
+            "Orders that whole beliefs would have sent on top of the deltas.",
+            "counter",
+            sh.belief_orders_saved.load(Ordering::Relaxed),
+        );
+        g(
             "ingress_refused_total",
             "Client transactions refused at ingress (FORMAT, SEQUENCE, SIGNATURE, LOAD, NETWORK...).",
             "counter",
@@ -1056,6 +1079,40 @@ impl MainLoop {
                         let result = rx.await.unwrap_or_else(|_| Err("signer task gone".into()));
                         let _ = inputs.send(Input::Signed { id, result }).await;
                     });
+                }
+                Action::Broadcast(consensus::Message::Belief(b)) => {
+                    // Deltas: each connection gets the orders it does not hold yet (and
+                    // the whole belief every few seconds); one encoding per distinct set.
+                    let t = now().0;
+                    let mut frames: HashMap<Vec<(PublicKey, u64)>, Arc<Vec<u8>>> = HashMap::new();
+                    let total = b.orders.len() as u64;
+                    for c in self.conns.values_mut().filter(|c| c.proven.is_some()) {
+                        let Some(d) = c.known.outgoing(&b, t) else {
+                            self.ctx
+                                .shared
+                                .belief_orders_saved
+                                .fetch_add(total, Ordering::Relaxed);
+                            continue;
+                        };
+                        let n = d.orders.len() as u64;
+                        self.ctx
+                            .shared
+                            .belief_orders_sent
+                            .fetch_add(n, Ordering::Relaxed);
+                        self.ctx
+                            .shared
+                            .belief_orders_saved
+                            .fetch_add(total - n, Ordering::Relaxed);
+                        let sig: Vec<(PublicKey, u64)> = d
+                            .orders
+                            .iter()
+                            .map(|s| (s.order.peer, s.order.timestamp.0))
+                            .collect();
+                        let frame = frames.entry(sig).or_insert_with(|| {
+                            Arc::new(cvx_protocol::peer_wire::encode_frame(&Message::Belief(d)))
+                        });
+                        let _ = c.tx.try_send(Arc::clone(frame));
+                    }
                 }
                 Action::Broadcast(m) => {
                     let frame = Arc::new(cvx_protocol::peer_wire::encode_frame(&to_wire(m)));

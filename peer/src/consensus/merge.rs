@@ -20,7 +20,9 @@
 //!    changes the blocks below its current proposal point;
 //! 5. proposal = the longest prefix held by more than 0.67 of total weight; consensus =
 //!    the longest prefix that more than 0.67 of weight holds *and* has proposed; finality
-//!    = the same over consensus points; consensus and finality never go down;
+//!    = the same over consensus points; consensus and finality never go down; (5b) a
+//!    peer whose proposal is below the finality of orders holding more than 1/3 of stake
+//!    (it lags) does not raise its consensus point;
 //! 6. more than 1/3 of weight finalizing a prefix that conflicts with the own finalized
 //!    prefix is a fork: the peer halts.
 
@@ -61,6 +63,10 @@ pub struct OwnView<'a> {
     pub chains: &'a [Hash],
     /// Proposal point.
     pub proposal: u64,
+    /// Blocks below this point are kept by the hold rule (rule 4) even if the proposal
+    /// point has dropped below it since: the highest proposal signed on the current
+    /// prefix, for a while (`0` = the proposal point only).
+    pub protect: u64,
     /// Consensus point.
     pub consensus: u64,
     /// Finality point.
@@ -396,7 +402,7 @@ pub fn merge(
     }
 
     // Rule 4: keep the current proposal for a while.
-    let p_rel = usize::try_from(own.proposal.saturating_sub(cp))
+    let p_rel = usize::try_from(own.proposal.max(own.protect).saturating_sub(cp))
         .unwrap_or(usize::MAX)
         .min(own.ids.len());
     let prefix_changed = result.get(..p_rel) != Some(&own.ids[..p_rel]);
@@ -471,9 +477,24 @@ pub fn merge(
     // between honest peers (a liveness hazard, see docs/consensus.md) much rarer.
     let own_agreed = cp + common_prefix(own.ids, &result) as u64;
     cons.push((own_agreed.min(own.proposal), mp.own_weight));
-    let consensus = threshold_point(cons, mp.total_weight)
-        .max(own.consensus)
-        .min(proposal);
+    // Rule 5b: no new lock while lagging. When orders holding more than 1/3 of stake
+    // have finalized beyond this peer's proposal, its view of their proposals is stale;
+    // locking on it is how a lagging peer came to lock a prefix the others had already
+    // finalized differently (stuck for good: its signer holds the lock; seen in real
+    // devnets, docs/consensus.md §5). It locks again once its proposal has caught up.
+    let ahead: u128 = voters
+        .iter()
+        .filter(|v| v.order.finality > proposal)
+        .map(|v| v.stake)
+        .sum();
+    let lagging = ahead * 3 > mp.total_stake && ahead > 0;
+    let consensus = if lagging {
+        own.consensus
+    } else {
+        threshold_point(cons, mp.total_weight)
+            .max(own.consensus)
+            .min(proposal)
+    };
     let mut fins: Vec<(u64, u128)> = agreed
         .iter()
         .map(|(a, o, _, st)| ((*a).min(o.consensus), *st))
@@ -578,12 +599,24 @@ pub(crate) mod tests {
         p: &MergeParams,
         status: &dyn Fn(&Hash) -> BlockStatus,
     ) -> Result<Merged, ForkDetected> {
+        run_protected(own_ids, pcf, 0, voters, p, status)
+    }
+
+    fn run_protected(
+        own_ids: &[Hash],
+        pcf: (u64, u64, u64),
+        protect: u64,
+        voters: &[(Order, u128)],
+        p: &MergeParams,
+        status: &dyn Fn(&Hash) -> BlockStatus,
+    ) -> Result<Merged, ForkDetected> {
         let ch = chains(own_ids);
         let own = OwnView {
             checkpoint: CP,
             ids: own_ids,
             chains: &ch,
             proposal: pcf.0,
+            protect,
             consensus: pcf.1,
             finality: pcf.2,
             catch_up: None,
@@ -679,6 +712,42 @@ pub(crate) mod tests {
         ];
         let m = run(&[], (0, 0, 0), &voters, 17, 100);
         assert_eq!(m.ids[0], other);
+    }
+
+    #[test]
+    fn rule_a_lagging_peer_does_not_lock() {
+        let (a, b, c) = (id(1), id(2), id(3));
+        // Both others (80 of 100) propose a, b; one has also finalized 2 blocks: nobody
+        // finalized beyond our proposal (2), so we lock a, b.
+        let voters = [
+            (order(1, &[a, b, c], 3, 3, 2), 40),
+            (order(2, &[a, b], 2, 2, 0), 40),
+        ];
+        let m = run(&[a, b], (2, 0, 0), &voters, 20, 100);
+        assert_eq!((m.proposal, m.consensus), (2, 2), "{m:?}");
+        // The first has finalized 3 blocks (beyond our proposal) and holds 40 of 100, more
+        // than 1/3: we lag, and must not lock on our stale view.
+        let voters = [
+            (order(1, &[a, b, c], 3, 3, 3), 40),
+            (order(2, &[a, b], 2, 2, 0), 40),
+        ];
+        let m = run(&[a, b], (2, 0, 0), &voters, 20, 100);
+        assert_eq!((m.proposal, m.consensus), (2, 0), "{m:?}");
+    }
+
+    #[test]
+    fn rule_blocks_below_a_dropped_proposal_stay_protected() {
+        let (a, b, c) = (id(1), id(2), id(3));
+        // We proposed a, b (2) and the proposal has dropped to 1. Others hold a, c with 60
+        // of 90: c wins the vote at position 1, but not more than 0.67 holds it.
+        let voters = [
+            (order(1, &[a, c], 1, 0, 0), 40),
+            (order(2, &[a, c], 1, 0, 0), 20),
+        ];
+        let free = run_protected(&[a, b], (1, 0, 0), 0, &voters, &mp(30, 90), &all_valid).unwrap();
+        assert_eq!(&free.ids[..2], &[a, c], "unprotected: switches at once");
+        let kept = run_protected(&[a, b], (1, 0, 0), 2, &voters, &mp(30, 90), &all_valid).unwrap();
+        assert_eq!(&kept.ids[..2], &[a, b], "protected: keeps its block");
     }
 
     #[test]

@@ -285,6 +285,9 @@ pub struct Peer {
     last_block_ts: Timestamp,
     last_order_ts: Timestamp,
     proposal_since: Timestamp,
+    /// The highest proposal signed on the current prefix and when it was signed (the
+    /// hold rule keeps the blocks below it for a while even if the proposal drops).
+    proposal_high: (u64, Timestamp),
     dirty: bool,
     last_merge: Timestamp,
     last_broadcast: Timestamp,
@@ -314,6 +317,8 @@ impl core::fmt::Debug for PendingBlockBox {
 }
 
 const REQUEST_RETRY_MS: u64 = 200;
+/// How many proposal hold times a dropped proposal still protects its blocks.
+const PROTECT_HOLDS: u64 = 5;
 
 /// Hasher for maps keyed by content hashes: the key is already uniformly distributed
 /// (a SHA-256 output, or an Ed25519 key), so its first 8 bytes are a fine hash. Fixed,
@@ -378,6 +383,7 @@ impl Peer {
             last_block_ts: Timestamp(0),
             last_order_ts: Timestamp(0),
             proposal_since: Timestamp(0),
+            proposal_high: (0, Timestamp(0)),
             dirty: true,
             last_merge: Timestamp(0),
             last_broadcast: Timestamp(0),
@@ -493,6 +499,7 @@ impl Peer {
             ids: &self.ids,
             chains: &self.chains,
             proposal: self.proposal,
+            protect: 0,
             consensus: self.consensus,
             finality: self.finality,
             catch_up: self.catch_up.as_ref(),
@@ -949,6 +956,7 @@ impl Peer {
             ids: &self.ids,
             chains: &self.chains,
             proposal: self.proposal,
+            protect: self.protect_point(now),
             consensus: self.consensus,
             finality: self.finality,
             catch_up: self.catch_up.as_ref(),
@@ -1183,6 +1191,18 @@ impl Peer {
         conns[i]
     }
 
+    /// Rule 4's protected point: the highest proposal signed on the current prefix, for
+    /// `PROTECT_HOLDS` hold times after it was signed. A proposal point drops when
+    /// support for it thins; without this the blocks above the lower point were free to
+    /// change at once, and a peer re-proposed a different block at a position it had
+    /// proposed 30 ms before — while another peer locked on its earlier order (the
+    /// conflicting locks of docs/consensus.md §5, traced in the simulation).
+    fn protect_point(&self, now: Timestamp) -> u64 {
+        let (high, at) = self.proposal_high;
+        let hold = self.params().proposal_hold_ms.saturating_mul(PROTECT_HOLDS);
+        if now < at.plus_ms(hold) { high } else { 0 }
+    }
+
     /// Where the checkpoint goes next: `keep_finalized` below finality (never down).
     fn next_checkpoint(&self) -> u64 {
         self.finality
@@ -1282,6 +1302,9 @@ impl Peer {
         self.last_order_ts = o.timestamp;
         if p.prefix_changed {
             self.proposal_since = now;
+            self.proposal_high = (o.proposal, now);
+        } else if o.proposal > self.proposal_high.0 {
+            self.proposal_high = (o.proposal, now);
         }
         self.signed_consensus = o.chain_at(o.consensus).map(|chain| Checkpoint {
             position: o.consensus,

@@ -1,7 +1,9 @@
 //! The peer wire over TCP: frames with the caps of `protocol::peer_wire`, read timeouts,
-//! a small client for `submit`, `query` and `status`, and the state-sync join ([`sync`]).
+//! a small client for `submit`, `query` and `status`, belief deltas ([`delta`]), and the
+//! state-sync join ([`sync`]).
 
 pub mod client;
+pub mod delta;
 pub mod sync;
 
 use std::time::Duration;

@@ -68,15 +68,19 @@ pub fn policy_params() -> PolicyParams {
 pub fn scenario(seed: u64) -> (TestNet, Vec<bool>) {
     let mut rng = Rng::new(seed);
     // 3–10 peers, weighted towards small networks (cost grows with n²).
-    let n = [3, 3, 4, 4, 4, 5, 5, 6, 7, 8, 10][rng.index(11)];
+    let devnet = devnet_mode();
+    let mut n = [3, 3, 4, 4, 4, 5, 5, 6, 7, 8, 10][rng.index(11)];
+    if devnet {
+        n = 4;
+    }
     let max_byz = (n - 1) / 3;
-    let byz = if rng.chance(700) {
+    let byz = if rng.chance(700) && !devnet {
         usize::try_from(rng.range(0, max_byz as u64)).unwrap()
     } else {
         0
     };
     let mut stakes: Vec<u64> = (0..n).map(|_| rng.range(1_000, 10_000)).collect();
-    if rng.chance(300) {
+    if rng.chance(300) || devnet {
         // Equal stakes (as in the devnet): votes tie, and a dead peer's stale order can
         // hold exactly half of the weight.
         let s = stakes[0];
@@ -105,7 +109,7 @@ pub fn scenario(seed: u64) -> (TestNet, Vec<bool>) {
         }
     }
     let mut params: Params = fast_params();
-    params.min_block_time_ms = 100;
+    params.min_block_time_ms = if devnet { 20 } else { 100 };
     if rng.chance(250) {
         // Short decay: exercises stake decay and heartbeat blocks inside a run.
         params.decay_grace_ms = 800;
@@ -114,7 +118,15 @@ pub fn scenario(seed: u64) -> (TestNet, Vec<bool>) {
     (test_net(seed, &stakes, n + 4, 1_000_000, params), honest)
 }
 
+/// `CVX_SIM_DEVNET=1`: the devnet's shape (4 equal peers, 20 ms blocks, default timing).
+pub fn devnet_mode() -> bool {
+    std::env::var("CVX_SIM_DEVNET").is_ok_and(|v| v == "1")
+}
+
 pub fn tweak(cfg: &mut Config) {
+    if devnet_mode() {
+        return;
+    }
     cfg.rebroadcast_ms = 150;
     cfg.min_order_gap_ms = 60;
     cfg.keep_finalized = 16;
