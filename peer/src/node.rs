@@ -1261,6 +1261,7 @@ impl MainLoop {
         if fin != self.stall.0 {
             self.stall = (fin, t, t);
         } else if ok
+            && self.peer.has_work_pending()
             && t.saturating_sub(self.stall.1) >= 3_000
             && t.saturating_sub(self.stall.2) >= 5_000
         {

@@ -57,20 +57,18 @@ fn summary(child: Child) -> serde_json::Value {
     serde_json::from_str(text.trim()).unwrap()
 }
 
-/// All peers at the final position share one state root, and at least a consensus
-/// quorum (3 of 4) is at that position. A peer left behind is printed: the consensus
-/// machine sometimes leaves one peer stalled (reported to its owner; set
-/// CVX_STRICT_AGREEMENT=1 to require all four).
+/// Every peer reached the same final position with one state root (the devnet waits up
+/// to 10 s for them to settle after the load stops).
 fn check_agreement(v: &serde_json::Value) {
     assert_eq!(v["peers"], 4);
     let pos = v["positions"].as_array().unwrap();
-    check_positions(pos, 3, v);
+    assert_eq!(pos.len(), 4, "a status from every peer: {v}");
+    check_positions(pos, v);
     assert_eq!(v["signer_pids"].as_array().unwrap().len(), 4);
     assert_eq!(v["peer_pids"].as_array().unwrap().len(), 4);
 }
 
-fn check_positions(pos: &[serde_json::Value], quorum: usize, v: &serde_json::Value) {
-    let strict = std::env::var("CVX_STRICT_AGREEMENT").is_ok_and(|x| x == "1");
+fn check_positions(pos: &[serde_json::Value], v: &serde_json::Value) {
     let top = pos
         .iter()
         .map(|p| p["finality"].as_u64().unwrap())
@@ -87,13 +85,10 @@ fn check_positions(pos: &[serde_json::Value], quorum: usize, v: &serde_json::Val
             "same state root: {v}"
         );
     }
-    if at_top.len() < pos.len() {
-        println!("LAGGING peer(s) at the end (consensus stall): {v}");
-    }
-    let need = if strict { pos.len() } else { quorum };
     assert!(
-        at_top.len() >= need,
-        "{} of {} peers at position {top}: {v}",
+        at_top.len() == pos.len(),
+        "only {} of {} peers at position {top} (a lagging or stalled peer; its log holds a \
+         `finality is not advancing` report): {v}",
         at_top.len(),
         pos.len()
     );
@@ -422,7 +417,7 @@ fn peer_halt_locks_the_signer_and_the_others_go_on() {
     assert_eq!(v["exited"], serde_json::json!(["peer-3"]), "{v}");
     let pos = v["positions"].as_array().unwrap();
     assert_eq!(pos.len(), 3, "{v}");
-    check_positions(pos, 3, &v);
+    check_positions(pos, &v);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -488,6 +488,20 @@ impl Peer {
         (self.checkpoint, &self.ids)
     }
 
+    /// True when something is waiting to be finalized: own blocks or transactions above
+    /// finality, or another peer's order that has finalized further. (An idle network's
+    /// finality legitimately stands still between heartbeats.)
+    #[must_use]
+    pub fn has_work_pending(&self) -> bool {
+        self.proposal > self.finality
+            || !self.mempool_ids.is_empty()
+            || !self.own_new.is_empty()
+            || self
+                .others
+                .values()
+                .any(|so| so.order.finality > self.finality)
+    }
+
     /// One line per accepted order of another peer, for an operator looking at a stall:
     /// its points, its stake, and where its blocks first differ from the own order
     /// ("agrees", "differs at N", or "cannot line up").
