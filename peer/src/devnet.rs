@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cvx_protocol::ledger::{Genesis, GenesisAccount, GenesisPeer, Params};
-use cvx_protocol::peer_wire::Status;
-use cvx_protocol::{Amount, BoundedVec, Canonical, HostAddr, PublicKey};
+use cvx_protocol::peer_wire::{Answer, Query, Status};
+use cvx_protocol::{Amount, BoundedVec, Canonical, Hash, HostAddr, PublicKey};
 
 use crate::net::client::PeerClient;
 
@@ -79,6 +79,9 @@ pub struct Summary {
     pub verify: Option<serde_json::Value>,
     /// Refusals the load generator saw, by code name.
     pub refused: String,
+    /// Agreement at a common position: (position, state hash of the first peer, running
+    /// peers whose state hash there equals it, running peers asked).
+    pub agreement: Option<(u64, Hash, usize, usize)>,
 }
 
 impl Summary {
@@ -116,6 +119,12 @@ impl Summary {
             "bench": self.bench_steps,
             "verify": self.verify,
             "refused": serde_json::from_str::<serde_json::Value>(&self.refused).unwrap_or_default(),
+            "agreement": self.agreement.map(|(position, h, agree, asked)| serde_json::json!({
+                "position": position,
+                "state_hash": h.to_hex(),
+                "agree": agree,
+                "asked": asked,
+            })),
         })
         .to_string()
     }
@@ -655,6 +664,26 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Agreement at one position even if the peers never stood still at the same instant
+    // (heartbeats, a client flood): every running peer's state hash at the lowest
+    // finality among them (a peer remembers the hashes of its recent positions).
+    // (Running = answering now: a peer restarted by hand counts, a halted one does not.)
+    let running: Vec<String> = addrs
+        .iter()
+        .zip(statuses(&addrs).await)
+        .filter(|(_, s)| s.is_some())
+        .map(|(a, _)| a.clone())
+        .collect();
+    let agreement = match positions.iter().map(|s| s.finality).min() {
+        Some(p) if p > 0 => {
+            let hashes = state_hashes_at(&running, p).await;
+            hashes.first().copied().flatten().map(|first| {
+                let agree = hashes.iter().filter(|h| **h == Some(first)).count();
+                (p, first, agree, running.len())
+            })
+        }
+        _ => None,
+    };
     children.terminate_all();
     children.list.clear();
     let verify = if opts.bench.is_some() {
@@ -693,6 +722,7 @@ pub async fn run(
         } else {
             r.refused
         },
+        agreement,
     })
 }
 
@@ -721,6 +751,25 @@ async fn statuses(addrs: &[String]) -> Vec<Option<Status>> {
         }
         .await;
         v.push(s);
+    }
+    v
+}
+
+/// Each peer's state hash at `position` (`None` where it cannot tell).
+async fn state_hashes_at(addrs: &[String], position: u64) -> Vec<Option<Hash>> {
+    let mut v = Vec::with_capacity(addrs.len());
+    for a in addrs {
+        let h = async {
+            let mut c = PeerClient::connect(a, None, Duration::from_secs(2))
+                .await
+                .ok()?;
+            match c.query(Query::SyncPoint(Some(position))).await.ok()? {
+                Answer::SyncPoint(Some(sp)) if sp.position == position => Some(sp.state_hash),
+                _ => None,
+            }
+        }
+        .await;
+        v.push(h);
     }
     v
 }
