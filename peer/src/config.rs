@@ -39,6 +39,7 @@ struct ConfigFile {
     sandbox: Option<bool>,
     require_landlock: Option<bool>,
     state_sync: Option<bool>,
+    gc_interval_secs: Option<u64>,
 }
 
 /// The validated settings.
@@ -72,7 +73,13 @@ pub struct Settings {
     /// With an empty store: join by state sync from `bootstrap` (never replaying blocks
     /// from genesis). A store that holds a snapshot always restarts from it.
     pub state_sync: bool,
+    /// Collect the store's garbage (online) every this many seconds; 0 = never. Default
+    /// [`DEFAULT_GC_INTERVAL_SECS`] (docs/operations.md, Storage management).
+    pub gc_interval_secs: u64,
 }
+
+/// The default store garbage-collection interval, seconds.
+pub const DEFAULT_GC_INTERVAL_SECS: u64 = 600;
 
 /// The default peer/client port (the seed's convention).
 pub const DEFAULT_PORT: u16 = 18888;
@@ -189,7 +196,15 @@ impl Settings {
                 "state sync needs at least one `bootstrap` peer to fetch the state from".into(),
             ));
         }
+        let gc_interval_secs = f.gc_interval_secs.unwrap_or(DEFAULT_GC_INTERVAL_SECS);
+        if gc_interval_secs > 31_536_000 {
+            return Err(bad(
+                "gc_interval_secs",
+                "must be 0 (off) ..= 31536000 (a year)".into(),
+            ));
+        }
         Ok(Self {
+            gc_interval_secs,
             state_sync,
             api_listen,
             genesis: f.genesis,
@@ -264,5 +279,31 @@ mod tests {
         )
         .unwrap();
         assert!(s.state_sync);
+    }
+
+    #[test]
+    fn gc_interval_defaults_parses_and_is_bounded() {
+        let s = Settings::parse(Path::new("p.toml"), &base()).unwrap();
+        assert_eq!(s.gc_interval_secs, DEFAULT_GC_INTERVAL_SECS);
+        let s = Settings::parse(
+            Path::new("p.toml"),
+            &format!("{}gc_interval_secs = 0\n", base()),
+        )
+        .unwrap();
+        assert_eq!(s.gc_interval_secs, 0, "0 turns it off");
+        let e = Settings::parse(
+            Path::new("p.toml"),
+            &format!("{}gc_interval_secs = 99999999999\n", base()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`gc_interval_secs`"), "{e}");
+        let e = Settings::parse(
+            Path::new("p.toml"),
+            &format!("{}gc_interval_secs = -1\n", base()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("gc_interval_secs"), "{e}");
     }
 }

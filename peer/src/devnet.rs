@@ -46,6 +46,8 @@ pub struct DevnetOptions {
     /// that joins by state sync from the devnet's peers (`peer-N/peer.toml`, listed in
     /// `spares` in the devnet dir). Not in the genesis: stake it with create-peer.
     pub spares: usize,
+    /// Each peer's `gc_interval_secs` (None: the default).
+    pub gc_interval: Option<u64>,
 }
 
 /// The summary (`--json`).
@@ -441,7 +443,11 @@ pub async fn run(
                 .display(),
             opts.max_queue
                 .map(|q| format!("max_queue = {q}\n"))
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                + &opts
+                    .gc_interval
+                    .map(|g| format!("gc_interval_secs = {g}\n"))
+                    .unwrap_or_default(),
         );
         std::fs::write(&cfg, text).map_err(io("writing peer config"))?;
         let child = Command::new(&peer_bin)

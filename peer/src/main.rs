@@ -34,12 +34,14 @@ USAGE:
                                         tree root (what a joining peer syncs and confirms)
   cvx-peer status --peer HOST:PORT      finality, state root, connection counts (JSON)
   cvx-peer halt --config FILE           breach button: lock the signer, then stop the peer
+  cvx-peer gc --config FILE             collect the store's garbage once (peer stopped)
   cvx-peer devnet [--peers N] [--duration SECS] [--dir DIR] [--rate TPS] [--accounts N] [--max-queue N] [--json]
                  [--bench [--duration STEP_SECS]]
                                         a local network of N signers + N peers + load
                                         (--registered-hosts H0,H1,..: on-chain hosts, e.g. proxies)
                                         (--spare N: also prepare N spare peers, not started and
                                         not staked, that join by state sync; see DIR/spares)
+                                        (--gc-interval SECS: each peer's gc_interval_secs)
                                         --bench: offered load 500..8000 tx/s in steps, finalized
                                         tx/s and finality p50/p99 per step, next to the batch-
                                         verification bound measured in the same run
@@ -81,6 +83,7 @@ struct Flags {
     max_queue: Option<usize>,
     bench: bool,
     spare: Option<usize>,
+    gc_interval: Option<u64>,
     require_landlock: bool,
     positional: Vec<String>,
 }
@@ -110,6 +113,7 @@ fn parse_flags(args: &[String]) -> Result<Flags, Failure> {
             "--timeout" => f.timeout = Some(num(a, &val(a)?)?),
             "--max-queue" => f.max_queue = Some(num(a, &val(a)?)?),
             "--spare" => f.spare = Some(num(a, &val(a)?)?),
+            "--gc-interval" => f.gc_interval = Some(num(a, &val(a)?)?),
             "--json" => f.json = true,
             "--bench" => f.bench = true,
             "--require-landlock" => f.require_landlock = true,
@@ -338,6 +342,48 @@ fn cmd_query(f: &Flags, status_only: bool) -> Result<(), Failure> {
     })
 }
 
+/// Collect the store's garbage once, with the peer stopped (a running peer holds the
+/// store's lock, and collects periodically itself: `gc_interval_secs`).
+fn cmd_gc(f: &Flags) -> Result<(), Failure> {
+    let path = f
+        .config
+        .clone()
+        .ok_or_else(|| usage("gc needs --config FILE"))?;
+    let settings = Settings::load(&path).map_err(|e| Failure(Exit::Config, e.to_string()))?;
+    let store_path = settings.data_dir.join("peer.etch");
+    let store_err = |e: &cvx_etch::EtchError| {
+        if e.kind() == cvx_etch::ErrorKind::Locked {
+            Failure(
+                Exit::Store,
+                format!(
+                    "{e} (the peer is running: it collects by itself every `gc_interval_secs`; stop it to run `cvx-peer gc`)"
+                ),
+            )
+        } else {
+            Failure(Exit::Store, format!("store {}: {e}", store_path.display()))
+        }
+    };
+    if !store_path.exists() {
+        return Err(Failure(
+            Exit::Store,
+            format!(
+                "no store at {}: check `data_dir` in the config",
+                store_path.display()
+            ),
+        ));
+    }
+    let (store, _) = cvx_etch::Store::open(&store_path).map_err(|e| store_err(&e))?;
+    match cvx_peer::persist::collect_garbage(&store).map_err(|e| store_err(&e))? {
+        Some(r) => out(&format!(
+            "store collected: records {} -> {}, bytes {} -> {}\n",
+            r.records_before, r.records_after, r.bytes_before, r.bytes_after
+        )),
+        None => out("store collection interrupted: the store is unchanged\n"),
+    }
+    store.close().map_err(|e| store_err(&e))?;
+    Ok(())
+}
+
 fn cmd_halt(f: &Flags) -> Result<(), Failure> {
     let path = f
         .config
@@ -391,6 +437,7 @@ fn cmd_devnet(f: &Flags) -> Result<(), Failure> {
         registered_hosts: f.hosts.clone(),
         max_queue: f.max_queue,
         spares: f.spare.unwrap_or(0),
+        gc_interval: f.gc_interval,
         bench: f.bench.then(|| {
             let step = f.duration.unwrap_or(8);
             [500, 1000, 2000, 4000, 8000]
@@ -443,6 +490,7 @@ fn main() -> ExitCode {
             Some("query") => cmd_query(&f, false),
             Some("status") => cmd_query(&f, true),
             Some("halt") => cmd_halt(&f),
+            Some("gc") => cmd_gc(&f),
             Some("devnet") => cmd_devnet(&f),
             Some("sandbox-probe") => cmd_sandbox_probe(&f),
             Some("help") | None => {

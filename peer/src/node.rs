@@ -384,6 +384,7 @@ impl Node {
         }
         let mut seed = [0u8; 8];
         let _ = getrandom::fill(&mut seed);
+        let gc_interval_secs = settings.gc_interval_secs;
         let main = MainLoop {
             peer,
             ctx,
@@ -401,6 +402,7 @@ impl Node {
             synced_from,
             start_position,
             executed: 0,
+            gc: crate::persist::PeriodicGc::new(gc_interval_secs),
         };
         main.run(in_rx, api_rx, shutdown).await
     }
@@ -443,6 +445,8 @@ struct MainLoop {
     start_position: u64,
     /// Blocks this process executed.
     executed: u64,
+    /// Periodic store garbage collection (`gc_interval_secs`).
+    gc: crate::persist::PeriodicGc,
 }
 
 /// Connections of proven but unstaked keys (e.g. peers that joined by state sync and wait
@@ -981,6 +985,24 @@ impl MainLoop {
             self.executed,
         );
         g(
+            "gc_runs_total",
+            "Store garbage collections completed.",
+            "counter",
+            self.gc.runs.load(Ordering::Relaxed),
+        );
+        g(
+            "gc_bytes_reclaimed_total",
+            "Store bytes reclaimed by garbage collection.",
+            "counter",
+            self.gc.reclaimed.load(Ordering::Relaxed),
+        );
+        g(
+            "store_bytes",
+            "Bytes used in the store file (records and index).",
+            "gauge",
+            sh.store.stats().map_or(0, |s| s.used_bytes),
+        );
+        g(
             "state_nodes_served_total",
             "State-tree nodes served to syncing peers.",
             "counter",
@@ -1223,6 +1245,7 @@ impl MainLoop {
 
     fn housekeeping(&mut self) {
         let t = now().0;
+        self.gc.poll(self.persist.store());
         // Followers that the ledger has staked since they connected now count (and peers
         // whose stake was withdrawn stop counting).
         let ledger = self.peer.ledger();
