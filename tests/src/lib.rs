@@ -1,10 +1,11 @@
-//! cvx-systest: system tests that start the real binaries (in `tests/`), and the
-//! dependency-boundary checker ([`deps`]) that keeps crate boundaries privilege
-//! boundaries.
+//! cvx-systest: system tests that start the real binaries (in `tests/`, with the shared
+//! devnet helpers of [`devnet`]), and the dependency-boundary checker ([`deps`]) that
+//! keeps crate boundaries privilege boundaries.
 
 #![forbid(unsafe_code)]
 
 pub mod deps;
+pub mod devnet;
 
 use std::path::PathBuf;
 

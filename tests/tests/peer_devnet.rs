@@ -5,57 +5,16 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cvx_protocol::consensus::{ChallengeResponse, SignedChallengeResponse};
 use cvx_protocol::peer_wire::{self, Hello, Message, PEER_WIRE_VERSION, Role};
 use cvx_protocol::{Canonical, Hash, NetworkId, PublicKey, Signature, Timestamp, Token};
-
-/// Devnets use both cores: run one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Build (once) and locate the three binaries in this test's target dir.
-fn bin_dir() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| cvx_systest::built_binaries(&["cvx-peer", "cvx-signer", "cvx-loadgen"]))
-}
-
-fn tmp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cvx-systest-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn devnet(dir: &Path, secs: u64, rate: u64) -> Child {
-    devnet_with(dir, secs, rate, &[])
-}
-
-fn devnet_with(dir: &Path, secs: u64, rate: u64, extra: &[&str]) -> Child {
-    Command::new(bin_dir().join("cvx-peer"))
-        .args(["devnet", "--peers", "4", "--json", "--accounts", "200"])
-        .args(extra)
-        .args(["--duration", &secs.to_string(), "--rate", &rate.to_string()])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-fn summary(child: Child) -> serde_json::Value {
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "devnet failed: {:?} {text}",
-        out.status
-    );
-    serde_json::from_str(text.trim()).unwrap()
-}
+use cvx_systest::devnet::{
+    api_of, bin_dir, devnet, finality, http_get, listen_of, serial, summary, tmp_dir, wait_for_peer,
+};
 
 /// Every peer reached the same state root at the same position: the devnet asks every
 /// running peer for its state hash at the lowest finality among them (peers under a
@@ -106,11 +65,9 @@ fn check_positions(pos: &[serde_json::Value], v: &serde_json::Value) {
 /// submitted transactions, and all peers reach the same state root at the same position.
 #[test]
 fn peer_devnet_four_peers_finalize_and_agree() {
-    let _g = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = serial();
     let dir = tmp_dir("devnet");
-    let v = summary(devnet(&dir, 5, 1000));
+    let v = summary(devnet(&dir, 5, 1000, &[]));
     println!("{v}");
     assert!(
         v["finalized_tx"].as_u64().unwrap() > 0,
@@ -120,35 +77,6 @@ fn peer_devnet_four_peers_finalize_and_agree() {
     assert!(v["finality_ms_p99"].as_u64().unwrap() >= v["finality_ms_p50"].as_u64().unwrap());
     check_agreement(&v);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn listen_of(dir: &Path, i: usize) -> String {
-    let cfg = std::fs::read_to_string(dir.join(format!("peer-{i}/peer.toml"))).unwrap();
-    let line = cfg.lines().find(|l| l.starts_with("listen")).unwrap();
-    line.split('"').nth(1).unwrap().to_owned()
-}
-
-fn wait_for_peer(dir: &Path) -> String {
-    let t = Instant::now();
-    loop {
-        if dir.join("devnet.ready").exists() {
-            let addr = listen_of(dir, 0);
-            let st = Command::new(bin_dir().join("cvx-peer"))
-                .args(["status", "--peer", &addr])
-                .output()
-                .unwrap();
-            if st.status.success()
-                && String::from_utf8_lossy(&st.stdout).contains("\"in_consensus\":true")
-            {
-                return addr;
-            }
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "devnet did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn frame(m: &Message) -> Vec<u8> {
@@ -198,11 +126,9 @@ fn other_key() -> PublicKey {
 /// counts only.
 #[test]
 fn peer_hostile_input_closes_only_that_connection() {
-    let _g = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = serial();
     let dir = tmp_dir("hostile");
-    let child = devnet_with(&dir, 25, 300, &["--max-queue", "20"]);
+    let child = devnet(&dir, 25, 300, &["--max-queue", "20"]);
     let addr = wait_for_peer(&dir);
     let limit = Duration::from_secs(5);
 
@@ -351,45 +277,14 @@ fn peer_hostile_input_closes_only_that_connection() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn api_of(dir: &Path, i: usize) -> String {
-    let out = std::fs::read_to_string(dir.join(format!("peer-{i}/peer.out"))).unwrap();
-    let line = out.lines().find(|l| l.starts_with("api ")).unwrap();
-    line[4..].trim().to_owned()
-}
-
-fn http_get(addr: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text
-}
-
-fn finality(addr: &str) -> u64 {
-    let out = Command::new(bin_dir().join("cvx-peer"))
-        .args(["status", "--peer", addr])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "status of {addr}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["finality"].as_u64().unwrap()
-}
-
 /// The breach button (issue 6, deliver 5) and acceptance 2's first half: `cvx-peer halt`
 /// locks the peer's signer durably and stops the peer at once; the other three peers keep
 /// finalizing and agree.
 #[test]
 fn peer_halt_locks_the_signer_and_the_others_go_on() {
-    let _g = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = serial();
     let dir = tmp_dir("halt");
-    let child = devnet(&dir, 10, 300);
+    let child = devnet(&dir, 10, 300, &[]);
     let addr0 = wait_for_peer(&dir);
     let out = Command::new(bin_dir().join("cvx-peer"))
         .arg("halt")
@@ -434,11 +329,9 @@ fn peer_halt_locks_the_signer_and_the_others_go_on() {
 /// it gracefully (exit 0).
 #[test]
 fn peer_killed_restarts_from_its_store_and_catches_up() {
-    let _g = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = serial();
     let dir = tmp_dir("restart");
-    let child = devnet(&dir, 16, 300);
+    let child = devnet(&dir, 16, 300, &[]);
     let addr0 = wait_for_peer(&dir);
     std::thread::sleep(Duration::from_secs(2));
     let pid: i32 = std::fs::read_to_string(dir.join("peer-2/data/cvx-peer.pid"))
@@ -519,12 +412,10 @@ fn query(addr: &str, what: &str, arg: &str) -> serde_json::Value {
 #[test]
 fn peer_withdraw_through_another_peer_returns_the_stake() {
     use cvx_protocol::txfile::TxFile;
-    let _g = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = serial();
     let dir = tmp_dir("withdraw");
     // No demo load: account 3 (peer-3's controller) is ours alone.
-    let child = devnet(&dir, 12, 0);
+    let child = devnet(&dir, 12, 0, &[]);
     let addr0 = wait_for_peer(&dir);
     let key3 = std::fs::read_to_string(dir.join("peer-3/peer.toml")).unwrap();
     let key3 = key3

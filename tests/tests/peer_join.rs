@@ -7,88 +7,18 @@
 //! finalized.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use cvx_protocol::ledger::{Action, Genesis, Transaction};
 use cvx_protocol::txfile::TxFile;
 use cvx_protocol::{Address, Amount, Canonical, HostAddr, PublicKey};
-
-/// Devnets use both cores: run one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn bin_dir() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| cvx_systest::built_binaries(&["cvx-peer", "cvx-signer", "cvx-loadgen"]))
-}
-
-fn tmp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cvx-systest-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn listen_of(dir: &Path, i: usize) -> String {
-    let cfg = std::fs::read_to_string(dir.join(format!("peer-{i}/peer.toml"))).unwrap();
-    let line = cfg.lines().find(|l| l.starts_with("listen")).unwrap();
-    line.split('"').nth(1).unwrap().to_owned()
-}
-
-fn cvx_peer(args: &[&str]) -> Option<serde_json::Value> {
-    let out = Command::new(bin_dir().join("cvx-peer"))
-        .args(args)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
-
-fn status(addr: &str) -> Option<serde_json::Value> {
-    cvx_peer(&["status", "--peer", addr])
-}
-
-fn finality(addr: &str) -> u64 {
-    status(addr).map_or(0, |v| v["finality"].as_u64().unwrap())
-}
-
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < limit, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn api_of(out_file: &Path) -> String {
-    let out = std::fs::read_to_string(out_file).unwrap_or_default();
-    out.lines()
-        .find(|l| l.starts_with("api "))
-        .map(|l| l[4..].trim().to_owned())
-        .unwrap_or_default()
-}
-
-fn http_get(addr: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text
-}
-
-fn metric(metrics: &str, name: &str) -> u64 {
-    let line = metrics
-        .lines()
-        .find(|l| l.starts_with(&format!("cvx_peer_{name} ")))
-        .unwrap_or_else(|| panic!("metric {name} in {metrics}"));
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
+use cvx_systest::devnet::{
+    api_in, bin_dir, cvx_peer, devnet, finality, http_get, listen_of, metric, serial, status,
+    tmp_dir, wait_until,
+};
 
 struct Spare {
     dir: String,
@@ -132,20 +62,9 @@ impl Drop for Running {
 #[test]
 #[allow(clippy::too_many_lines)]
 fn peer_joins_by_state_sync_and_counts_once_staked() {
-    let _g = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = serial();
     let dir = tmp_dir("join");
-    let devnet = Command::new(bin_dir().join("cvx-peer"))
-        .args(["devnet", "--peers", "4", "--spare", "1", "--json"])
-        .args(["--accounts", "200", "--duration", "40", "--rate", "200"])
-        .arg("--dir")
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let devnet = Running(devnet);
+    let devnet = Running(devnet(&dir, 40, 200, &["--spare", "1"]));
     wait_until("devnet up", Duration::from_secs(60), || {
         dir.join("devnet.ready").exists()
     });
@@ -203,11 +122,11 @@ fn peer_joins_by_state_sync_and_counts_once_staked() {
     let (confirmed, total) = (field("confirmed_stake"), field("total_stake"));
     assert!(confirmed * 3 > total, "{line}");
     println!("{line}");
-    let api = api_of(&pd.join("peer.out"));
+    let api = api_in(&pd.join("peer.out"));
     let m = http_get(&api, "/metrics");
-    let from = metric(&m, "state_synced_from");
+    let from = metric(&m, "cvx_peer_state_synced_from");
     assert!(from > 0, "joined past genesis: {m}");
-    assert_eq!(metric(&m, "start_position"), from, "{m}");
+    assert_eq!(metric(&m, "cvx_peer_start_position"), from, "{m}");
 
     // It catches up: finality near the others', and the same finalized state at a
     // position both have (state hash and chain value, via the sync-point query).
@@ -216,7 +135,7 @@ fn peer_joins_by_state_sync_and_counts_once_staked() {
         f > from && f + 3 >= finality(&addr0)
     });
     let m = http_get(&api, "/metrics");
-    let executed = metric(&m, "blocks_executed_total");
+    let executed = metric(&m, "cvx_peer_blocks_executed_total");
     let fin = finality(&sp.listen);
     assert!(
         executed <= fin - from,
@@ -296,7 +215,7 @@ fn peer_joins_by_state_sync_and_counts_once_staked() {
     let st = status(&sp.listen).unwrap();
     assert_eq!(st["in_consensus"], true, "{st}");
     let m = http_get(&api, "/metrics");
-    assert!(metric(&m, "blocks_signed_total") > 0, "{m}");
+    assert!(metric(&m, "cvx_peer_blocks_signed_total") > 0, "{m}");
     println!(
         "joined at position {from} in {join_ms} ms (state sync + confirmation), executed {executed} blocks to reach {fin}"
     );
@@ -312,20 +231,9 @@ fn peer_joins_by_state_sync_and_counts_once_staked() {
 /// its blocks are finalized again.
 #[test]
 fn peer_that_lost_its_store_rejoins_by_state_sync() {
-    let _g = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = serial();
     let dir = tmp_dir("rejoin");
-    let devnet = Command::new(bin_dir().join("cvx-peer"))
-        .args(["devnet", "--peers", "4", "--json"])
-        .args(["--accounts", "200", "--duration", "40", "--rate", "200"])
-        .arg("--dir")
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let devnet = Running(devnet);
+    let devnet = Running(devnet(&dir, 40, 200, &[]));
     wait_until("devnet up", Duration::from_secs(60), || {
         dir.join("devnet.ready").exists()
     });
@@ -389,8 +297,8 @@ fn peer_that_lost_its_store_rejoins_by_state_sync() {
         log.contains("bridged the signer's committed prefix"),
         "the signer's watermark was bridged: {log}"
     );
-    let m = http_get(&api_of(&pd.join("rejoin.out")), "/metrics");
-    let from = metric(&m, "state_synced_from");
+    let m = http_get(&api_in(&pd.join("rejoin.out")), "/metrics");
+    let from = metric(&m, "cvx_peer_state_synced_from");
     assert!(
         from > before,
         "joined at {from}, past where it stopped: {m}"

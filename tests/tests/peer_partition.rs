@@ -10,15 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cvx_protocol::Canonical;
 use cvx_protocol::peer_wire::{self, Message, Role};
-
-fn bin_dir() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| cvx_systest::built_binaries(&["cvx-peer", "cvx-signer", "cvx-loadgen"]))
-}
+use cvx_systest::devnet::{bin_dir, status, wait_until};
 
 fn field(dir: &Path, i: usize, name: &str) -> Option<String> {
     let cfg = std::fs::read_to_string(dir.join(format!("peer-{i}/peer.toml"))).ok()?;
@@ -123,25 +119,6 @@ fn proxy(listener: TcpListener, dir: PathBuf, i: usize, victim_index: usize, cut
     });
 }
 
-fn status(addr: &str) -> Option<serde_json::Value> {
-    let out = Command::new(bin_dir().join("cvx-peer"))
-        .args(["status", "--peer", addr])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
-}
-
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < Duration::from_secs(secs), "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn peer_partitioned_answers_network_then_heals_and_catches_up() {
     let dir = std::env::temp_dir().join(format!("cvx-systest-partition-{}", std::process::id()));
@@ -166,13 +143,17 @@ fn peer_partitioned_answers_network_then_heals_and_catches_up() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until("peer configs", 60, || field(&dir, 3, "key").is_some());
+    wait_until("peer configs", Duration::from_secs(60), || {
+        field(&dir, 3, "key").is_some()
+    });
     let key3 = cvx_protocol::PublicKey::from_hex(&field(&dir, 3, "key").unwrap()).unwrap();
     cut.victim.set(*key3.as_bytes()).unwrap();
     let a0 = field(&dir, 0, "listen").unwrap();
     let a3 = field(&dir, 3, "listen").unwrap();
-    wait_until("devnet ready", 60, || dir.join("devnet.ready").exists());
-    wait_until("all in consensus", 60, || {
+    wait_until("devnet ready", Duration::from_secs(60), || {
+        dir.join("devnet.ready").exists()
+    });
+    wait_until("all in consensus", Duration::from_secs(60), || {
         (0..4).all(|i| {
             field(&dir, i, "listen")
                 .and_then(|a| status(&a))
@@ -182,9 +163,11 @@ fn peer_partitioned_answers_network_then_heals_and_catches_up() {
 
     // Cut peer-3 off.
     cut.on.store(true, Ordering::SeqCst);
-    wait_until("peer-3 notices it is cut off", 15, || {
-        status(&a3).is_some_and(|s| s["in_consensus"] == false)
-    });
+    wait_until(
+        "peer-3 notices it is cut off",
+        Duration::from_secs(15),
+        || status(&a3).is_some_and(|s| s["in_consensus"] == false),
+    );
     // A valid transaction through peer-3 is answered NETWORK.
     let seed = std::fs::read_to_string(dir.join("accounts.seed")).unwrap();
     let acc: serde_json::Value = serde_json::from_slice(
@@ -227,13 +210,17 @@ fn peer_partitioned_answers_network_then_heals_and_catches_up() {
 
     // Heal: no operator action; peer-3 reconnects and catches up.
     cut.on.store(false, Ordering::SeqCst);
-    wait_until("peer-3 reconnects and catches up", 45, || {
-        let s3 = status(&a3);
-        let f0 = status(&a0).map(|s| s["finality"].as_u64().unwrap());
-        s3.is_some_and(|s| {
-            s["in_consensus"] == true && s["finality"].as_u64().unwrap() + 2 >= f0.unwrap_or(0)
-        })
-    });
+    wait_until(
+        "peer-3 reconnects and catches up",
+        Duration::from_secs(45),
+        || {
+            let s3 = status(&a3);
+            let f0 = status(&a0).map(|s| s["finality"].as_u64().unwrap());
+            s3.is_some_and(|s| {
+                s["in_consensus"] == true && s["finality"].as_u64().unwrap() + 2 >= f0.unwrap_or(0)
+            })
+        },
+    );
 
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(devnet.id()).unwrap()),

@@ -11,26 +11,14 @@
 //! * `sandbox = false` turns it off with a loud warning.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
+use cvx_systest::devnet::{bin_dir, tmp_dir};
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const SIGSYS: i32 = 31;
 const SIGABRT: i32 = 6;
-
-fn bin_dir() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| cvx_systest::built_binaries(&["cvx-peer", "cvx-signer", "cvx-loadgen"]))
-}
-
-fn tmp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cvx-systest-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// A peer config for the probe: the genesis is a placeholder (the probe never decodes
 /// it, `run` would), the data dir does not exist yet (the sandbox creates it).
@@ -81,6 +69,7 @@ fn landlock_of(log: &str) -> String {
 #[test]
 fn peer_sandbox_probe_files_outside_data_dir_are_denied() {
     let dir = tmp_dir("peer-sbx-fs");
+    std::fs::create_dir_all(&dir).unwrap();
     let cfg = probe_config(&dir, "");
     let outside = dir.join("outside.txt");
     std::fs::write(&outside, b"not the peer's").unwrap();
@@ -132,6 +121,7 @@ fn peer_sandbox_probe_files_outside_data_dir_are_denied() {
 #[test]
 fn peer_sandbox_probe_signer_socket_and_resolver_stay_reachable() {
     let dir = tmp_dir("peer-sbx-sock");
+    std::fs::create_dir_all(&dir).unwrap();
     let cfg = probe_config(&dir, "");
     let listener = std::os::unix::net::UnixListener::bind(dir.join("signer.sock")).unwrap();
     let o = probe(&cfg, &["connect-signer"]);
@@ -152,6 +142,7 @@ fn peer_sandbox_probe_signer_socket_and_resolver_stay_reachable() {
 #[test]
 fn peer_sandbox_probe_forbidden_calls_are_killed_and_a_panic_aborts() {
     let dir = tmp_dir("peer-sbx-kill");
+    std::fs::create_dir_all(&dir).unwrap();
     let cfg = probe_config(&dir, "");
     for action in ["execve", "ptrace", "mmap-exec", "mprotect-exec", "fork"] {
         let o = probe(&cfg, &[action]);
@@ -184,6 +175,7 @@ fn peer_sandbox_probe_forbidden_calls_are_killed_and_a_panic_aborts() {
 #[test]
 fn peer_sandbox_off_warns_and_allows() {
     let dir = tmp_dir("peer-sbx-off");
+    std::fs::create_dir_all(&dir).unwrap();
     let cfg = probe_config(&dir, "sandbox = false\n");
     let outside = dir.join("outside.txt");
     std::fs::write(&outside, b"x").unwrap();
@@ -207,6 +199,7 @@ fn status_field(pid: &str, field: &str) -> String {
 #[test]
 fn peer_devnet_peers_run_sandboxed() {
     let dir = tmp_dir("peer-sbx-devnet");
+    std::fs::create_dir_all(&dir).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     let child = Command::new(bin_dir().join("cvx-peer"))
         .args(["devnet", "--peers", "4", "--json", "--accounts", "200"])

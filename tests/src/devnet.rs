@@ -1,0 +1,159 @@
+//! Helpers for the system tests that run `cvx-peer devnet` and talk to its peers
+//! (`tests/tests/peer_*.rs`). Test support: failures panic with what went wrong.
+#![allow(clippy::expect_used, clippy::missing_panics_doc)]
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Devnets use both cores: the tests of one file take this to run one at a time.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Build (once) and locate `cvx-peer`, `cvx-signer` and `cvx-loadgen`.
+#[must_use]
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| crate::built_binaries(&["cvx-peer", "cvx-signer", "cvx-loadgen"]))
+}
+
+/// A fresh (removed) directory under the temp dir, unique to this process.
+#[must_use]
+pub fn tmp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cvx-systest-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Start a 4-peer `cvx-peer devnet --json` in `dir` for `secs` at `rate` tx/s, with
+/// `extra` flags; its summary comes from [`summary`].
+#[must_use]
+pub fn devnet(dir: &Path, secs: u64, rate: u64, extra: &[&str]) -> Child {
+    Command::new(bin_dir().join("cvx-peer"))
+        .args(["devnet", "--peers", "4", "--json", "--accounts", "200"])
+        .args(extra)
+        .args(["--duration", &secs.to_string(), "--rate", &rate.to_string()])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start cvx-peer devnet")
+}
+
+/// Wait for the devnet to end and parse its `--json` summary.
+#[must_use]
+pub fn summary(child: Child) -> serde_json::Value {
+    let out = child.wait_with_output().expect("wait for the devnet");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "devnet failed: {:?} {text}",
+        out.status
+    );
+    serde_json::from_str(text.trim()).expect("the devnet summary is JSON")
+}
+
+/// Peer `i`'s listen address, from its config.
+#[must_use]
+pub fn listen_of(dir: &Path, i: usize) -> String {
+    let cfg = std::fs::read_to_string(dir.join(format!("peer-{i}/peer.toml")))
+        .expect("the peer's config");
+    let line = cfg
+        .lines()
+        .find(|l| l.starts_with("listen"))
+        .expect("a listen line");
+    line.split('"').nth(1).expect("a quoted address").to_owned()
+}
+
+/// The HTTP API address a peer printed to `out_file` (`api ADDR`); empty until it has.
+#[must_use]
+pub fn api_in(out_file: &Path) -> String {
+    let out = std::fs::read_to_string(out_file).unwrap_or_default();
+    out.lines()
+        .find_map(|l| l.strip_prefix("api "))
+        .map(|a| a.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Devnet peer `i`'s HTTP API address.
+#[must_use]
+pub fn api_of(dir: &Path, i: usize) -> String {
+    api_in(&dir.join(format!("peer-{i}/peer.out")))
+}
+
+/// One HTTP GET; the whole response.
+#[must_use]
+pub fn http_get(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect to the peer's API");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("set a read timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("send the request");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read the response");
+    text
+}
+
+/// A Prometheus counter or gauge by its full name.
+#[must_use]
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no metric {name} in {text}"))
+        .trim()
+        .parse()
+        .expect("a whole number")
+}
+
+/// Run `cvx-peer ARGS` and parse its JSON output; `None` when it fails.
+#[must_use]
+pub fn cvx_peer(args: &[&str]) -> Option<serde_json::Value> {
+    let out = Command::new(bin_dir().join("cvx-peer"))
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+/// `cvx-peer status --peer ADDR`; `None` when the peer does not answer.
+#[must_use]
+pub fn status(addr: &str) -> Option<serde_json::Value> {
+    cvx_peer(&["status", "--peer", addr])
+}
+
+/// A peer's finality point; 0 while it does not answer.
+#[must_use]
+pub fn finality(addr: &str) -> u64 {
+    status(addr).map_or(0, |v| v["finality"].as_u64().unwrap_or(0))
+}
+
+/// Poll `f` every 200 ms until it holds; panic naming `what` after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < limit, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Wait until the devnet is ready and peer 0 takes part in consensus; its address.
+#[must_use]
+pub fn wait_for_peer(dir: &Path) -> String {
+    let addr = OnceLock::new();
+    wait_until("the devnet comes up", Duration::from_secs(60), || {
+        dir.join("devnet.ready").exists()
+            && status(addr.get_or_init(|| listen_of(dir, 0)))
+                .is_some_and(|v| v["in_consensus"] == true)
+    });
+    addr.get().cloned().expect("set by the wait")
+}
