@@ -205,7 +205,9 @@ impl Drop for Region {
 }
 
 /// A value of type `T` living in locked, dump-excluded memory. No `Clone`, no
-/// `Display`; `Debug` is redacted. Dereferences to `&T` only.
+/// `Display`; `Debug` is redacted. Dereferences to `&T`, and to `&mut T` through an
+/// exclusive borrow (it owns its value as a `Box` does), so a buffer can be filled in
+/// place without a copy outside the mapping.
 pub struct Locked<T> {
     region: Region,
     _value: PhantomData<T>,
@@ -290,6 +292,14 @@ impl<T> core::ops::Deref for Locked<T> {
         // SAFETY: `new_with` wrote a valid T at the start of the region, and it stays
         // there, unaliased mutably, until `drop`.
         unsafe { &*self.region.ptr.as_ptr().cast::<T>() }
+    }
+}
+
+impl<T> core::ops::DerefMut for Locked<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as for `deref`; `&mut self` guarantees no other borrow of the value
+        // exists for the lifetime of the returned reference.
+        unsafe { &mut *self.region.ptr.as_ptr().cast::<T>() }
     }
 }
 

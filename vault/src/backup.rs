@@ -15,7 +15,6 @@ use age::armor::{ArmoredReader, ArmoredWriter, Format};
 use age::{DecryptError, Decryptor, Encryptor};
 use cvx_protocol::PublicKey;
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 use crate::error::{Damage, Result, VaultError};
 use crate::fsio::{read_capped, sha256_hex};
@@ -396,25 +395,25 @@ fn decrypt(
     };
     let decryptor = Decryptor::new(ArmoredReader::new(ciphertext)).map_err(classify)?;
     let mut reader = decryptor.decrypt(std::iter::once(id)).map_err(classify)?;
-    // Read into a fixed zeroizing buffer one byte longer than a key file, so the
-    // plaintext is never reallocated (no stray copies) and an over-long one shows.
-    let mut buf = Zeroizing::new(vec![0u8; cvx_protocol::keyfile::LEN + 1]);
-    let mut n = 0;
-    loop {
-        if n == buf.len() {
-            break;
-        }
-        match reader.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) => {
-                // The header (and so the passphrase) was right; the payload is damaged.
-                return Err(malformed(format!(
-                    "the header decrypted but the encrypted payload is damaged or truncated ({e})"
-                )));
+    // Decrypt straight into locked memory of fixed size, one byte longer than a key
+    // file, so the plaintext is never reallocated (no stray copies) and an over-long
+    // one shows.
+    let mut plain = KeyPlaintext::empty()?;
+    plain.fill_with(|buf| {
+        let mut n = 0;
+        while n < buf.len() {
+            match reader.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) => {
+                    // The header (and so the passphrase) was right; the payload is damaged.
+                    return Err(malformed(format!(
+                        "the header decrypted but the encrypted payload is damaged or truncated ({e})"
+                    )));
+                }
             }
         }
-    }
-    buf.truncate(n);
-    Ok(KeyPlaintext::from_zeroizing(buf))
+        Ok(n)
+    })?;
+    Ok(plain)
 }

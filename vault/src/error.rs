@@ -34,7 +34,8 @@ pub enum ExitKind {
     Declined = 11,
     /// 12: the audit log's hash chain is broken.
     AuditBroken = 12,
-    /// 13: the offline sandbox could not be applied; nothing was done.
+    /// 13: the offline sandbox (seccomp filter, locked key memory) could not be set up;
+    /// the vault refuses to handle keys without it.
     Sandbox = 13,
 }
 
@@ -239,6 +240,16 @@ pub enum VaultError {
     /// The sandbox could not be applied.
     #[error("cannot apply the offline sandbox (seccomp): {0}; refusing to run without it")]
     Sandbox(String),
+    /// Locked memory for key material could not be set up.
+    #[error(
+        "cannot hold the {what} in locked memory: {reason}; the vault refuses to handle key material in memory that could be swapped or dumped"
+    )]
+    Memory {
+        /// Which secret.
+        what: &'static str,
+        /// Why (from cvx-sandbox, with the fix).
+        reason: String,
+    },
     /// Encryption failed inside age.
     #[error("encryption failed: {0}")]
     Encrypt(String),
@@ -271,7 +282,7 @@ impl VaultError {
             | Self::HashMismatch { .. } => ExitKind::Invalid,
             Self::Declined | Self::NoTerminal { .. } => ExitKind::Declined,
             Self::Audit { .. } => ExitKind::AuditBroken,
-            Self::Sandbox(_) => ExitKind::Sandbox,
+            Self::Sandbox(_) | Self::Memory { .. } => ExitKind::Sandbox,
         }
     }
 

@@ -83,8 +83,10 @@ impl Words {
     }
 
     /// The Ed25519 seed at [`CONVEX_PATH`].
-    #[must_use]
-    pub fn seed(&self) -> Seed {
+    ///
+    /// # Errors
+    /// [`VaultError::Memory`] when locked memory is not available.
+    pub fn seed(&self) -> Result<Seed> {
         let bip39_seed = Zeroizing::new(self.0.to_seed_normalized(""));
         derive(&bip39_seed[..], &CONVEX_PATH)
     }
@@ -115,13 +117,15 @@ fn derive_node(bip39_seed: &[u8], path: &[u32]) -> Node {
 }
 
 /// SLIP-10 Ed25519 derivation of `path` (indices below 2^31; each is hardened, as
-/// Ed25519 requires) from a BIP-39 seed.
-#[must_use]
-pub fn derive(bip39_seed: &[u8], path: &[u32]) -> Seed {
+/// Ed25519 requires) from a BIP-39 seed, into locked memory.
+///
+/// # Errors
+/// [`VaultError::Memory`] when locked memory is not available.
+pub fn derive(bip39_seed: &[u8], path: &[u32]) -> Result<Seed> {
     let node = derive_node(bip39_seed, path);
-    let mut seed = Seed::zero();
+    let mut seed = Seed::zero()?;
     seed.bytes_mut().copy_from_slice(&node.0[..32]);
-    seed
+    Ok(seed)
 }
 
 #[cfg(test)]
@@ -225,7 +229,7 @@ mod tests {
                     *private,
                     "private key at {path:?}"
                 );
-                let key = derive(&seed, path);
+                let key = derive(&seed, path).unwrap();
                 assert_eq!(hex::encode(key.bytes()), *private);
                 if !public.is_empty() {
                     assert_eq!(
@@ -258,7 +262,7 @@ mod tests {
         let g = Words::generate().unwrap();
         let text: Vec<&str> = g.words().collect();
         let back = Words::parse(&text.join(" ")).unwrap();
-        assert_eq!(g.seed().bytes(), back.seed().bytes());
+        assert_eq!(g.seed().unwrap().bytes(), back.seed().unwrap().bytes());
     }
 
     #[test]

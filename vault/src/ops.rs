@@ -83,9 +83,9 @@ pub fn keygen(audit: &AuditLog, op: &mut dyn Operator, o: &KeygenOptions) -> Res
         KeySource::NewWords => {
             let words = Words::generate()?;
             op.show_words(&words)?;
-            (words.seed(), Origin::Bip39)
+            (words.seed()?, Origin::Bip39)
         }
-        KeySource::ImportWords => (op.existing_words()?.seed(), Origin::Imported),
+        KeySource::ImportWords => (op.existing_words()?.seed()?, Origin::Imported),
     };
     let public_key = seed.public_key()?;
     let pass = op.new_passphrase(&format!(
@@ -508,7 +508,7 @@ pub fn tx(audit: &AuditLog, op: &mut dyn Operator, o: &TxOptions) -> Result<TxRe
             "that is the key already in use; a rotation needs a new key",
         ));
     }
-    let file = built.sign(&seed.signing_key(), &public)?;
+    let file = built.sign(&seed.signing_key()?, &public)?;
     let bytes = file.encode();
     let desc = Description::of(&built, &public, &bytes);
     let w1 = fsio::write_new(&o.out, &bytes, PUBLIC_MODE)?;
@@ -617,7 +617,7 @@ pub fn ladder(audit: &AuditLog, op: &mut dyn Operator, o: &LadderOptions) -> Res
         o.max_work_factor,
         Role::Account,
     )?;
-    let key = seed.signing_key();
+    let key = seed.signing_key()?;
     std::fs::DirBuilder::new()
         .mode_0700()
         .create(&o.out_dir)

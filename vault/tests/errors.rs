@@ -40,6 +40,7 @@ fn variant(e: &VaultError) -> &'static str {
         VaultError::NoTerminal { .. } => "NoTerminal",
         VaultError::Audit { .. } => "Audit",
         VaultError::Sandbox(_) => "Sandbox",
+        VaultError::Memory { .. } => "Memory",
         VaultError::Encrypt(_) => "Encrypt",
     }
 }
@@ -829,6 +830,13 @@ fn every_user_facing_error_matches_the_snapshot() {
         VaultError::WordsMismatch,
         VaultError::Declined,
         VaultError::Sandbox("seccomp is not available".into()),
+        // provoked for real (as an unprivileged uid with a memory-lock limit of 0) by
+        // `secrets::without_lockable_memory_the_vault_refuses_and_writes_nothing`
+        VaultError::Memory {
+            what: "seed",
+            reason: cvx_sandbox::LockedError::<String>::Lock(std::io::Error::from_raw_os_error(1))
+                .to_string(),
+        },
         VaultError::Encrypt("disk full".into()),
         VaultError::Malformed {
             path: p0.clone(),
@@ -874,7 +882,7 @@ fn every_user_facing_error_matches_the_snapshot() {
     ] {
         seen.insert(v);
     }
-    assert_eq!(seen.len(), 25, "a VaultError variant has no snapshot case");
+    assert_eq!(seen.len(), 26, "a VaultError variant has no snapshot case");
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots/errors.txt");
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
         std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots")).unwrap();

@@ -255,6 +255,7 @@ fn bip39_keygen_shows_words_on_the_terminal_only_and_needs_them_retyped() {
     let key = cvx_vault::mnemonic::Words::parse(&words)
         .unwrap()
         .seed()
+        .unwrap()
         .public_key()
         .unwrap();
     assert!(stdout_text.contains(&key.to_hex()));

@@ -8,7 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 
-use common::{LOW, TempDir, have};
+use common::{LOW, TempDir, have, is_root};
 
 /// Crates that open sockets, speak network protocols or run an async network runtime.
 const FORBIDDEN: &[&str] = &[
@@ -119,13 +119,6 @@ fn no_network_crate_in_the_vaults_dependency_closure() {
         bad.is_empty(),
         "network crates in cvx-vault's closure: {bad:?}"
     );
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
 /// Why the namespace + strace test cannot run here, if it cannot.

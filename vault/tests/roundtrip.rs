@@ -72,6 +72,7 @@ fn round_trip(role: Role, source: KeySource, pass: &str, words: Option<String>) 
         let again = cvx_vault::mnemonic::Words::parse(&w)
             .unwrap()
             .seed()
+            .unwrap()
             .public_key()
             .unwrap();
         assert_eq!(again, k.public_key);

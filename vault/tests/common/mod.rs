@@ -136,6 +136,14 @@ impl Operator for Script {
     }
 }
 
+/// Whether the tests run as root (some need another uid or a namespace).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
 /// Is a tool on PATH?
 pub fn have(tool: &str) -> bool {
     Command::new("sh")
