@@ -137,6 +137,9 @@ if [ ! -e "$d_etc_signer/signer.toml" ]; then
 network = "SET-ME: the network id, 64 hex digits"
 state_file = "/var/lib/cvx-signer/state"
 audit_log = "/var/lib/cvx-signer/audit.log"
+# At start, an audit log past this size is archived read-only beside it (audit.log.FIRST-LAST)
+# and continued; keep the archives with your backups (docs/signer.md, "Audit log").
+audit_rotate_bytes = 16777216
 # The socket comes from cvx-signer.socket (systemd socket activation): no socket = line.
 # Only the cvx-peer user may ask for signatures.
 allowed_uids = [${peer_uid:-0}]

@@ -22,7 +22,9 @@
 //! A header ([`AUDIT_MAGIC`], version, network id) then records, each
 //! `length (u32 LE) ‖ postcard(AuditRecord)`, where every record carries the SHA-256 of
 //! the previous record's encoding (the first: of the header), so any edit, insertion or
-//! removal breaks the chain (see [`verify_audit`]).
+//! removal breaks the chain (see [`verify_audit`]). A log continued after rotation
+//! (version 2) also carries, in its header, the record count, head and last state
+//! sequence of the file it continues, so the chain runs on across files.
 
 use serde::{Deserialize, Serialize};
 
@@ -365,10 +367,28 @@ pub fn current_slot(file: &[u8]) -> Result<(Slot, usize, Option<SlotError>), Sta
 
 /// Magic at the start of an audit log.
 pub const AUDIT_MAGIC: &[u8; 8] = b"CVXAUDT1";
-/// Version of the audit log format.
+/// Version of the audit log format (a log started by `init`).
 pub const AUDIT_VERSION: u16 = 1;
+/// Version of a log that continues a rotated-out file ([`AuditContinuation`]).
+pub const AUDIT_VERSION_CONTINUED: u16 = 2;
 /// Bytes of the audit log header: magic, version (u16 LE), network id.
 pub const AUDIT_HEADER_LEN: usize = 8 + 2 + 32;
+/// Bytes of a continued log's header: the version-1 fields, then the continuation:
+/// record count (u64 LE), head (32), last state sequence (u64 LE).
+pub const AUDIT_CONTINUED_HEADER_LEN: usize = AUDIT_HEADER_LEN + 8 + 32 + 8;
+
+/// Where a continued audit log picks up: the file it continues ended after `records`
+/// records (indices `0..records` across all earlier files) with hash `head` and state
+/// sequence `last_sequence`. Its first record has index `records` and `prev == head`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditContinuation {
+    /// Records before this file.
+    pub records: u64,
+    /// Hash of the last record before this file.
+    pub head: Hash,
+    /// State sequence of the last record before this file.
+    pub last_sequence: u64,
+}
 /// Domain tag of the chain's start.
 pub const AUDIT_TAG: &[u8] = b"cvx1/audit";
 
@@ -454,6 +474,24 @@ pub fn audit_header(network: &NetworkId) -> [u8; AUDIT_HEADER_LEN] {
     h
 }
 
+/// The header of a log continuing another ([`AUDIT_VERSION_CONTINUED`]).
+#[must_use]
+pub fn audit_continued_header(
+    network: &NetworkId,
+    from: &AuditContinuation,
+) -> [u8; AUDIT_CONTINUED_HEADER_LEN] {
+    let mut h = [0u8; AUDIT_CONTINUED_HEADER_LEN];
+    h[..AUDIT_HEADER_LEN].copy_from_slice(&audit_header(network));
+    h[8..10].copy_from_slice(&AUDIT_VERSION_CONTINUED.to_le_bytes());
+    let mut at = AUDIT_HEADER_LEN;
+    h[at..at + 8].copy_from_slice(&from.records.to_le_bytes());
+    at += 8;
+    h[at..at + 32].copy_from_slice(&from.head.0);
+    at += 32;
+    h[at..at + 8].copy_from_slice(&from.last_sequence.to_le_bytes());
+    h
+}
+
 /// The `prev` of the first record: SHA-256("cvx1/audit" ‖ header).
 #[must_use]
 pub fn audit_genesis(network: &NetworkId) -> Hash {
@@ -478,7 +516,9 @@ pub fn encode_audit_record(rec: &AuditRecord) -> (Vec<u8>, Hash) {
 pub struct AuditSummary {
     /// The network in the header.
     pub network: NetworkId,
-    /// The verified records.
+    /// For a continued log (version 2): where the file it continues ended.
+    pub continues: Option<AuditContinuation>,
+    /// The verified records of this file.
     pub records: Vec<AuditRecord>,
     /// Hash of the last record (the genesis hash when there are none).
     pub head: Hash,
@@ -489,19 +529,40 @@ pub struct AuditSummary {
 }
 
 impl AuditSummary {
-    /// The largest state sequence of any record (0 when empty).
+    /// The index of this file's first record (records before it are in earlier files).
     #[must_use]
-    pub fn last_sequence(&self) -> u64 {
-        self.records.last().map_or(0, |r| r.state_sequence)
+    pub fn first_index(&self) -> u64 {
+        self.continues.map_or(0, |c| c.records)
     }
 
-    /// The hash of record `n - 1` (the head after `n` records), if the log has `n`.
+    /// Records in the whole chain up to this file's end (earlier files included).
+    #[must_use]
+    pub fn record_count(&self) -> u64 {
+        self.first_index() + self.records.len() as u64
+    }
+
+    /// The largest state sequence of any record (0 when there are none).
+    #[must_use]
+    pub fn last_sequence(&self) -> u64 {
+        self.records.last().map_or_else(
+            || self.continues.map_or(0, |c| c.last_sequence),
+            |r| r.state_sequence,
+        )
+    }
+
+    /// The head after `n` records of the chain (the hash of record `n - 1`), if this
+    /// file can tell: `n` from [`first_index`](Self::first_index) to
+    /// [`record_count`](Self::record_count).
     #[must_use]
     pub fn head_at(&self, n: u64) -> Option<Hash> {
-        if n == 0 {
-            return Some(audit_genesis(&self.network));
+        let first = self.first_index();
+        if n == first {
+            return Some(
+                self.continues
+                    .map_or_else(|| audit_genesis(&self.network), |c| c.head),
+            );
         }
-        let i = usize::try_from(n - 1).ok()?;
+        let i = usize::try_from(n.checked_sub(first + 1)?).ok()?;
         self.records.get(i).map(|r| encode_audit_record(r).1)
     }
 }
@@ -512,6 +573,14 @@ pub enum AuditError {
     /// Shorter than the header, or the wrong magic or version.
     #[error("not a cvx-signer audit log (bad header)")]
     Header,
+    /// A continued log does not continue the file given before it.
+    #[error(
+        "does not continue the previous file: {what} (files out of order, one missing, or one altered)"
+    )]
+    Link {
+        /// What differs.
+        what: String,
+    },
     /// A record's length prefix is 0 or above the cap.
     #[error("record {index} at byte {offset}: length {len} is out of range")]
     Length {
@@ -553,20 +622,38 @@ pub enum AuditError {
 /// # Errors
 /// [`AuditError`] at the first broken record.
 pub fn verify_audit(bytes: &[u8]) -> Result<AuditSummary, AuditError> {
-    if bytes.len() < AUDIT_HEADER_LEN
-        || &bytes[..8] != AUDIT_MAGIC
-        || u16::from_le_bytes([bytes[8], bytes[9]]) != AUDIT_VERSION
-    {
+    if bytes.len() < AUDIT_HEADER_LEN || &bytes[..8] != AUDIT_MAGIC {
         return Err(AuditError::Header);
     }
     let mut id = [0u8; 32];
     id.copy_from_slice(&bytes[10..AUDIT_HEADER_LEN]);
     let network = NetworkId(Hash(id));
-    let mut prev = audit_genesis(&network);
+    let (continues, mut at) = match u16::from_le_bytes([bytes[8], bytes[9]]) {
+        AUDIT_VERSION => (None, AUDIT_HEADER_LEN),
+        AUDIT_VERSION_CONTINUED => {
+            let c = bytes
+                .get(AUDIT_HEADER_LEN..AUDIT_CONTINUED_HEADER_LEN)
+                .ok_or(AuditError::Header)?;
+            let u64_at = |i: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&c[i..i + 8]);
+                u64::from_le_bytes(b)
+            };
+            let mut head = [0u8; 32];
+            head.copy_from_slice(&c[8..40]);
+            let from = AuditContinuation {
+                records: u64_at(0),
+                head: Hash(head),
+                last_sequence: u64_at(40),
+            };
+            (Some(from), AUDIT_CONTINUED_HEADER_LEN)
+        }
+        _ => return Err(AuditError::Header),
+    };
+    let mut prev = continues.map_or_else(|| audit_genesis(&network), |c| c.head);
     let mut records = Vec::new();
-    let mut at = AUDIT_HEADER_LEN;
-    let mut last_seq = 0u64;
-    let mut index = 0u64;
+    let mut last_seq = continues.map_or(0, |c| c.last_sequence);
+    let mut index = continues.map_or(0, |c| c.records);
     while at < bytes.len() {
         let offset = at as u64;
         let Some(header) = bytes.get(at..at + 4) else {
@@ -607,11 +694,52 @@ pub fn verify_audit(bytes: &[u8]) -> Result<AuditSummary, AuditError> {
     }
     Ok(AuditSummary {
         network,
+        continues,
         records,
         head: prev,
         verified_len: at as u64,
         torn_tail: (bytes.len() - at) as u64,
     })
+}
+
+/// Check that `next` continues `prev` (a rotated-out file and its successor): same
+/// network, and `next`'s header carries `prev`'s record count, head and last state
+/// sequence.
+///
+/// # Errors
+/// [`AuditError::Link`] naming what differs.
+pub fn check_continuation(prev: &AuditSummary, next: &AuditSummary) -> Result<(), AuditError> {
+    let link = |what: String| Err(AuditError::Link { what });
+    if prev.network != next.network {
+        return link(format!(
+            "network {} after network {}",
+            next.network, prev.network
+        ));
+    }
+    let Some(c) = next.continues else {
+        return link("it is a first log (version 1), not a continuation".into());
+    };
+    if c.records != prev.record_count() {
+        return link(format!(
+            "it starts at record {} but the previous file ends after {}",
+            c.records,
+            prev.record_count()
+        ));
+    }
+    if c.head != prev.head {
+        return link(format!(
+            "it carries head {} but the previous file ends with {}",
+            c.head, prev.head
+        ));
+    }
+    if c.last_sequence != prev.last_sequence() {
+        return link(format!(
+            "it carries state sequence {} but the previous file ends at {}",
+            c.last_sequence,
+            prev.last_sequence()
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -703,6 +831,87 @@ mod tests {
         ));
         assert_eq!(current_slot(&file[..100]), Err(StateFileError::Length(100)));
         assert_eq!(decode_slot(&[0; SLOT_LEN]), Err(SlotError::Empty));
+    }
+
+    /// Append records `from..to` (state sequence = index / 2) to `log`, chaining on
+    /// `prev`; returns the new head.
+    fn append_records(log: &mut Vec<u8>, mut prev: Hash, from: u64, to: u64) -> Hash {
+        for i in from..to {
+            let rec = AuditRecord {
+                index: i,
+                prev,
+                time: Timestamp(i),
+                state_sequence: i / 2,
+                event: AuditEvent::Lock { uid: 7 },
+            };
+            let (bytes, h) = encode_audit_record(&rec);
+            log.extend_from_slice(&bytes);
+            prev = h;
+        }
+        prev
+    }
+
+    #[test]
+    fn a_continued_log_carries_the_chain_across_files() {
+        let mut first = audit_header(&net()).to_vec();
+        let head = append_records(&mut first, audit_genesis(&net()), 0, 7);
+        let a = verify_audit(&first).unwrap();
+        assert_eq!(
+            (a.first_index(), a.record_count(), a.last_sequence()),
+            (0, 7, 3)
+        );
+        let from = AuditContinuation {
+            records: a.record_count(),
+            head: a.head,
+            last_sequence: a.last_sequence(),
+        };
+        let mut second = audit_continued_header(&net(), &from).to_vec();
+        assert_eq!(second.len(), AUDIT_CONTINUED_HEADER_LEN);
+        // Empty continued log: its head and sequence are the carried ones.
+        let empty = verify_audit(&second).unwrap();
+        assert_eq!(
+            (empty.record_count(), empty.head, empty.last_sequence()),
+            (7, head, 3)
+        );
+        assert_eq!(empty.head_at(7), Some(head));
+        let end = append_records(&mut second, head, 7, 10);
+        let b = verify_audit(&second).unwrap();
+        assert_eq!(b.continues, Some(from));
+        assert_eq!((b.first_index(), b.record_count(), b.head), (7, 10, end));
+        assert_eq!(b.head_at(7), Some(head));
+        assert_eq!(b.head_at(10), Some(end));
+        assert_eq!(
+            b.head_at(6),
+            None,
+            "records of the archived file are not in this one"
+        );
+        assert_eq!(b.head_at(11), None);
+        check_continuation(&a, &b).unwrap();
+        // Wrong order, a first log in second place, or a gap: refused.
+        assert!(matches!(
+            check_continuation(&b, &a),
+            Err(AuditError::Link { .. })
+        ));
+        let mut gap =
+            audit_continued_header(&net(), &AuditContinuation { records: 8, ..from }).to_vec();
+        append_records(&mut gap, head, 8, 9);
+        let g = verify_audit(&gap).unwrap();
+        assert!(matches!(
+            check_continuation(&a, &g),
+            Err(AuditError::Link { .. })
+        ));
+        // A record whose index does not follow the carried count breaks the chain.
+        let mut skew = audit_continued_header(&net(), &from).to_vec();
+        append_records(&mut skew, head, 8, 9);
+        assert!(matches!(verify_audit(&skew), Err(AuditError::Chain { .. })));
+        // A continued header cut short, or an unknown version, is not a log.
+        assert_eq!(
+            verify_audit(&second[..AUDIT_HEADER_LEN + 10]),
+            Err(AuditError::Header)
+        );
+        let mut v3 = second.clone();
+        v3[8] = 3;
+        assert_eq!(verify_audit(&v3), Err(AuditError::Header));
     }
 
     #[test]

@@ -10,6 +10,15 @@
 //! records the head known durable, so a log truncated or replaced below it is detected.
 //! A state file older than the log (its sequence below the log's last) is a rollback
 //! and refuses to start.
+//!
+//! Rotation ([`AuditLog::rotate`]): at start, before the sandbox, a log past the
+//! configured size is archived under `<log>.<first>-<last>` (record indices) and
+//! continued in a new file whose header carries the archived file's record count, head
+//! and last state sequence, so the chain runs on and `audit verify ARCHIVE... LOG`
+//! checks it across files. The start-up check and its memory then cover only the
+//! current file. Crash-safe at every step: the new file is written and synced as
+//! `<log>.new`, the archive is a hard link to the old file, and one `rename` swaps the
+//! new file in.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -85,6 +94,14 @@ pub enum AuditLogError {
         /// The recorded head.
         head: Hash,
     },
+    /// Rotation could not archive the log.
+    #[error("audit log {path}: cannot rotate: {reason}")]
+    Rotate {
+        /// The log.
+        path: PathBuf,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// The state is older than the log: rolled back.
     #[error(
         "state file {state} is older than the audit log: its sequence is {state_seq}, but the log records commits up \
@@ -106,6 +123,8 @@ pub enum AuditLogError {
 pub struct AuditLog {
     file: File,
     path: PathBuf,
+    /// Index of this file's first record (0 unless it continues a rotated-out file).
+    first_index: u64,
     next_index: u64,
     head: Hash,
     durable: AuditHead,
@@ -118,6 +137,14 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> AuditLogError + '_ {
         path: path.to_owned(),
         source,
     }
+}
+
+/// `<path>.<suffix>`, beside the log.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".");
+    name.push(suffix);
+    path.with_file_name(name)
 }
 
 /// Read and verify an audit log file.
@@ -206,7 +233,7 @@ impl AuditLog {
                 configured: *network,
             });
         }
-        let have = summary.records.len() as u64;
+        let have = summary.record_count();
         if summary.head_at(recorded.records) != Some(recorded.hash) {
             return Err(AuditLogError::BehindState {
                 path: path.to_owned(),
@@ -235,6 +262,7 @@ impl AuditLog {
         let log = Self {
             file,
             path: path.to_owned(),
+            first_index: summary.first_index(),
             next_index: have,
             head: summary.head,
             durable: AuditHead {
@@ -245,6 +273,111 @@ impl AuditLog {
             failed: false,
         };
         Ok((log, summary))
+    }
+
+    /// Archive this log and continue in a new file (see the module documentation).
+    /// Call only when everything appended is durable and the state records that head
+    /// (so the new file's first index is the state's durable head). Returns the new
+    /// log, its (empty) summary, and the archive's path.
+    ///
+    /// # Errors
+    /// [`AuditLogError::Rotate`] or [`AuditLogError::Io`]; the old log is then still
+    /// in place and valid.
+    pub fn rotate(
+        self,
+        network: &NetworkId,
+        last_sequence: u64,
+    ) -> Result<(Self, AuditSummary, PathBuf), AuditLogError> {
+        use std::os::unix::fs::MetadataExt as _;
+        let path = self.path.clone();
+        let fail = |reason: String| AuditLogError::Rotate {
+            path: path.clone(),
+            reason,
+        };
+        let full = AuditHead {
+            records: self.next_index,
+            hash: self.head,
+        };
+        if self.durable != full || self.dirty_since.is_some() {
+            return Err(fail(
+                "records not yet synced (a bug: sync before rotating)".into(),
+            ));
+        }
+        let from = signer_wire::AuditContinuation {
+            records: full.records,
+            head: full.hash,
+            last_sequence,
+        };
+        let first = self.first_index;
+        let archive = sibling(
+            &path,
+            &format!("{first}-{}", full.records.saturating_sub(1)),
+        );
+        let fresh = sibling(&path, "new");
+        // 1. the new file, complete and synced, under a temporary name (a stale one
+        //    from a crash is replaced).
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(&fresh)
+            .map_err(io_err(&fresh))?;
+        let header = signer_wire::audit_continued_header(network, &from);
+        f.write_all(&header).map_err(io_err(&fresh))?;
+        f.sync_all().map_err(io_err(&fresh))?;
+        drop(f);
+        // 2. the archive: a second name for the old file. After a crash between this
+        //    step and the next, the same link exists already; anything else there is
+        //    not ours to replace.
+        let old = std::fs::symlink_metadata(&path).map_err(io_err(&path))?;
+        match std::fs::symlink_metadata(&archive) {
+            Ok(m) if m.dev() == old.dev() && m.ino() == old.ino() => {}
+            Ok(_) => {
+                return Err(fail(format!(
+                    "{} exists and is not this log; move it away and start again",
+                    archive.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::hard_link(&path, &archive).map_err(io_err(&archive))?;
+            }
+            Err(e) => return Err(io_err(&archive)(e)),
+        }
+        // 3. one rename swaps the continued file in; then make the swap durable.
+        std::fs::rename(&fresh, &path).map_err(io_err(&path))?;
+        crate::state::sync_dir(&path).map_err(io_err(&path))?;
+        // The archive is a record now: read-only.
+        std::fs::set_permissions(
+            &archive,
+            std::os::unix::fs::PermissionsExt::from_mode(0o400),
+        )
+        .map_err(io_err(&archive))?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let summary = AuditSummary {
+            network: *network,
+            continues: Some(from),
+            records: Vec::new(),
+            head: full.hash,
+            verified_len: header.len() as u64,
+            torn_tail: 0,
+        };
+        let log = Self {
+            file,
+            path,
+            first_index: full.records,
+            next_index: full.records,
+            head: full.hash,
+            durable: full,
+            dirty_since: None,
+            failed: false,
+        };
+        Ok((log, summary, archive))
     }
 
     /// Append records (one `write`). Not synced: see the module documentation.
@@ -348,5 +481,107 @@ impl AuditLog {
     #[must_use]
     pub fn raw_fd(&self) -> RawFd {
         self.file.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use cvx_protocol::hash;
+
+    use super::*;
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("cvx-audit-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn net() -> NetworkId {
+        NetworkId(hash(b"rotate"))
+    }
+
+    /// A log with `n` Lock records after Init, synced; returns it with its path and the
+    /// head the state would record.
+    fn log_with(d: &Path, n: u64) -> (AuditLog, PathBuf, AuditHead) {
+        let path = d.join("audit.log");
+        let head = AuditLog::create(&path, &net(), Timestamp(1)).unwrap();
+        let (mut log, _) =
+            AuditLog::open_checked(&path, &net(), &d.join("state"), 1, head).unwrap();
+        log.append(
+            (0..n).map(|i| (AuditEvent::Lock { uid: 1 }, 1 + i / 3)),
+            Timestamp(2),
+        )
+        .unwrap();
+        log.sync_if_due(true).unwrap();
+        let h = log.durable_head();
+        (log, path, h)
+    }
+
+    #[test]
+    fn rotation_archives_read_only_and_the_chain_runs_on() {
+        let d = dir("rotate");
+        let (log, path, head) = log_with(&d, 9);
+        assert_eq!(head.records, 10);
+        let (mut log, summary, archive) = log.rotate(&net(), 3).unwrap();
+        assert_eq!(archive, d.join("audit.log.0-9"));
+        assert_eq!(
+            std::fs::metadata(&archive).unwrap().permissions().mode() & 0o777,
+            0o400
+        );
+        assert!(!d.join("audit.log.new").exists());
+        let old = read_and_verify(&archive).unwrap();
+        let new = read_and_verify(&path).unwrap();
+        assert_eq!(new, summary);
+        signer_wire::check_continuation(&old, &new).unwrap();
+        // The new file goes on from the carried head, and reopens against the head the
+        // state recorded at rotation.
+        log.append([(AuditEvent::Lock { uid: 2 }, 4)], Timestamp(3))
+            .unwrap();
+        log.sync_if_due(true).unwrap();
+        drop(log);
+        let (log, s) = AuditLog::open_checked(&path, &net(), &d.join("state"), 4, head).unwrap();
+        assert_eq!((s.first_index(), s.record_count()), (10, 11));
+        signer_wire::check_continuation(&old, &s).unwrap();
+        // A second rotation names its archive by the indices it holds.
+        drop(log);
+        let (mut log, _) =
+            AuditLog::open_checked(&path, &net(), &d.join("state"), 4, head).unwrap();
+        log.sync_if_due(true).unwrap();
+        let (_, _, second) = log.rotate(&net(), 4).unwrap();
+        assert_eq!(second, d.join("audit.log.10-10"));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn rotation_completes_after_a_crash_between_its_steps() {
+        let d = dir("rotate-crash");
+        let (log, path, _) = log_with(&d, 4);
+        // As left by a crash after the archive link, before the rename: a stale
+        // `.new` (half written) and the archive as a second name of the log.
+        std::fs::write(d.join("audit.log.new"), b"CVXAUDT1 half").unwrap();
+        std::fs::hard_link(&path, d.join("audit.log.0-4")).unwrap();
+        let (_, summary, archive) = log.rotate(&net(), 2).unwrap();
+        let old = read_and_verify(&archive).unwrap();
+        signer_wire::check_continuation(&old, &summary).unwrap();
+        assert_eq!(read_and_verify(&path).unwrap(), summary);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn rotation_refuses_to_replace_a_foreign_archive_and_leaves_the_log() {
+        let d = dir("rotate-foreign");
+        let (log, path, _) = log_with(&d, 2);
+        let before = std::fs::read(&path).unwrap();
+        std::fs::write(d.join("audit.log.0-2"), b"someone else's").unwrap();
+        let e = log.rotate(&net(), 1).unwrap_err();
+        assert!(
+            matches!(&e, AuditLogError::Rotate { reason, .. } if reason.contains("is not this log")),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -30,7 +30,9 @@ USAGE:
   cvx-signer status (--socket PATH | --config FILE)   print public key, watermark, counters
   cvx-signer lock   (--socket PATH | --config FILE)   breach button: refuse all signing, persistently
   cvx-signer unlock --config FILE          clear the lock (as the signer's user, while no signer runs)
-  cvx-signer audit verify FILE [--print]   verify the audit log's hash chain
+  cvx-signer audit verify [ARCHIVE...] FILE [--print]
+                                           verify the audit log's hash chain; with the
+                                           rotated-out archives first (oldest first), across files
 
 The passphrase comes from the terminal or --passphrase-fd, never from argv or the environment.
 ";
@@ -185,11 +187,52 @@ fn audit_exit(e: &AuditLogError) -> Exit {
     }
 }
 
+/// At start (before the sandbox): archive an audit log of at least
+/// `audit_rotate_bytes` and continue it in a new file. The state first records the
+/// log's whole (synced) head, so the new file begins exactly at the state's durable
+/// head. That commit adds no records: when the log was complete before it, its new
+/// sequence is returned as logged (no `Gap` at start); otherwise 0, so the genuine gap
+/// is recorded. Returns the log to serve with and that sequence.
+fn rotate_audit_if_large(
+    s: &Settings,
+    state: &mut StateFile,
+    log: AuditLog,
+    summary: &signer_wire::AuditSummary,
+) -> Result<(AuditLog, u64), Failure> {
+    if s.audit_rotate_bytes == 0 || summary.verified_len < s.audit_rotate_bytes {
+        return Ok((log, 0));
+    }
+    let head = log.durable_head();
+    let complete = summary.last_sequence() >= state.current().sequence;
+    if state.current().record.audit != head {
+        let mut record = state.current().record.clone();
+        record.audit = head;
+        state.commit(record).map_err(|e| (Exit::State, e))?;
+    }
+    let (log, _, archive) = log
+        .rotate(&s.network, summary.last_sequence())
+        .map_err(|e| Failure(audit_exit(&e), e.to_string()))?;
+    tracing::info!(
+        archive = %archive.display(),
+        records = head.records,
+        bytes = summary.verified_len,
+        "audit log rotated: archived read-only and continued in a new file"
+    );
+    Ok((
+        log,
+        if complete {
+            state.current().sequence
+        } else {
+            0
+        },
+    ))
+}
+
 fn cmd_run(f: &Flags) -> Res {
     let mut s = settings(f)?;
     s.require_landlock |= f.require_landlock;
     init_logging();
-    let state = StateFile::open(&s.state_file, &s.network).map_err(|e| (Exit::State, e))?;
+    let mut state = StateFile::open(&s.state_file, &s.network).map_err(|e| (Exit::State, e))?;
     if let Some(why) = state
         .other_slot
         .as_ref()
@@ -208,6 +251,11 @@ fn cmd_run(f: &Flags) -> Res {
     )
     .map_err(|e| Failure(audit_exit(&e), e.to_string()))?;
     log.sync_if_due(true).map_err(|e| (Exit::Audit, e))?;
+    let (log, mut log_last_sequence) = rotate_audit_if_large(&s, &mut state, log, &summary)?;
+    log_last_sequence = log_last_sequence.max(summary.last_sequence());
+    // The verified records are not needed while serving: free them (a large log's
+    // decoded records take several times its size).
+    drop(summary);
     let passphrase = f
         .passphrase_fd
         .map_or(PassphraseFrom::Tty, PassphraseFrom::Fd);
@@ -221,7 +269,7 @@ fn cmd_run(f: &Flags) -> Res {
     };
     let mut signer = Signer::new(policy, key, state, log);
     signer
-        .record_start(summary.last_sequence())
+        .record_start(log_last_sequence)
         .map_err(|e| (Exit::Audit, format!("cannot append to the audit log: {e}")))?;
     let (listener, how) = socket::listen(s.socket.as_deref()).map_err(|e| (Exit::Socket, e))?;
     use std::os::fd::AsRawFd as _;
@@ -398,37 +446,63 @@ fn cmd_unlock(f: &Flags) -> Res {
 }
 
 fn cmd_audit(f: &Flags) -> Res {
-    let [verb, file] = f.positional.as_slice() else {
-        return Err(usage("usage: cvx-signer audit verify FILE [--print]"));
+    const USAGE: &str =
+        "usage: cvx-signer audit verify [ARCHIVE...] FILE [--print]  (archives oldest first)";
+    let Some((verb, files)) = f.positional.split_first() else {
+        return Err(usage(USAGE));
     };
-    if verb != "verify" {
-        return Err(usage("usage: cvx-signer audit verify FILE [--print]"));
+    if verb != "verify" || files.is_empty() {
+        return Err(usage(USAGE));
     }
-    let summary = audit::read_and_verify(Path::new(file)).map_err(|e| (Exit::Audit, e))?;
     let mut text = String::new();
-    if f.print {
-        for r in &summary.records {
-            text.push_str(&format!(
-                "{} t={} seq={} {:?}\n",
-                r.index, r.time.0, r.state_sequence, r.event
-            ));
+    let mut prev: Option<(&String, signer_wire::AuditSummary)> = None;
+    for file in files {
+        let summary = audit::read_and_verify(Path::new(file)).map_err(|e| (Exit::Audit, e))?;
+        if let Some((prev_file, p)) = &prev {
+            signer_wire::check_continuation(p, &summary).map_err(|e| {
+                (
+                    Exit::Audit,
+                    format!("audit log {file} after {prev_file}: {e}"),
+                )
+            })?;
         }
+        if f.print {
+            for r in &summary.records {
+                text.push_str(&format!(
+                    "{} t={} seq={} {:?}\n",
+                    r.index, r.time.0, r.state_sequence, r.event
+                ));
+            }
+        }
+        let from = match (&prev, summary.continues) {
+            (_, None) => String::new(),
+            (Some(_), Some(_)) => format!(
+                "; continues the file before it at record {}",
+                summary.first_index()
+            ),
+            (None, Some(c)) => format!(
+                "; continues an archived file at record {} (head {}): to check the link, give the archives first, oldest first",
+                c.records, c.head
+            ),
+        };
+        text.push_str(&format!(
+            "ok: {file}: records {}..{}, chain intact; network {}; head {}; last state sequence {}{from}{}\n",
+            summary.first_index(),
+            summary.record_count(),
+            summary.network,
+            summary.head,
+            summary.last_sequence(),
+            if summary.torn_tail > 0 {
+                format!(
+                    "; {} bytes of a torn final record (crash mid-append; cut at the next start)",
+                    summary.torn_tail
+                )
+            } else {
+                String::new()
+            }
+        ));
+        prev = Some((file, summary));
     }
-    text.push_str(&format!(
-        "ok: {} records, chain intact; network {}; head {}; last state sequence {}{}\n",
-        summary.records.len(),
-        summary.network,
-        summary.head,
-        summary.last_sequence(),
-        if summary.torn_tail > 0 {
-            format!(
-                "; {} bytes of a torn final record (crash mid-append; cut at the next start)",
-                summary.torn_tail
-            )
-        } else {
-            String::new()
-        }
-    ));
     out(&text);
     Ok(())
 }

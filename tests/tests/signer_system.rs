@@ -155,6 +155,38 @@ impl Env {
         self.dir.join("audit.log")
     }
 
+    /// The rotated-out audit archives (`audit.log.<first>-<last>`), oldest first.
+    fn audit_archives(&self) -> Vec<PathBuf> {
+        let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().ok()?;
+                let (first, last) = name.strip_prefix("audit.log.")?.split_once('-')?;
+                last.parse::<u64>().ok()?;
+                Some((first.parse().ok()?, self.dir.join(name)))
+            })
+            .collect();
+        found.sort();
+        found.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// `cvx-signer audit verify` over the archives and the live log, in order.
+    fn verify_audit_chain(&self) -> String {
+        let out = self
+            .signer(&["audit", "verify"])
+            .args(self.audit_archives())
+            .arg(self.audit_log())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "audit verify across files: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// Start `cvx-signer run`; stderr goes to a log file in the dir.
     fn spawn(&self) -> Running {
         let log = self.dir.join(format!(
@@ -427,6 +459,79 @@ fn signatures_of_each_kind_verify_against_the_public_key() {
     assert!(out.status.success(), "{text}");
     assert_eq!(text.matches("Signed").count(), 4, "{text}");
     assert!(text.contains("WRONG_NETWORK"), "{text}");
+}
+
+/// Audit log rotation (docs/signer.md, "Audit log"): at start, a log past
+/// `audit_rotate_bytes` is archived read-only and continued; signing goes on; the
+/// chain verifies across the files, and only in order.
+#[test]
+fn audit_log_rotates_at_start_and_the_chain_verifies_across_files() {
+    let env = Env::with("rotate", "audit_rotate_bytes = 1", true);
+    let (pk, net) = (env.public_key, env.network);
+    let t = now_ms();
+    for i in 0..3u64 {
+        let mut s = env.spawn();
+        let mut c = s.client();
+        let b = block(pk, t + i, i);
+        let sig = expect_signed(
+            &c.call(&sign_req(&net, SignRequest::Block(b.clone())))
+                .unwrap(),
+        );
+        pk.verify(&net, &b, &sig).unwrap();
+        // The watermark survived the rotation: an older block is refused.
+        let old = block(pk, t + i - 1, 100 + i);
+        assert_eq!(
+            expect_refused(&c.call(&sign_req(&net, SignRequest::Block(old))).unwrap()),
+            RefuseCode::BlockNotNewer
+        );
+        drop(c);
+        s.kill();
+    }
+    let archives = env.audit_archives();
+    assert_eq!(archives.len(), 3, "one rotation per start: {archives:?}");
+    for a in &archives {
+        let mode = std::fs::metadata(a).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o400, "{} is not read-only", a.display());
+    }
+    let text = env.verify_audit_chain();
+    assert_eq!(text.lines().count(), 4, "{text}");
+    // Alone, the live log verifies and says it continues an archive.
+    let alone = env
+        .signer(&["audit", "verify"])
+        .arg(env.audit_log())
+        .output()
+        .unwrap();
+    assert!(alone.status.success());
+    assert!(String::from_utf8_lossy(&alone.stdout).contains("continues an archived file"));
+    // Out of order, or with an archive missing: refused with exit 6.
+    let out = env
+        .signer(&["audit", "verify"])
+        .arg(&archives[0])
+        .arg(env.audit_log())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not continue the previous file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every decision is in exactly one file: 3 signed blocks, 3 refusals, 3 starts.
+    let print = env
+        .signer(&["audit", "verify", "--print"])
+        .args(&archives)
+        .arg(env.audit_log())
+        .output()
+        .unwrap();
+    let all = String::from_utf8_lossy(&print.stdout);
+    assert_eq!(all.matches("Signed").count(), 3, "{all}");
+    assert_eq!(all.matches("Refused").count(), 3, "{all}");
+    assert_eq!(all.matches("Start").count(), 3, "{all}");
+    assert_eq!(
+        all.matches("Gap").count(),
+        0,
+        "rotation is not a gap: {all}"
+    );
 }
 
 // ---------------------------------------------------------------- acceptance 2
@@ -837,7 +942,14 @@ fn crash_test_sigkill_at_random_points_never_yields_conflicting_signatures() {
 }
 
 fn crash_segment(segment: u64, cycles: usize, rng: &mut Rng) {
-    let env = Env::new(&format!("crash{segment}"));
+    // A small rotation size makes most starts rotate the audit log, and one start in
+    // eight is killed within its first 4 ms — during start-up and rotation.
+    let env = Env::with(
+        &format!("crash{segment}"),
+        "audit_rotate_bytes = 4096",
+        true,
+    );
+    let mut early_kills = 0;
     let mut model = Model {
         pk: env.public_key,
         net: env.network,
@@ -856,6 +968,21 @@ fn crash_segment(segment: u64, cycles: usize, rng: &mut Rng) {
     let started = Instant::now();
     for cycle in 0..cycles {
         let mut s = env.spawn();
+        if rng.below(8) == 0 {
+            let spin = Instant::now() + Duration::from_micros(rng.below(4000));
+            while Instant::now() < spin {
+                std::hint::spin_loop();
+            }
+            let _ = s.child.kill();
+            let st = s.child.wait().unwrap();
+            assert!(
+                st.signal() == Some(9) || st.success(),
+                "cycle {cycle}: signer ended with {st}: {}",
+                s.log_text()
+            );
+            early_kills += 1;
+            continue;
+        }
         let mut c = s.client();
         match c.call(&ClientMessage::Status).unwrap() {
             SignerMessage::Status(st) => {
@@ -910,15 +1037,15 @@ fn crash_segment(segment: u64, cycles: usize, rng: &mut Rng) {
         blocks > cycles / 4 && orders > cycles / 4,
         "too few signatures to mean anything"
     );
-    let out = env
-        .signer(&["audit", "verify"])
-        .arg(env.audit_log())
-        .output()
-        .unwrap();
+    // The audit chain verifies across every rotated-out archive and the live log.
+    let archives = env.audit_archives().len();
+    env.verify_audit_chain();
+    println!(
+        "crash test segment {segment}: {early_kills} kills during start-up; the audit log rotated {archives} times and verifies across the files"
+    );
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        archives > cycles / 8,
+        "the audit log rarely rotated: {archives}"
     );
 }
 
