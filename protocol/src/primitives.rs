@@ -135,6 +135,15 @@ impl fmt::Display for NetworkId {
     }
 }
 
+/// Slots of the per-thread memo of validated keys ([`PublicKey::from_bytes`]).
+const KEY_MEMO_SLOTS: usize = 64;
+
+std::thread_local! {
+    /// Validated keys, direct-mapped by their first and last byte.
+    static KEY_MEMO: core::cell::RefCell<[Option<VerifyingKey>; KEY_MEMO_SLOTS]> =
+        const { core::cell::RefCell::new([None; KEY_MEMO_SLOTS]) };
+}
+
 /// An Ed25519 public key that is a valid, non-small-order curve point.
 ///
 /// Stored decompressed so verification does not decompress again.
@@ -158,6 +167,26 @@ impl PublicKey {
     /// # Errors
     /// [`KeyError`] when the bytes are not a point or are a small-order point.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, KeyError> {
+        // Validation costs a point decompression and a compression (two field
+        // exponentiations, ~8 µs), paid on every decode of a value that names a key — for
+        // the signer, every request names its own key. A small per-thread memo of keys
+        // that passed returns the identical value for the identical 32 bytes; failures are
+        // not remembered.
+        let slot = usize::from(bytes[0] ^ bytes[31]) % KEY_MEMO_SLOTS;
+        let hit = KEY_MEMO.with(|m| {
+            m.borrow()[slot]
+                .filter(|vk| vk.as_bytes() == bytes)
+                .map(Self)
+        });
+        if let Some(k) = hit {
+            return Ok(k);
+        }
+        let k = Self::validate(bytes)?;
+        KEY_MEMO.with(|m| m.borrow_mut()[slot] = Some(k.0));
+        Ok(k)
+    }
+
+    fn validate(bytes: &[u8; 32]) -> Result<Self, KeyError> {
         let vk = VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::NotAPoint)?;
         if vk.is_weak() {
             return Err(KeyError::Weak);
@@ -376,6 +405,33 @@ mod tests {
             PublicKey::from_bytes(&bad).unwrap_err(),
             KeyError::NotAPoint
         );
+    }
+
+    #[test]
+    fn the_key_memo_never_lets_a_refused_key_through() {
+        // A valid key in the same memo slot as the identity point ([1, 0, ..., 0]: slot 1).
+        let valid = (0u8..=255)
+            .map(|i| {
+                ed25519_dalek::SigningKey::from_bytes(&[i; 32])
+                    .verifying_key()
+                    .to_bytes()
+            })
+            .find(|b| usize::from(b[0] ^ b[31]) % KEY_MEMO_SLOTS == 1)
+            .unwrap();
+        let mut id = [0u8; 32];
+        id[0] = 1;
+        for _ in 0..2 {
+            let k = PublicKey::from_bytes(&valid).unwrap();
+            assert_eq!(k.as_bytes(), &valid);
+            assert_eq!(PublicKey::from_bytes(&id).unwrap_err(), KeyError::Weak);
+            // A one-bit change of the remembered key is validated afresh.
+            let mut near = valid;
+            near[1] ^= 1;
+            if let Ok(n) = PublicKey::from_bytes(&near) {
+                assert_eq!(n.as_bytes(), &near);
+                assert_eq!(n, PublicKey::validate(&near).unwrap());
+            }
+        }
     }
 
     #[test]

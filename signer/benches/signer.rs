@@ -65,12 +65,20 @@ fn start_signer(dir: &Path, network: NetworkId) -> (Signer, PublicKey) {
     assert!(out.status.success());
     let pk = PublicKey::from_hex(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
     let d = dir.display();
+    // Blocks are dated max(now, last + 1 ms), so at tens of thousands of signatures per
+    // second their timestamps run ahead of the clock: allow an hour of lead, or a long
+    // run (CVX_BENCH_N) would measure BLOCK_FUTURE refusals instead of signatures.
+    std::fs::write(
+        dir.join("policy.toml"),
+        "max_future_skew_ms = 3600000\nmax_block_txs = 1024\n",
+    )
+    .unwrap();
     let config = dir.join("signer.toml");
     std::fs::write(
         &config,
         format!(
             "network = \"{network}\"\nstate_file = \"{d}/state\"\naudit_log = \"{d}/audit.log\"\nsocket = \"{d}/run/s.sock\"\n\
-             allowed_uids = [{}]\nmax_connections = 64\n[key]\nfile = \"{d}/peer.key\"\nidentity_file = \"{d}/host.identity\"\n",
+             allowed_uids = [{}]\nmax_connections = 64\npolicy_file = \"{d}/policy.toml\"\n[key]\nfile = \"{d}/peer.key\"\nidentity_file = \"{d}/host.identity\"\n",
             nix::unistd::geteuid().as_raw()
         ),
     )
