@@ -42,7 +42,7 @@ USAGE:
                                         (--spare N: also prepare N spare peers, not started and
                                         not staked, that join by state sync; see DIR/spares)
                                         (--gc-interval SECS: each peer's gc_interval_secs)
-                                        --bench: offered load 500..8000 tx/s in steps, finalized
+                                        --bench: offered load 500..20000 tx/s in steps, finalized
                                         tx/s and finality p50/p99 per step, next to the batch-
                                         verification bound measured in the same run
 ";
@@ -440,7 +440,7 @@ fn cmd_devnet(f: &Flags) -> Result<(), Failure> {
         gc_interval: f.gc_interval,
         bench: f.bench.then(|| {
             let step = f.duration.unwrap_or(8);
-            [500, 1000, 2000, 4000, 8000]
+            [500, 1000, 2000, 4000, 8000, 12000, 16000, 20000]
                 .into_iter()
                 .map(|r| (r, step))
                 .collect()
