@@ -59,10 +59,11 @@ impl fmt::Debug for Seed {
 }
 
 impl Seed {
-    /// 32 bytes from the operating system's generator, written straight into the
-    /// zeroizing heap buffer.
+    /// 32 bytes from the operating system's generator, written straight into locked
+    /// memory.
     ///
     /// # Errors
+    /// [`VaultError::Memory`] when locked memory is not available;
     /// [`VaultError::Input`] when the OS generator fails.
     pub fn random() -> Result<Self> {
         let mut s = Self::zero()?;
