@@ -7,7 +7,8 @@
 //! * [`consensus`] — blocks, orders, beliefs, challenges (CPoS, as in Convex);
 //! * [`sign`] — sign-bytes and strict Ed25519 verification;
 //! * [`policy`] — the pure signing policy that cvx-signer enforces;
-//! * [`codes`] — stable result codes.
+//! * [`codes`] — stable result codes;
+//! * [`fuzz`] — fuzz targets for every kind of untrusted input (corpora replay as tests).
 //!
 //! No I/O, no unsafe, no async: every function here is a pure computation, so the
 //! signer, the peer and the vault can share it without sharing privileges.
@@ -18,6 +19,7 @@
 pub mod codes;
 pub mod consensus;
 pub mod encoding;
+pub mod fuzz;
 pub mod hash;
 pub mod keyfile;
 pub mod ledger;
