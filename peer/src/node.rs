@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cvx_etch::Store;
 use cvx_protocol::consensus::{ChallengeResponse, SignedChallengeResponse};
@@ -52,6 +52,10 @@ pub const HEARD_WINDOW_MS: u64 = 3_000;
 pub const RESULTS_KEPT: usize = 200_000;
 /// Sequence numbers accepted ahead of the account's current one.
 pub const MAX_SEQUENCE_AHEAD: u64 = 1_000;
+/// `GetState` requests one connection may make per second (and in a burst): each costs up
+/// to `MAX_STATE_NODES` store reads, so a remote party must not be able to ask without
+/// bound. A joining peer asks one round at a time; the join backs off on `LOAD`.
+pub const STATE_REQUESTS_PER_SEC: u32 = 64;
 
 /// Why the peer could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +130,8 @@ struct Shared {
     store: Arc<Store>,
     /// State nodes served.
     state_nodes_served: AtomicU64,
+    /// `GetState` requests answered `LOAD` (over [`STATE_REQUESTS_PER_SEC`]).
+    state_requests_limited: AtomicU64,
 }
 
 impl Shared {
@@ -368,6 +374,7 @@ impl Node {
             refused_ingress: AtomicU64::new(0),
             store,
             state_nodes_served: AtomicU64::new(0),
+            state_requests_limited: AtomicU64::new(0),
         });
         let (in_tx, in_rx) = mpsc::channel::<Input>(65_536);
         let (sign_tx, sign_rx) = mpsc::channel::<SignJob>(1024);
@@ -1009,6 +1016,12 @@ impl MainLoop {
             sh.state_nodes_served.load(Ordering::Relaxed),
         );
         g(
+            "state_requests_limited_total",
+            "State requests answered LOAD (a connection over its per-second budget).",
+            "counter",
+            sh.state_requests_limited.load(Ordering::Relaxed),
+        );
+        g(
             "orders_signed_total",
             "Own orders signed.",
             "counter",
@@ -1532,6 +1545,7 @@ async fn read_loop(
     let reply = |m: &Message| {
         let _ = wtx.try_send(Arc::new(cvx_protocol::peer_wire::encode_frame(m)));
     };
+    let mut state_budget = Budget::new(STATE_REQUESTS_PER_SEC);
     loop {
         let msg = match net::read_frame(rd, idle, FRAME_BODY).await {
             Ok(m) => m,
@@ -1589,7 +1603,21 @@ async fn read_loop(
                 return "protocol violation";
             }
             Message::Error { .. } => return "error from the other side",
-            Message::GetState(ids) => reply(&serve_state(&ctx.shared, &ids)),
+            Message::GetState(ids) => {
+                if state_budget.take(Instant::now()) {
+                    reply(&serve_state(&ctx.shared, &ids));
+                } else {
+                    ctx.shared
+                        .state_requests_limited
+                        .fetch_add(1, Ordering::Relaxed);
+                    reply(&error_frame(
+                        ErrorCode::Load,
+                        &format!(
+                            "more than {STATE_REQUESTS_PER_SEC} state requests per second on this connection; wait and ask again"
+                        ),
+                    ));
+                }
+            }
             // Unsolicited state nodes are ignored (a join uses its own connections).
             Message::State(_) => {}
             m => {
@@ -1597,6 +1625,37 @@ async fn read_loop(
                     return "shutdown";
                 }
             }
+        }
+    }
+}
+
+/// A token bucket: `per_sec` tokens a second, at most `per_sec` saved up.
+struct Budget {
+    per_sec: u32,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Budget {
+    fn new(per_sec: u32) -> Self {
+        Self {
+            per_sec,
+            tokens: f64::from(per_sec),
+            at: Instant::now(),
+        }
+    }
+
+    /// Take one token if there is one.
+    fn take(&mut self, now: Instant) -> bool {
+        let cap = f64::from(self.per_sec);
+        let earned = now.saturating_duration_since(self.at).as_secs_f64() * cap;
+        self.tokens = (self.tokens + earned).min(cap);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 }
@@ -1646,4 +1705,24 @@ fn check_tx(shared: &Shared, tx: &SignedTransaction) -> Result<(), ErrorCode> {
     acc.key
         .verify(&shared.network, &tx.tx, &tx.signature)
         .map_err(|_| ErrorCode::Signature)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_request_budget_allows_a_burst_then_the_rate() {
+        let mut b = Budget::new(64);
+        let t0 = b.at;
+        assert_eq!((0..100).filter(|_| b.take(t0)).count(), 64, "a burst of 64");
+        assert!(!b.take(t0));
+        // 1/64 s later: one more; a second later: a full burst again, never more.
+        assert!(b.take(t0 + Duration::from_millis(16)));
+        assert!(!b.take(t0 + Duration::from_millis(16)));
+        let later = t0 + Duration::from_secs(10);
+        assert_eq!((0..100).filter(|_| b.take(later)).count(), 64);
+        // A clock that goes backwards earns nothing.
+        assert!(!b.take(t0));
+    }
 }

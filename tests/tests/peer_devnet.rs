@@ -13,7 +13,8 @@ use cvx_protocol::consensus::{ChallengeResponse, SignedChallengeResponse};
 use cvx_protocol::peer_wire::{self, Hello, Message, PEER_WIRE_VERSION, Role};
 use cvx_protocol::{Canonical, Hash, NetworkId, PublicKey, Signature, Timestamp, Token};
 use cvx_systest::devnet::{
-    api_of, bin_dir, devnet, finality, http_get, listen_of, serial, summary, tmp_dir, wait_for_peer,
+    api_of, bin_dir, devnet, finality, http_get, listen_of, metric, serial, summary, tmp_dir,
+    wait_for_peer,
 };
 
 /// Every peer reached the same state root at the same position: the devnet asks every
@@ -121,7 +122,8 @@ fn other_key() -> PublicKey {
 
 /// Acceptance 6: garbage, oversized and empty frames, another network, a fake peer with
 /// a bad proof and a slow client each get their own connection closed; a client flood
-/// gets LOAD errors while consensus continues and the peer's memory stays bounded; the
+/// gets LOAD errors while consensus continues and the peer's memory stays bounded; a
+/// state-request flood is answered within its per-connection budget, then LOAD; the
 /// network keeps finalizing and agreeing. Also: the local HTTP API and /metrics show
 /// counts only.
 #[test]
@@ -238,6 +240,77 @@ fn peer_hostile_input_closes_only_that_connection() {
     assert!(
         rss_after < rss_before + 100 * 1024,
         "memory bounded: {rss_before} KiB -> {rss_after} KiB"
+    );
+
+    // 7. A state-request flood: 300 `GetState` on one client connection. The peer answers
+    //    a burst within its per-connection budget, then LOAD, and keeps the connection.
+    let mut st = TcpStream::connect(&addr).unwrap();
+    let theirs = read_hello(&mut st);
+    let client = Message::Hello(Hello {
+        version: PEER_WIRE_VERSION,
+        network: theirs.network,
+        role: Role::Client,
+        challenge: Token([2; 32]),
+        time: Timestamp(0),
+    });
+    st.write_all(&frame(&client)).unwrap();
+    let ids = cvx_protocol::BoundedVec::try_from_vec(vec![Hash([0x42; 32]); 8]).unwrap();
+    let flood_t0 = Instant::now();
+    let mut burst = Vec::new();
+    for _ in 0..300 {
+        burst.extend_from_slice(&frame(&Message::GetState(ids.clone())));
+    }
+    st.write_all(&burst).unwrap();
+    let (mut answered, mut load) = (0u64, 0u64);
+    st.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    while answered + load < 300 {
+        let mut h = [0u8; 4];
+        if st.read_exact(&mut h).is_err() {
+            break;
+        }
+        let mut b = vec![0u8; peer_wire::frame_len(h).unwrap()];
+        st.read_exact(&mut b).unwrap();
+        match Message::decode(&b).unwrap() {
+            Message::State(_) => answered += 1,
+            Message::Error {
+                code: cvx_protocol::ErrorCode::Load,
+                ..
+            } => load += 1,
+            _ => {}
+        }
+    }
+    let flood_secs = flood_t0.elapsed().as_secs_f64();
+    println!("state-request flood: {answered} answered, {load} LOAD, in {flood_secs:.1} s");
+    assert!(load > 0, "a state-request flood gets LOAD answers");
+    assert!(answered >= 1, "requests within the budget are answered");
+    assert!(
+        (answered as f64) <= 64.0 + 64.0 * flood_secs + 1.0,
+        "answered {answered} in {flood_secs:.1} s: above the budget of 64 a second"
+    );
+    // The connection stays usable: after the budget refills, a request is answered.
+    std::thread::sleep(Duration::from_millis(1100));
+    st.write_all(&frame(&Message::GetState(ids))).unwrap();
+    st.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let got_state = loop {
+        let mut h = [0u8; 4];
+        if st.read_exact(&mut h).is_err() {
+            break false;
+        }
+        let mut b = vec![0u8; peer_wire::frame_len(h).unwrap()];
+        st.read_exact(&mut b).unwrap();
+        if let Message::State(_) = Message::decode(&b).unwrap() {
+            break true;
+        }
+    };
+    assert!(got_state, "the connection still answers after the flood");
+    let limited = metric(
+        &http_get(&api_of(&dir, 0), "/metrics"),
+        "cvx_peer_state_requests_limited_total",
+    );
+    assert!(
+        limited >= load,
+        "metric {limited} counts the LOAD answers ({load})"
     );
 
     // 0'. The slow client was closed by the frame timeout (10 s), not before.

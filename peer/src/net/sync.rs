@@ -30,7 +30,7 @@ use cvx_protocol::peer_wire::{
     SyncPoint,
 };
 use cvx_protocol::policy::{MAX_BRIDGE, Request, SignRequest};
-use cvx_protocol::{BoundedVec, Hash, NetworkId, PublicKey, Token};
+use cvx_protocol::{BoundedVec, ErrorCode, Hash, NetworkId, PublicKey, Token};
 use tokio::net::TcpStream;
 
 use super::{FrameError, read_frame, write_msg};
@@ -39,6 +39,10 @@ use crate::signer_client::SignerClient;
 
 /// How long one exchange with a bootstrap peer may take.
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a join waits after a `LOAD` answer to a state request, and how often in a row
+/// it does so before giving up on that peer.
+const STATE_LOAD_BACKOFF: Duration = Duration::from_millis(100);
+const STATE_LOAD_RETRIES: u32 = 50;
 /// Confirmation rounds at most (500 ms apart) while too little stake has answered.
 pub const CONFIRM_ATTEMPTS: u32 = 5;
 /// Rounds of `GetState` at most (a round fetches up to 256 nodes; each round goes one
@@ -244,21 +248,44 @@ impl Link {
         }
     }
 
+    /// One `GetState` round. A `LOAD` answer (the serving peer's per-connection budget,
+    /// `node::STATE_REQUESTS_PER_SEC`) is waited out and the request repeated.
     async fn get_state(&mut self, ids: &[cvx_etch::Hash]) -> Result<Vec<Vec<u8>>, String> {
         let v: Vec<Hash> = ids.iter().map(|h| Hash(h.0)).collect();
         let req = BoundedVec::try_from_vec(v).map_err(|_| "too many ids".to_owned())?;
-        write_msg(&mut self.stream, &Message::GetState(req))
-            .await
-            .map_err(|e| e.to_string())?;
-        loop {
-            if let Message::State(nodes) = self.next().await? {
-                return Ok(nodes
-                    .into_vec()
-                    .into_iter()
-                    .map(BoundedVec::into_vec)
-                    .collect());
+        for _ in 0..=STATE_LOAD_RETRIES {
+            write_msg(&mut self.stream, &Message::GetState(req.clone()))
+                .await
+                .map_err(|e| e.to_string())?;
+            loop {
+                match read_frame(&mut self.stream, SYNC_TIMEOUT, SYNC_TIMEOUT).await {
+                    Ok(Message::State(nodes)) => {
+                        return Ok(nodes
+                            .into_vec()
+                            .into_iter()
+                            .map(BoundedVec::into_vec)
+                            .collect());
+                    }
+                    Ok(Message::Error {
+                        code: ErrorCode::Load,
+                        ..
+                    }) => {
+                        tokio::time::sleep(STATE_LOAD_BACKOFF).await;
+                        break;
+                    }
+                    Ok(Message::Error { code, detail }) => {
+                        return Err(format!("refused: {code}: {detail}"));
+                    }
+                    Ok(_) => {}
+                    Err(FrameError::Slow(d)) => return Err(format!("no answer within {d:?}")),
+                    Err(e) => return Err(e.to_string()),
+                }
             }
         }
+        Err(format!(
+            "state requests answered LOAD {} times in a row",
+            STATE_LOAD_RETRIES + 1
+        ))
     }
 }
 
@@ -634,6 +661,53 @@ mod tests {
             .build()
             .unwrap()
             .block_on(f)
+    }
+
+    #[test]
+    fn a_load_answer_to_a_state_request_is_waited_out_and_repeated() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            // A serving peer over its budget twice, then answering.
+            let server = tokio::spawn(async move {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut asked = 0;
+                while let Ok(m) = read_frame(&mut s, SYNC_TIMEOUT, SYNC_TIMEOUT).await {
+                    if let Message::GetState(_) = m {
+                        asked += 1;
+                        let reply = if asked < 3 {
+                            Message::Error {
+                                code: ErrorCode::Load,
+                                detail: cvx_protocol::BoundedString::new("slow down").unwrap(),
+                            }
+                        } else {
+                            let node = BoundedVec::try_from_vec(vec![1, 2, 3]).unwrap();
+                            Message::State(BoundedVec::try_from_vec(vec![node]).unwrap())
+                        };
+                        write_msg(&mut s, &reply).await.unwrap();
+                    }
+                }
+                asked
+            });
+            let mut link = Link {
+                stream: TcpStream::connect(addr).await.unwrap(),
+                host: "test".into(),
+                key: None,
+            };
+            let t0 = tokio::time::Instant::now();
+            let nodes = link.get_state(&[cvx_etch::Hash([1; 32])]).await.unwrap();
+            assert_eq!(nodes, vec![vec![1, 2, 3]]);
+            assert!(
+                t0.elapsed() >= 2 * STATE_LOAD_BACKOFF,
+                "it waited each LOAD out"
+            );
+            drop(link);
+            assert_eq!(server.await.unwrap(), 3, "asked again after each LOAD");
+        });
     }
 
     #[test]
