@@ -233,9 +233,19 @@ fn run_ok(cmd: &mut Command, what: &str) -> Result<String, DevnetError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn free_port() -> Result<u16, DevnetError> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io("finding a free port"))?;
-    Ok(l.local_addr().map_err(io("finding a free port"))?.port())
+/// `count` distinct free ports. Every probe listener stays open until all are chosen:
+/// probing one at a time let the kernel hand the same port out twice, and one peer of a
+/// devnet then failed with "address already in use".
+fn free_ports(count: usize) -> Result<Vec<u16>, DevnetError> {
+    let probes = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io("finding free ports"))?;
+    probes
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io("finding free ports"))
 }
 
 fn log_file(path: &Path) -> Result<std::fs::File, DevnetError> {
@@ -329,10 +339,7 @@ pub async fn run(
         .map_err(|e| DevnetError::Child(format!("cvx-loadgen keys: {e}")))?;
 
     // Genesis.
-    let mut ports = Vec::with_capacity(n + spares);
-    for _ in 0..n + spares {
-        ports.push(free_port()?);
-    }
+    let ports = free_ports(n + spares)?;
     let gaccounts: Vec<GenesisAccount> = account_keys
         .iter()
         .map(|k| GenesisAccount {

@@ -103,16 +103,33 @@ fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
     }
 }
 
-fn read_hello(s: &mut TcpStream) -> Hello {
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+/// The next message, or `None` when none arrives within the read timeout (or the peer
+/// closed the connection).
+fn read_msg(s: &mut TcpStream) -> Option<Message> {
     let mut h = [0u8; 4];
-    s.read_exact(&mut h).unwrap();
+    s.read_exact(&mut h).ok()?;
     let mut b = vec![0u8; peer_wire::frame_len(h).unwrap()];
     s.read_exact(&mut b).unwrap();
-    match Message::decode(&b).unwrap() {
-        Message::Hello(h) => h,
+    Some(Message::decode(&b).unwrap())
+}
+
+fn read_hello(s: &mut TcpStream) -> Hello {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    match read_msg(s) {
+        Some(Message::Hello(h)) => h,
         m => panic!("expected Hello, got {m:?}"),
     }
+}
+
+/// A client's Hello on `network`.
+fn client_hello(network: NetworkId, challenge: u8) -> Message {
+    Message::Hello(Hello {
+        version: PEER_WIRE_VERSION,
+        network,
+        role: Role::Client,
+        challenge: Token([challenge; 32]),
+        time: Timestamp(0),
+    })
 }
 
 fn other_key() -> PublicKey {
@@ -138,14 +155,8 @@ fn peer_hostile_input_closes_only_that_connection() {
     let slow_t0 = Instant::now();
     let mut slow = TcpStream::connect(&addr).unwrap();
     let theirs = read_hello(&mut slow);
-    let client = Message::Hello(Hello {
-        version: PEER_WIRE_VERSION,
-        network: theirs.network,
-        role: Role::Client,
-        challenge: Token([0; 32]),
-        time: Timestamp(0),
-    });
-    slow.write_all(&frame(&client)).unwrap();
+    slow.write_all(&frame(&client_hello(theirs.network, 0)))
+        .unwrap();
     slow.write_all(&[9, 0]).unwrap();
 
     // 1. Garbage after connecting: a frame whose payload is not a message.
@@ -179,14 +190,8 @@ fn peer_hostile_input_closes_only_that_connection() {
     // 4. Another network's Hello.
     let mut s = TcpStream::connect(&addr).unwrap();
     let _ = read_hello(&mut s);
-    let wrong = Message::Hello(Hello {
-        version: PEER_WIRE_VERSION,
-        network: NetworkId(Hash([9; 32])),
-        role: Role::Client,
-        challenge: Token([0; 32]),
-        time: Timestamp(0),
-    });
-    s.write_all(&frame(&wrong)).unwrap();
+    s.write_all(&frame(&client_hello(NetworkId(Hash([9; 32])), 0)))
+        .unwrap();
     assert!(
         closed_within(&mut s, limit),
         "wrong network closes the connection"
@@ -246,14 +251,8 @@ fn peer_hostile_input_closes_only_that_connection() {
     //    a burst within its per-connection budget, then LOAD, and keeps the connection.
     let mut st = TcpStream::connect(&addr).unwrap();
     let theirs = read_hello(&mut st);
-    let client = Message::Hello(Hello {
-        version: PEER_WIRE_VERSION,
-        network: theirs.network,
-        role: Role::Client,
-        challenge: Token([2; 32]),
-        time: Timestamp(0),
-    });
-    st.write_all(&frame(&client)).unwrap();
+    st.write_all(&frame(&client_hello(theirs.network, 2)))
+        .unwrap();
     let ids = cvx_protocol::BoundedVec::try_from_vec(vec![Hash([0x42; 32]); 8]).unwrap();
     let flood_t0 = Instant::now();
     let mut burst = Vec::new();
@@ -265,13 +264,10 @@ fn peer_hostile_input_closes_only_that_connection() {
     st.set_read_timeout(Some(Duration::from_millis(1500)))
         .unwrap();
     while answered + load < 300 {
-        let mut h = [0u8; 4];
-        if st.read_exact(&mut h).is_err() {
+        let Some(m) = read_msg(&mut st) else {
             break;
-        }
-        let mut b = vec![0u8; peer_wire::frame_len(h).unwrap()];
-        st.read_exact(&mut b).unwrap();
-        match Message::decode(&b).unwrap() {
+        };
+        match m {
             Message::State(_) => answered += 1,
             Message::Error {
                 code: cvx_protocol::ErrorCode::Load,
@@ -293,14 +289,10 @@ fn peer_hostile_input_closes_only_that_connection() {
     st.write_all(&frame(&Message::GetState(ids))).unwrap();
     st.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let got_state = loop {
-        let mut h = [0u8; 4];
-        if st.read_exact(&mut h).is_err() {
-            break false;
-        }
-        let mut b = vec![0u8; peer_wire::frame_len(h).unwrap()];
-        st.read_exact(&mut b).unwrap();
-        if let Message::State(_) = Message::decode(&b).unwrap() {
-            break true;
+        match read_msg(&mut st) {
+            Some(Message::State(_)) => break true,
+            Some(_) => {}
+            None => break false,
         }
     };
     assert!(got_state, "the connection still answers after the flood");

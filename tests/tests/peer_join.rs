@@ -277,6 +277,16 @@ fn peer_that_lost_its_store_rejoins_by_state_sync() {
     wait_until("the others go on", Duration::from_secs(20), || {
         finality(&addr0) > before + 20
     });
+    // Sync points are persisted with the store's checkpoints (about once a second), so
+    // 20 blocks can pass before one is offered past the stop: wait for it.
+    wait_until(
+        "a sync point past the stop",
+        Duration::from_secs(20),
+        || {
+            cvx_peer(&["query", "sync", "latest", "--peer", &addr0])
+                .is_some_and(|v| v["position"].as_u64().is_some_and(|p| p > before))
+        },
+    );
 
     let child = Command::new(bin_dir().join("cvx-peer"))
         .arg("run")
