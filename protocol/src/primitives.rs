@@ -168,7 +168,7 @@ impl PublicKey {
     /// [`KeyError`] when the bytes are not a point or are a small-order point.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, KeyError> {
         // Validation costs a point decompression and a compression (two field
-        // exponentiations, ~8 µs), paid on every decode of a value that names a key — for
+        // exponentiations), paid on every decode of a value that names a key — for
         // the signer, every request names its own key. A small per-thread memo of keys
         // that passed returns the identical value for the identical 32 bytes; failures are
         // not remembered.

@@ -278,16 +278,17 @@ impl AuditLog {
     /// Archive this log and continue in a new file (see the module documentation).
     /// Call only when everything appended is durable and the state records that head
     /// (so the new file's first index is the state's durable head). Returns the new
-    /// log, its (empty) summary, and the archive's path.
+    /// log and the archive's path.
     ///
     /// # Errors
-    /// [`AuditLogError::Rotate`] or [`AuditLogError::Io`]; the old log is then still
-    /// in place and valid.
+    /// [`AuditLogError::Rotate`] or [`AuditLogError::Io`]. Before the swap the old log
+    /// is still in place and valid; after it (reopening failed) the next start finds
+    /// the continued log.
     pub fn rotate(
         self,
         network: &NetworkId,
         last_sequence: u64,
-    ) -> Result<(Self, AuditSummary, PathBuf), AuditLogError> {
+    ) -> Result<(Self, PathBuf), AuditLogError> {
         use std::os::unix::fs::MetadataExt as _;
         let path = self.path.clone();
         let fail = |reason: String| AuditLogError::Rotate {
@@ -348,25 +349,18 @@ impl AuditLog {
         // 3. one rename swaps the continued file in; then make the swap durable.
         std::fs::rename(&fresh, &path).map_err(io_err(&path))?;
         crate::state::sync_dir(&path).map_err(io_err(&path))?;
-        // The archive is a record now: read-only.
-        std::fs::set_permissions(
+        // The archive is a record now: read-only (the rotation is done either way).
+        if let Err(e) = std::fs::set_permissions(
             &archive,
             std::os::unix::fs::PermissionsExt::from_mode(0o400),
-        )
-        .map_err(io_err(&archive))?;
+        ) {
+            tracing::warn!(archive = %archive.display(), error = %e, "cannot make the audit archive read-only");
+        }
         let file = std::fs::OpenOptions::new()
             .append(true)
             .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
             .open(&path)
             .map_err(io_err(&path))?;
-        let summary = AuditSummary {
-            network: *network,
-            continues: Some(from),
-            records: Vec::new(),
-            head: full.hash,
-            verified_len: header.len() as u64,
-            torn_tail: 0,
-        };
         let log = Self {
             file,
             path,
@@ -377,7 +371,7 @@ impl AuditLog {
             dirty_since: None,
             failed: false,
         };
-        Ok((log, summary, archive))
+        Ok((log, archive))
     }
 
     /// Append records (one `write`). Not synced: see the module documentation.
@@ -525,7 +519,7 @@ mod tests {
         let d = dir("rotate");
         let (log, path, head) = log_with(&d, 9);
         assert_eq!(head.records, 10);
-        let (mut log, summary, archive) = log.rotate(&net(), 3).unwrap();
+        let (mut log, archive) = log.rotate(&net(), 3).unwrap();
         assert_eq!(archive, d.join("audit.log.0-9"));
         assert_eq!(
             std::fs::metadata(&archive).unwrap().permissions().mode() & 0o777,
@@ -534,7 +528,7 @@ mod tests {
         assert!(!d.join("audit.log.new").exists());
         let old = read_and_verify(&archive).unwrap();
         let new = read_and_verify(&path).unwrap();
-        assert_eq!(new, summary);
+        assert_eq!((new.first_index(), new.record_count()), (10, 10));
         signer_wire::check_continuation(&old, &new).unwrap();
         // The new file goes on from the carried head, and reopens against the head the
         // state recorded at rotation.
@@ -550,7 +544,7 @@ mod tests {
         let (mut log, _) =
             AuditLog::open_checked(&path, &net(), &d.join("state"), 4, head).unwrap();
         log.sync_if_due(true).unwrap();
-        let (_, _, second) = log.rotate(&net(), 4).unwrap();
+        let (_, second) = log.rotate(&net(), 4).unwrap();
         assert_eq!(second, d.join("audit.log.10-10"));
         let _ = std::fs::remove_dir_all(&d);
     }
@@ -563,10 +557,9 @@ mod tests {
         // `.new` (half written) and the archive as a second name of the log.
         std::fs::write(d.join("audit.log.new"), b"CVXAUDT1 half").unwrap();
         std::fs::hard_link(&path, d.join("audit.log.0-4")).unwrap();
-        let (_, summary, archive) = log.rotate(&net(), 2).unwrap();
+        let (_, archive) = log.rotate(&net(), 2).unwrap();
         let old = read_and_verify(&archive).unwrap();
-        signer_wire::check_continuation(&old, &summary).unwrap();
-        assert_eq!(read_and_verify(&path).unwrap(), summary);
+        signer_wire::check_continuation(&old, &read_and_verify(&path).unwrap()).unwrap();
         let _ = std::fs::remove_dir_all(&d);
     }
 

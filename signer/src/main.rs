@@ -190,9 +190,10 @@ fn audit_exit(e: &AuditLogError) -> Exit {
 /// At start (before the sandbox): archive an audit log of at least
 /// `audit_rotate_bytes` and continue it in a new file. The state first records the
 /// log's whole (synced) head, so the new file begins exactly at the state's durable
-/// head. That commit adds no records: when the log was complete before it, its new
-/// sequence is returned as logged (no `Gap` at start); otherwise 0, so the genuine gap
-/// is recorded. Returns the log to serve with and that sequence.
+/// head. Returns the log to serve with and the last state sequence the log accounts
+/// for: the rotation commit adds no records, so when the log was complete before it,
+/// the new sequence counts as logged (no `Gap` at start); otherwise the genuine gap is
+/// recorded as before.
 fn rotate_audit_if_large(
     s: &Settings,
     state: &mut StateFile,
@@ -200,7 +201,7 @@ fn rotate_audit_if_large(
     summary: &signer_wire::AuditSummary,
 ) -> Result<(AuditLog, u64), Failure> {
     if s.audit_rotate_bytes == 0 || summary.verified_len < s.audit_rotate_bytes {
-        return Ok((log, 0));
+        return Ok((log, summary.last_sequence()));
     }
     let head = log.durable_head();
     let complete = summary.last_sequence() >= state.current().sequence;
@@ -209,7 +210,7 @@ fn rotate_audit_if_large(
         record.audit = head;
         state.commit(record).map_err(|e| (Exit::State, e))?;
     }
-    let (log, _, archive) = log
+    let (log, archive) = log
         .rotate(&s.network, summary.last_sequence())
         .map_err(|e| Failure(audit_exit(&e), e.to_string()))?;
     tracing::info!(
@@ -218,14 +219,12 @@ fn rotate_audit_if_large(
         bytes = summary.verified_len,
         "audit log rotated: archived read-only and continued in a new file"
     );
-    Ok((
-        log,
-        if complete {
-            state.current().sequence
-        } else {
-            0
-        },
-    ))
+    let logged = if complete {
+        state.current().sequence
+    } else {
+        summary.last_sequence()
+    };
+    Ok((log, logged))
 }
 
 fn cmd_run(f: &Flags) -> Res {
@@ -251,8 +250,7 @@ fn cmd_run(f: &Flags) -> Res {
     )
     .map_err(|e| Failure(audit_exit(&e), e.to_string()))?;
     log.sync_if_due(true).map_err(|e| (Exit::Audit, e))?;
-    let (log, mut log_last_sequence) = rotate_audit_if_large(&s, &mut state, log, &summary)?;
-    log_last_sequence = log_last_sequence.max(summary.last_sequence());
+    let (log, log_last_sequence) = rotate_audit_if_large(&s, &mut state, log, &summary)?;
     // The verified records are not needed while serving: free them (a large log's
     // decoded records take several times its size).
     drop(summary);

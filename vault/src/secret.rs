@@ -28,7 +28,6 @@ use cvx_protocol::ledger::Transaction;
 use cvx_protocol::{NetworkId, PublicKey, Signable, Signature, keyfile};
 use cvx_sandbox::{Locked, Prefer};
 use ed25519_dalek::{Signer as _, SigningKey};
-use zeroize::Zeroize;
 
 use crate::error::{Result, VaultError};
 
@@ -43,14 +42,8 @@ fn locked<T>(what: &'static str, init: impl FnOnce() -> T) -> Result<Locked<T>> 
     })
 }
 
-/// A 32-byte Ed25519 seed, in locked memory; zeroed when dropped.
+/// A 32-byte Ed25519 seed, in locked memory (zeroed with its mapping when dropped).
 pub struct Seed(Locked<[u8; 32]>);
-
-impl Drop for Seed {
-    fn drop(&mut self) {
-        self.0.zeroize();
-    }
-}
 
 impl fmt::Debug for Seed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -155,18 +148,13 @@ impl KeyPair {
 }
 
 /// Room for a key file's plaintext plus one byte, so an over-long plaintext shows.
-pub(crate) const PLAIN_ROOM: usize = keyfile::LEN + 1;
+const PLAIN_ROOM: usize = keyfile::LEN + 1;
 
-/// The bytes of a [`KeyPlaintext`] and how many of them are used.
+/// The bytes of a [`KeyPlaintext`] and how many of them are used (zeroed with their
+/// mapping when dropped).
 struct PlainBuf {
     bytes: [u8; PLAIN_ROOM],
     len: usize,
-}
-
-impl Drop for PlainBuf {
-    fn drop(&mut self) {
-        self.bytes.zeroize();
-    }
 }
 
 /// The 72-byte plaintext of a key file (magic, seed, public key), in locked memory.
