@@ -14,6 +14,19 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
+/// A peer key from the passphrase on stdin, at a test work factor.
+const KEYGEN_PEER: [&str; 9] = [
+    "keygen",
+    "--role",
+    "peer",
+    "--out",
+    "peer.age",
+    "--passphrase-fd",
+    "0",
+    "--work-factor",
+    "10",
+];
+
 #[test]
 fn a_whole_session_leaks_no_seed_word_or_passphrase() {
     let d = TempDir::new("secrets");
@@ -54,21 +67,7 @@ fn a_whole_session_leaks_no_seed_word_or_passphrase() {
         ],
         format!("{words}\n{pass}\n"),
     );
-    run(
-        "keygen peer",
-        &[
-            "keygen",
-            "--role",
-            "peer",
-            "--out",
-            "peer.age",
-            "--passphrase-fd",
-            "0",
-            "--work-factor",
-            "10",
-        ],
-        format!("{pass}\n"),
-    );
+    run("keygen peer", &KEYGEN_PEER, format!("{pass}\n"));
     run("verify", &["verify", "--backup", "acct.age"], String::new());
     run(
         "restore",
@@ -310,19 +309,8 @@ fn without_lockable_memory_the_vault_refuses_and_writes_nothing() {
                 "--",
             ])
             .arg(&bin)
-            .args([
-                "--audit",
-                "audit.log",
-                "keygen",
-                "--role",
-                "peer",
-                "--out",
-                "peer.age",
-                "--passphrase-fd",
-                "0",
-                "--work-factor",
-                "10",
-            ])
+            .args(["--audit", "audit.log"])
+            .args(KEYGEN_PEER)
             .current_dir(&d.0)
             // The vault reopens the passphrase fd through /proc/self/fd, which checks
             // the file's permissions: a pipe made by root would refuse uid 65534, so the
