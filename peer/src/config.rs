@@ -87,36 +87,8 @@ pub const DEFAULT_PORT: u16 = 18888;
 /// The default HTTP API address: localhost only.
 pub const DEFAULT_API: &str = "127.0.0.1:18889";
 
-/// Why the config was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// Cannot read the file.
-    #[error("cannot read config {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// Not valid TOML for the schema (includes unknown fields).
-    #[error("config {path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message (names the field and position).
-        message: String,
-    },
-    /// A value is out of range.
-    #[error("config {path}: field `{field}`: {problem}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// The field.
-        field: &'static str,
-        /// What is wrong and how to fix it.
-        problem: String,
-    },
-}
+/// Why the config was refused: the one type every cvx config reader shares.
+pub use cvx_protocol::config::ConfigError;
 
 impl Settings {
     /// Read and validate `path`.

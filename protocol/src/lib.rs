@@ -8,6 +8,7 @@
 //! * [`sign`] — sign-bytes and strict Ed25519 verification;
 //! * [`policy`] — the pure signing policy that cvx-signer enforces;
 //! * [`codes`] — stable result codes;
+//! * [`config`] — the one configuration-error type the programs share;
 //! * [`fuzz`] — fuzz targets for every kind of untrusted input (corpora replay as tests).
 //!
 //! No I/O, no unsafe, no async: every function here is a pure computation, so the
@@ -17,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod codes;
+pub mod config;
 pub mod consensus;
 pub mod encoding;
 pub mod fuzz;

@@ -98,36 +98,8 @@ pub struct Settings {
     pub key_source: KeySource,
 }
 
-/// Why the config was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// Cannot read the file.
-    #[error("cannot read config {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// Not valid TOML for the schema (includes unknown fields, with line and column).
-    #[error("config {path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message (names the field and position).
-        message: String,
-    },
-    /// A value is out of range.
-    #[error("config {path}: field `{field}`: {problem}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// The field.
-        field: &'static str,
-        /// What is wrong and how to fix it.
-        problem: String,
-    },
-}
+/// Why the config was refused: the one type every cvx config reader shares.
+pub use cvx_protocol::config::ConfigError;
 
 /// Parse policy parameters (the policies/signing.toml format).
 ///
