@@ -13,7 +13,8 @@
 //! * [`qr`] — QR payloads, terminal and SVG rendering;
 //! * [`audit`] — the hash-chained audit log;
 //! * [`prompt`] — the terminal and file-descriptor inputs;
-//! * [`ops`] — the commands.
+//! * [`ops`] — the commands;
+//! * [`cli`] — the command line (clap), one line of help per flag.
 //!
 //! Deliberately absent: any network crate, any async runtime, any way to sign bytes
 //! that are not a typed `cvx_protocol` transaction.
@@ -22,6 +23,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod cli;
 pub mod error;
 pub mod fsio;
 pub mod mnemonic;
