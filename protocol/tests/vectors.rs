@@ -173,7 +173,17 @@ fn vectors_in_docs_match_the_code() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let json_path = root.join("docs/vectors.json");
     let md_path = root.join("docs/protocol.md");
-    let v = generate();
+    let mut v = generate();
+    // Top-level sections owned by other crates (the vault's "convex", written by
+    // vault/tests/convex.rs) are kept as they are: blessing never drops them.
+    if let Ok(Value::Object(old)) =
+        serde_json::from_str::<Value>(&std::fs::read_to_string(&json_path).unwrap_or_default())
+        && let Some(obj) = v.as_object_mut()
+    {
+        for (k, x) in old {
+            obj.entry(k).or_insert(x);
+        }
+    }
     let json_text = serde_json::to_string_pretty(&v).unwrap() + "\n";
     let md = std::fs::read_to_string(&md_path).unwrap();
     let (head, rest) = md

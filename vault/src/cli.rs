@@ -97,6 +97,8 @@ pub enum Command {
     Qr(QrArgs),
     /// The audit log.
     Audit(AuditArgs),
+    /// Convex's own transactions for a real Convex network (withdraw, transfer, verify).
+    Convex(ConvexArgs),
     /// Print this help, or the help of the given command (`help tx`, `help audit verify`).
     Help(HelpArgs),
 }
@@ -364,6 +366,95 @@ pub struct AuditArgs {
 pub enum AuditCommand {
     /// Check the whole hash chain; print the record count and the head hash.
     Verify,
+}
+
+/// `cvx-vault convex`.
+#[derive(Debug, Args)]
+#[command(
+    disable_help_subcommand = true,
+    after_help = "Convex signatures carry no network id and no expiry: the same bytes replay on any \
+Convex network where the account has the same key and sequence (docs/vault.md, \"Convex network\")."
+)]
+pub struct ConvexArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ConvexCommand,
+}
+
+/// `cvx-vault convex ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConvexCommand {
+    /// Sign (set-peer-stake PEER-KEY 0): withdraw a peer's whole stake to the origin account.
+    Withdraw(ConvexWithdrawArgs),
+    /// Sign a transfer of coins (copper) to another account.
+    Transfer(ConvexTransferArgs),
+    /// Decode a signed Convex transaction (.cvx or .submit.json), check its signature, show it.
+    Verify(ConvexVerifyArgs),
+}
+
+/// The flags every Convex signing command takes.
+#[derive(Debug, Args)]
+pub struct ConvexSignArgs {
+    /// The Convex account that signs and pays, as a number (#N without the #) [required]
+    #[arg(long, value_name = "N")]
+    pub origin: u64,
+    /// The account's current sequence + 1; with --count, the first of the ladder [required]
+    #[arg(long, value_name = "S")]
+    pub sequence: u64,
+    /// Sign K transactions for the consecutive sequences S..S+K-1, 1..=100 [default: 1]
+    #[arg(long, value_name = "K", default_value_t = 1, hide_default_value = true)]
+    pub count: u64,
+    /// The account key's age backup that signs (its key must be the Convex account's key) [required]
+    #[arg(long, value_name = "ACCOUNT_BACKUP")]
+    pub key: PathBuf,
+    /// The backup's manifest [default: ACCOUNT_BACKUP.manifest.json]
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// A new directory (mode 0700) for the .cvx, .submit.json, .txt and .svg of each transaction [required unless --dry-run]
+    #[arg(long, value_name = "DIR", required_unless_present = "dry_run")]
+    pub out_dir: Option<PathBuf>,
+    /// Confirm without the terminal prompt (check the --dry-run output first) [default: ask]
+    #[arg(long)]
+    pub yes: bool,
+    /// Show exactly what would be signed and sign nothing (no passphrase needed) [default: off]
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The passphrase and work-factor limit.
+    #[command(flatten)]
+    pub decrypt: DecryptArgs,
+}
+
+/// `cvx-vault convex withdraw`.
+#[derive(Debug, Args)]
+pub struct ConvexWithdrawArgs {
+    /// The peer's Ed25519 key, 64 hex digits (0x optional) [required]
+    #[arg(long, value_name = "HEX")]
+    pub peer_key: String,
+    /// The account, sequence, key and output.
+    #[command(flatten)]
+    pub sign: ConvexSignArgs,
+}
+
+/// `cvx-vault convex transfer`.
+#[derive(Debug, Args)]
+pub struct ConvexTransferArgs {
+    /// The receiving account, as a number (#M without the #) [required]
+    #[arg(long, value_name = "M")]
+    pub to: u64,
+    /// The amount in copper (Convex's smallest unit; 10^9 copper = 1 Convex Coin) [required]
+    #[arg(long, value_name = "A")]
+    pub amount: u64,
+    /// The account, sequence, key and output.
+    #[command(flatten)]
+    pub sign: ConvexSignArgs,
+}
+
+/// `cvx-vault convex verify`.
+#[derive(Debug, Args)]
+pub struct ConvexVerifyArgs {
+    /// The signed file: the wrapper bytes (.cvx) or the submit body (.submit.json) [required]
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 #[cfg(test)]

@@ -206,6 +206,16 @@ pub enum VaultError {
         /// What is wrong and what to do.
         reason: String,
     },
+    /// A file given to `convex verify` is not a valid signed Convex transaction.
+    #[error(
+        "{path}: not a valid signed Convex transaction: {problem}; do not submit it (sign it again on the vault machine, or use an intact copy)"
+    )]
+    ConvexFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
     /// The transaction's hash differs from the one the request expects.
     #[error(
         "the transaction's hash {actual} differs from the request's expected_hash {expected}; refused (the request or the fields were changed)"
@@ -279,7 +289,8 @@ impl VaultError {
             | Self::WordsMismatch
             | Self::Mnemonic(_)
             | Self::Invalid { .. }
-            | Self::HashMismatch { .. } => ExitKind::Invalid,
+            | Self::HashMismatch { .. }
+            | Self::ConvexFile { .. } => ExitKind::Invalid,
             Self::Declined | Self::NoTerminal { .. } => ExitKind::Declined,
             Self::Audit { .. } => ExitKind::AuditBroken,
             Self::Sandbox(_) | Self::Memory { .. } => ExitKind::Sandbox,

@@ -10,6 +10,7 @@
 //! * [`mnemonic`] — BIP-39 words and SLIP-10 derivation at `m/44'/864'/0'/0'/0'`;
 //! * [`backup`] — age backups, manifests, verification, classified decryption;
 //! * [`txbuild`] — typed transactions from fields, hash phrases, descriptions;
+//! * [`convex`] — Convex's own transactions (CAD3), signed offline for a Convex peer;
 //! * [`qr`] — QR payloads, terminal and SVG rendering;
 //! * [`audit`] — the hash-chained audit log;
 //! * [`prompt`] — the terminal and file-descriptor inputs;
@@ -17,13 +18,15 @@
 //! * [`cli`] — the command line (clap), one line of help per flag.
 //!
 //! Deliberately absent: any network crate, any async runtime, any way to sign bytes
-//! that are not a typed `cvx_protocol` transaction.
+//! that are not a typed `cvx_protocol` transaction or a typed Convex transaction
+//! ([`convex::tx::Tx`], built from fields).
 
 #![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod backup;
 pub mod cli;
+pub mod convex;
 pub mod error;
 pub mod fsio;
 pub mod mnemonic;

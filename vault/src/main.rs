@@ -11,6 +11,8 @@ use clap::Parser as _;
 use clap::error::ErrorKind;
 use cvx_vault::audit::AuditLog;
 use cvx_vault::cli::{AuditCommand, Cli, Command};
+use cvx_vault::convex::ops as convex_ops;
+use cvx_vault::convex::tx::{self as convex_tx, Action};
 use cvx_vault::ops::{self, KeySource};
 use cvx_vault::prompt::Console;
 use cvx_vault::txbuild::{Fields, Kind, LADDER_WARNING};
@@ -39,6 +41,12 @@ fn parse(argv: &[std::ffi::OsString]) -> Result<Parsed, VaultError> {
             Ok(Parsed::Printed)
         }
         Err(e) if e.kind() == ErrorKind::MissingSubcommand => Err(usage("no command given")),
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            Err(usage(format!(
+                "a subcommand is needed:\n\n{}",
+                e.render().to_string().trim_end()
+            )))
+        }
         Err(e) => {
             let text = e.render().to_string();
             let text = text.strip_prefix("error: ").unwrap_or(&text);
@@ -87,6 +95,7 @@ fn run(cli: Cli) -> Result<(), VaultError> {
             }
             Ok(())
         }
+        Command::Convex(a) => convex(&audit, a),
         Command::Help(_) => Ok(()), // answered in main, before run
         Command::Audit(a) => match a.command {
             Some(AuditCommand::Verify) => {
@@ -100,6 +109,72 @@ fn run(cli: Cli) -> Result<(), VaultError> {
             None => Err(usage("cvx-vault audit needs a subcommand: verify")),
         },
     }
+}
+
+fn convex(audit: &AuditLog, a: cli::ConvexArgs) -> Result<(), VaultError> {
+    let (action, s) = match a.command {
+        cli::ConvexCommand::Verify(v) => {
+            let s = convex_ops::verify(&v.file)?;
+            print!("{}", s.human());
+            println!("verify: OK — well-formed, and the signature verifies with the key above");
+            return Ok(());
+        }
+        cli::ConvexCommand::Withdraw(w) => (
+            Action::Withdraw {
+                peer_key: convex_tx::parse_key("peer-key", &w.peer_key)?,
+            },
+            w.sign,
+        ),
+        cli::ConvexCommand::Transfer(t) => (
+            Action::Transfer {
+                to: t.to,
+                amount: t.amount,
+            },
+            t.sign,
+        ),
+    };
+    let o = convex_ops::SignOptions {
+        origin: s.origin,
+        sequence: s.sequence,
+        count: s.count,
+        action,
+        backup: s.key,
+        manifest: s.manifest,
+        out_dir: s.out_dir.unwrap_or_default(),
+        max_work_factor: s.decrypt.max_work_factor()?,
+        dry_run: s.dry_run,
+    };
+    let mut console = Console::new(s.decrypt.passphrase_fd, None, s.yes)?;
+    let r = convex_ops::sign(audit, &mut console, &o)?;
+    if r.signed.is_empty() {
+        print!("{}", r.human);
+        println!("dry run: nothing was signed");
+        return Ok(());
+    }
+    let single = r.signed.len() == 1;
+    if !single && let Some(ladder) = r.human.lines().next() {
+        println!("{ladder}");
+    }
+    for (signed, files, qr) in &r.signed {
+        print!("{}", signed.human());
+        println!("  wrapper    {} (application/cvx-raw)", files.raw.display());
+        println!(
+            "  submit     {} (/api/v1/transaction/submit)",
+            files.json.display()
+        );
+        println!("  summary    {}", files.txt.display());
+        println!("  qr         {}", files.svg.display());
+        if single {
+            for t in qr {
+                print!("{t}");
+            }
+            print!("{}", convex_ops::submit_commands(files));
+        }
+    }
+    if let Some(a) = &r.audit {
+        println!("  audit      record {} head {}", a.records, a.head);
+    }
+    Ok(())
 }
 
 fn keygen(audit: &AuditLog, a: cli::KeygenArgs) -> Result<(), VaultError> {

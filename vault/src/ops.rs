@@ -62,7 +62,7 @@ fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn manifest_path(backup: &Path, manifest: Option<&PathBuf>) -> PathBuf {
+pub(crate) fn manifest_path(backup: &Path, manifest: Option<&PathBuf>) -> PathBuf {
     manifest
         .cloned()
         .unwrap_or_else(|| backup::manifest_path_for(backup))
@@ -251,7 +251,7 @@ fn open_backup(
     Ok((plain, seed, public, checked))
 }
 
-fn open_for_role(
+pub(crate) fn open_for_role(
     op: &mut dyn Operator,
     backup_path: &Path,
     manifest: Option<&PathBuf>,
@@ -264,7 +264,7 @@ fn open_for_role(
     Ok((plain, seed, public))
 }
 
-fn check_role(path: &Path, found: Role, needed: Role) -> Result<()> {
+pub(crate) fn check_role(path: &Path, found: Role, needed: Role) -> Result<()> {
     if found != needed {
         return Err(VaultError::Role {
             path: path.to_owned(),
@@ -658,7 +658,7 @@ pub fn ladder(audit: &AuditLog, op: &mut dyn Operator, o: &LadderOptions) -> Res
     Ok(LadderReport { files, audit: s })
 }
 
-trait DirMode {
+pub(crate) trait DirMode {
     fn mode_0700(&mut self) -> &mut Self;
 }
 impl DirMode for std::fs::DirBuilder {
@@ -669,9 +669,9 @@ impl DirMode for std::fs::DirBuilder {
 
 /// Removes a directory this run created unless kept (files inside are removed by
 /// their own guards first).
-struct DirGuard(Option<PathBuf>);
+pub(crate) struct DirGuard(pub(crate) Option<PathBuf>);
 impl DirGuard {
-    fn keep(mut self) {
+    pub(crate) fn keep(mut self) {
         self.0 = None;
     }
 }

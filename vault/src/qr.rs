@@ -16,12 +16,18 @@ pub const QUIET: usize = 4;
 /// The payloads for `bytes`.
 #[must_use]
 pub fn payloads(bytes: &[u8]) -> Vec<String> {
+    payloads_with(PREFIX, bytes)
+}
+
+/// The payloads for `bytes` under another prefix (`CONVEX1` for Convex wrappers).
+#[must_use]
+pub fn payloads_with(prefix: &str, bytes: &[u8]) -> Vec<String> {
     let chunks: Vec<&[u8]> = bytes.chunks(CHUNK).collect();
     let n = chunks.len();
     chunks
         .iter()
         .enumerate()
-        .map(|(i, c)| format!("{PREFIX}:{}/{n}:{}", i + 1, hex::encode_upper(c)))
+        .map(|(i, c)| format!("{prefix}:{}/{n}:{}", i + 1, hex::encode_upper(c)))
         .collect()
 }
 

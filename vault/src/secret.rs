@@ -145,6 +145,12 @@ impl KeyPair {
         let sb = tx.sign_bytes(network);
         Signature(self.0.sign(sb.as_bytes()).to_bytes())
     }
+
+    /// Sign a typed Convex transaction: pure Ed25519 over its CAD3 encoding, the only
+    /// other thing the vault signs (docs/vault.md, "Convex network").
+    pub(crate) fn sign_convex(&self, tx: &crate::convex::tx::Tx) -> [u8; 64] {
+        self.0.sign(&tx.encode()).to_bytes()
+    }
 }
 
 /// Room for a key file's plaintext plus one byte, so an over-long plaintext shows.

@@ -42,6 +42,7 @@ fn variant(e: &VaultError) -> &'static str {
         VaultError::Sandbox(_) => "Sandbox",
         VaultError::Memory { .. } => "Memory",
         VaultError::Encrypt(_) => "Encrypt",
+        VaultError::ConvexFile { .. } => "ConvexFile",
     }
 }
 
@@ -159,6 +160,26 @@ fn every_user_facing_error_matches_the_snapshot() {
         ])
     };
     let p = format!("{pass}\n");
+    // `convex ACTION` for origin #3 with acct.age, into cx/ (no --yes).
+    let cw = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = vec!["convex".into()];
+        v.extend(extra.iter().map(|x| (*x).to_owned()));
+        v.extend(
+            [
+                "--origin",
+                "3",
+                "--key",
+                "acct.age",
+                "--out-dir",
+                "cx",
+                "--passphrase-fd",
+                "0",
+            ]
+            .iter()
+            .map(|x| (*x).to_owned()),
+        );
+        v
+    };
     let cases: Vec<(&str, Vec<String>, String)> = vec![
         ("no command", vec![], String::new()),
         ("unknown command", s(&["frobnicate"]), String::new()),
@@ -794,6 +815,65 @@ fn every_user_facing_error_matches_the_snapshot() {
         ("qr not a tx", s(&["qr", "--in", "junk.age"]), String::new()),
         ("audit without subcommand", s(&["audit"]), String::new()),
         (
+            "convex verify not a transaction",
+            s(&["convex", "verify", "junk.age"]),
+            String::new(),
+        ),
+        (
+            "convex verify missing file",
+            s(&["convex", "verify", "nothere.cvx"]),
+            String::new(),
+        ),
+        ("convex without subcommand", s(&["convex"]), String::new()),
+        (
+            "convex withdraw bad peer key",
+            cw(&["withdraw", "--peer-key", "abc", "--sequence", "1"]),
+            String::new(),
+        ),
+        (
+            "convex withdraw sequence 0",
+            cw(&["withdraw", "--peer-key", peer, "--sequence", "0"]),
+            String::new(),
+        ),
+        (
+            "convex transfer to the origin",
+            cw(&["transfer", "--to", "3", "--amount", "5", "--sequence", "1"]),
+            String::new(),
+        ),
+        (
+            "convex transfer amount 0",
+            cw(&["transfer", "--to", "4", "--amount", "0", "--sequence", "1"]),
+            String::new(),
+        ),
+        (
+            "convex ladder count 0",
+            cw(&[
+                "withdraw",
+                "--peer-key",
+                peer,
+                "--sequence",
+                "1",
+                "--count",
+                "0",
+            ]),
+            String::new(),
+        ),
+        (
+            "convex with a peer key backup",
+            {
+                let mut v = cw(&["withdraw", "--peer-key", peer, "--sequence", "1"]);
+                let i = v.iter().position(|x| x == "acct.age").unwrap();
+                v[i] = "peer.age".into();
+                v
+            },
+            String::new(),
+        ),
+        (
+            "convex needs a terminal",
+            cw(&["withdraw", "--peer-key", peer, "--sequence", "1"]),
+            p.clone(),
+        ),
+        (
             "audit tampered",
             s(&["--audit", "tampered.log", "audit", "verify"]),
             String::new(),
@@ -879,10 +959,11 @@ fn every_user_facing_error_matches_the_snapshot() {
         "HashMismatch",
         "NoTerminal",
         "Audit",
+        "ConvexFile",
     ] {
         seen.insert(v);
     }
-    assert_eq!(seen.len(), 26, "a VaultError variant has no snapshot case");
+    assert_eq!(seen.len(), 27, "a VaultError variant has no snapshot case");
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots/errors.txt");
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
         std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots")).unwrap();

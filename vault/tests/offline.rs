@@ -303,6 +303,66 @@ fn every_subcommand_runs_without_a_network_and_makes_no_socket_call() {
             String::new(),
         ),
         (
+            "convex withdraw (a ladder of 2)",
+            [
+                "convex",
+                "withdraw",
+                "--origin",
+                "12",
+                "--sequence",
+                "14",
+                "--count",
+                "2",
+                "--peer-key",
+                peer,
+                "--key",
+                "acct.age",
+                "--out-dir",
+                "cw",
+                "--yes",
+                "--passphrase-fd",
+                "0",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            pass.into(),
+        ),
+        (
+            "convex transfer",
+            [
+                "convex",
+                "transfer",
+                "--origin",
+                "12",
+                "--sequence",
+                "16",
+                "--to",
+                "13",
+                "--amount",
+                "1000",
+                "--key",
+                "acct.age",
+                "--out-dir",
+                "ct",
+                "--yes",
+                "--passphrase-fd",
+                "0",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            pass.into(),
+        ),
+        (
+            "convex verify",
+            vec!["convex", "verify", "cw/withdraw-seq-15.cvx"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            String::new(),
+        ),
+        (
             "audit verify",
             vec!["audit", "verify"]
                 .into_iter()
@@ -327,6 +387,17 @@ fn every_subcommand_runs_without_a_network_and_makes_no_socket_call() {
             "wrong\n".into(),
         ),
     ];
+    // Every leaf command the help texts list is among the steps (a new subcommand
+    // without an offline step fails here).
+    for leaf in leaf_commands(&[]) {
+        assert!(
+            steps
+                .iter()
+                .any(|(_, args, _)| args.len() >= leaf.len() && args[..leaf.len()] == leaf[..]),
+            "`cvx-vault {}` has no step in the offline test",
+            leaf.join(" ")
+        );
+    }
     for (name, args, stdin) in steps {
         let trace = d.path("trace.txt");
         let mut cmd = Command::new("unshare");
@@ -373,4 +444,29 @@ fn every_subcommand_runs_without_a_network_and_makes_no_socket_call() {
         );
         println!("{name}: ok, no network system call");
     }
+}
+
+/// The leaf commands (no "Commands:" section of their own), from the help texts.
+fn leaf_commands(path: &[String]) -> Vec<Vec<String>> {
+    let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+    args.push("--help");
+    let out = Command::new(common::BIN).args(&args).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    let subs: Vec<String> = help
+        .lines()
+        .skip_while(|l| l.trim_end() != "Commands:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect();
+    if subs.is_empty() {
+        return vec![path.to_vec()];
+    }
+    subs.into_iter()
+        .flat_map(|s| {
+            let mut p = path.to_vec();
+            p.push(s);
+            leaf_commands(&p)
+        })
+        .collect()
 }

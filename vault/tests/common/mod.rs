@@ -184,3 +184,44 @@ pub fn snapshot_dir(dir: &Path) -> Vec<(String, Vec<u8>)> {
     v.sort();
     v
 }
+
+/// A vault account backup (and manifest) holding a given seed, built from the
+/// documented formats (the 72-byte key plaintext `"CVXKEY1\n"` ‖ seed ‖ public key,
+/// age passphrase encryption, ASCII armor) rather than by keygen, so tests can sign
+/// with a fixed published key.
+pub fn backup_from_seed(dir: &Path, name: &str, seed: &[u8; 32], pass: &str, wf: u8) {
+    use age::secrecy::SecretString;
+    let pk = ed25519_dalek::SigningKey::from_bytes(seed)
+        .verifying_key()
+        .to_bytes();
+    let mut plain = b"CVXKEY1\n".to_vec();
+    plain.extend_from_slice(seed);
+    plain.extend_from_slice(&pk);
+    let mut r = age::scrypt::Recipient::new(SecretString::from(pass.to_owned()));
+    r.set_work_factor(wf);
+    let enc = age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient)).unwrap();
+    let mut out = Vec::new();
+    let armor =
+        age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor).unwrap();
+    let mut w = enc.wrap_output(armor).unwrap();
+    std::io::Write::write_all(&mut w, &plain).unwrap();
+    w.finish()
+        .and_then(age::armor::ArmoredWriter::finish)
+        .unwrap();
+    let sha = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(&out))
+    };
+    let manifest = serde_json::json!({
+        "format": "cvx-vault-backup", "version": 1, "role": "account",
+        "public_key": hex::encode(pk), "ciphertext_sha256": sha,
+        "ciphertext_len": out.len(), "scrypt_log_n": wf, "created_unix": 0,
+        "origin": "random", "derivation": null
+    });
+    std::fs::write(dir.join(name), &out).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.manifest.json")),
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
+}
