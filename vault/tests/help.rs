@@ -78,6 +78,9 @@ fn every_subcommand_answers_help_and_the_binary_its_version() {
         "qr",
         "audit",
         "audit verify",
+        "convex withdraw",
+        "convex transfer",
+        "convex verify",
         "help",
     ] {
         assert!(

@@ -149,6 +149,34 @@ fn a_whole_session_leaks_no_seed_word_or_passphrase() {
         &["qr", "--in", "w.cvxtx", "--svg", "w.svg"],
         String::new(),
     );
+    run(
+        "convex withdraw",
+        &[
+            "convex",
+            "withdraw",
+            "--origin",
+            "12",
+            "--sequence",
+            "14",
+            "--count",
+            "2",
+            "--peer-key",
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+            "--key",
+            "acct.age",
+            "--out-dir",
+            "convex",
+            "--yes",
+            "--passphrase-fd",
+            "0",
+        ],
+        format!("{pass}\n"),
+    );
+    run(
+        "convex verify",
+        &["convex", "verify", "convex/withdraw-seq-15.submit.json"],
+        String::new(),
+    );
     run("audit verify", &["audit", "verify"], String::new());
     // Every file written, except the plaintext key restore was asked for.
     let mut files = vec![d.0.clone()];

@@ -432,6 +432,31 @@ mod tests {
     }
 
     #[test]
+    fn the_largest_transactions_stay_inline() {
+        let max = i64::MAX.unsigned_abs();
+        let w = Tx::new(max, max, Action::Withdraw { peer_key: pk() }).unwrap();
+        assert_eq!(w.encode().len(), 74);
+        let t = Tx::new(
+            max,
+            max,
+            Action::Transfer {
+                to: max - 1,
+                amount: MAX_SUPPLY,
+            },
+        )
+        .unwrap();
+        assert!(t.encode().len() <= 74);
+        let s = Signed {
+            key: pk(),
+            signature: [0; 64],
+            tx: w,
+        };
+        assert_eq!(s.wrapper().len(), 171);
+        assert!(s.wrapper().len() <= WRAPPER_MAX);
+        assert_eq!(Signed::decode(&s.wrapper()).unwrap(), s);
+    }
+
+    #[test]
     fn decode_refuses_a_non_minimal_number_and_trailing_bytes() {
         let tx = Tx::new(
             12,
