@@ -401,9 +401,6 @@ pub struct ConvexSignArgs {
     /// The account's current sequence + 1; with --count, the first of the ladder [required]
     #[arg(long, value_name = "S")]
     pub sequence: u64,
-    /// Sign K transactions for the consecutive sequences S..S+K-1, 1..=100 [default: 1]
-    #[arg(long, value_name = "K", default_value_t = 1, hide_default_value = true)]
-    pub count: u64,
     /// The account key's age backup that signs (its key must be the Convex account's key) [required]
     #[arg(long, value_name = "ACCOUNT_BACKUP")]
     pub key: PathBuf,
@@ -430,6 +427,9 @@ pub struct ConvexWithdrawArgs {
     /// The peer's Ed25519 key, 64 hex digits (0x optional) [required]
     #[arg(long, value_name = "HEX")]
     pub peer_key: String,
+    /// Sign a ladder: K withdrawals for the consecutive sequences S..S+K-1, 1..=100 [default: 1]
+    #[arg(long, value_name = "K", default_value_t = 1, hide_default_value = true)]
+    pub count: u64,
     /// The account, sequence, key and output.
     #[command(flatten)]
     pub sign: ConvexSignArgs,

@@ -112,7 +112,7 @@ fn run(cli: Cli) -> Result<(), VaultError> {
 }
 
 fn convex(audit: &AuditLog, a: cli::ConvexArgs) -> Result<(), VaultError> {
-    let (action, s) = match a.command {
+    let (action, count, s) = match a.command {
         cli::ConvexCommand::Verify(v) => {
             let s = convex_ops::verify(&v.file)?;
             print!("{}", s.human());
@@ -123,6 +123,7 @@ fn convex(audit: &AuditLog, a: cli::ConvexArgs) -> Result<(), VaultError> {
             Action::Withdraw {
                 peer_key: convex_tx::parse_key("peer-key", &w.peer_key)?,
             },
+            w.count,
             w.sign,
         ),
         cli::ConvexCommand::Transfer(t) => (
@@ -130,13 +131,15 @@ fn convex(audit: &AuditLog, a: cli::ConvexArgs) -> Result<(), VaultError> {
                 to: t.to,
                 amount: t.amount,
             },
+            // One transfer at a time: a ladder of transfers could all be submitted.
+            1,
             t.sign,
         ),
     };
     let o = convex_ops::SignOptions {
         origin: s.origin,
         sequence: s.sequence,
-        count: s.count,
+        count,
         action,
         backup: s.key,
         manifest: s.manifest,

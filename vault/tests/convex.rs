@@ -323,13 +323,14 @@ fn docs_vectors_json_convex_section_matches_the_code() {
 fn sign_args<'a>(action: &[&'a str], seq: &'a str, count: &'a str, out: &'a str) -> Vec<&'a str> {
     let mut a = vec!["--audit", "audit.log", "convex"];
     a.extend_from_slice(action);
+    if count != "1" {
+        a.extend_from_slice(&["--count", count]);
+    }
     a.extend_from_slice(&[
         "--origin",
         "12",
         "--sequence",
         seq,
-        "--count",
-        count,
         "--key",
         "acct.age",
         "--out-dir",
@@ -465,6 +466,14 @@ fn dry_run_signs_nothing_and_no_confirmation_means_no_signature() {
     let o = vault(&d.0, &a, &format!("{PASS}\n"));
     assert_eq!(code(&o), 11, "{}", stderr(&o));
     assert!(!d.0.join("y").exists());
+    // Transfers are signed one at a time: no ladder.
+    let o = vault(
+        &d.0,
+        &sign_args(&["transfer", "--to", "13", "--amount", "5"], "14", "2", "z"),
+        &format!("{PASS}\n"),
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(!d.0.join("z").exists());
     assert!(
         !d.0.join("audit.log").exists()
             || std::fs::read_to_string(d.0.join("audit.log"))
@@ -536,4 +545,62 @@ fn convex_verify_refuses_every_tampered_byte() {
     assert!(j.contains(WITHDRAW_SIG), "{j}");
     std::fs::write(&f, j.replacen("\"sig\": \"c3", "\"sig\": \"c4", 1)).unwrap();
     assert!(ops::verify(&f).is_err());
+}
+
+/// On a terminal the vault shows the exact bytes and the replay warning before it
+/// asks; anything but `yes` signs nothing; `yes`, then the passphrase, signs.
+#[test]
+fn the_terminal_confirmation_shows_the_signed_bytes() {
+    if !common::have("python3") {
+        println!("SKIPPED: python3 is not installed");
+        return;
+    }
+    let d = fixed_key_dir("cvx-pty");
+    let args = |out: &str| {
+        json!([
+            common::BIN,
+            "--audit",
+            d.path("audit.log").to_str().unwrap(),
+            "convex",
+            "withdraw",
+            "--origin",
+            "12",
+            "--sequence",
+            "14",
+            "--peer-key",
+            PK,
+            "--key",
+            d.path("acct.age").to_str().unwrap(),
+            "--out-dir",
+            d.path(out).to_str().unwrap(),
+            "--max-work-factor",
+            "10",
+        ])
+    };
+    let no = json!({
+        "argv": args("no"),
+        "transcript": d.path("t-no.txt").to_str().unwrap(),
+        "timeout": 30,
+        "steps": [{
+            "expect": format!("(?s){WITHDRAW_TX}.*?REPLAY WARNING.*?Type yes to go ahead: "),
+            "send": "y\n"
+        }],
+    });
+    assert_eq!(common::pty(&no, &d.0), 11);
+    assert!(!d.path("no").exists());
+    let yes = json!({
+        "argv": args("yes"),
+        "transcript": d.path("t-yes.txt").to_str().unwrap(),
+        "timeout": 30,
+        "steps": [
+            {"expect": "Type yes to go ahead: ", "send": "yes\n"},
+            {"expect": "Passphrase for [^:]*: ", "send": format!("{PASS}\n")},
+        ],
+    });
+    assert_eq!(common::pty(&yes, &d.0), 0);
+    let raw = std::fs::read(d.path("yes/withdraw-seq-14.cvx")).unwrap();
+    assert_eq!(
+        hex::encode(sign(withdraw_tx(14)).wrapper()),
+        hex::encode(raw)
+    );
 }

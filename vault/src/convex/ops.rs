@@ -84,6 +84,12 @@ fn file_name(p: &Path) -> String {
 }
 
 fn build(o: &SignOptions) -> Result<Vec<Tx>> {
+    if o.count > 1 && matches!(o.action, Action::Transfer { .. }) {
+        return Err(VaultError::invalid(
+            "count",
+            "a ladder is for withdrawals only: every transfer of a ladder could be submitted, moving the amount each time; sign one transfer at a time",
+        ));
+    }
     if o.count == 0 || o.count > LADDER_MAX {
         return Err(VaultError::invalid(
             "count",
