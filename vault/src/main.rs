@@ -22,9 +22,6 @@ fn usage(msg: impl Into<String>) -> VaultError {
     VaultError::Usage(msg.into())
 }
 
-/// `cvx-vault help COMMAND...`: print that command's help.
-struct HelpFor(Vec<String>);
-
 /// What parsing the command line gave: a command to run, or text clap printed
 /// (`--help`, `--version`), or a usage error (exit 2).
 enum Parsed {
@@ -58,6 +55,14 @@ fn parse(argv: &[std::ffi::OsString]) -> Result<Parsed, VaultError> {
             Err(usage(text.join("\n").trim_end().to_owned()))
         }
     }
+}
+
+/// `cvx-vault help COMMAND...` is `cvx-vault COMMAND... --help`.
+fn help_for(argv: &[std::ffi::OsString], path: Vec<String>) -> Result<(), VaultError> {
+    let mut args = vec![argv.first().cloned().unwrap_or_default()];
+    args.extend(path.into_iter().map(Into::into));
+    args.push("--help".into());
+    parse(&args).map(|_| ())
 }
 
 fn run(cli: Cli) -> Result<(), VaultError> {
@@ -340,27 +345,16 @@ fn main() -> ExitCode {
         return ExitCode::from(ExitKind::Sandbox.code());
     }
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let result = match parse(&argv) {
-        Ok(Parsed::Run(cli)) => match *cli {
+    let result = parse(&argv).and_then(|p| match p {
+        Parsed::Printed => Ok(()),
+        Parsed::Run(cli) => match *cli {
             Cli {
                 command: Command::Help(h),
                 ..
-            } => Err(HelpFor(h.command)),
-            cli => Ok(run(cli)),
+            } => help_for(&argv, h.command),
+            cli => run(cli),
         },
-        Ok(Parsed::Printed) => Ok(Ok(())),
-        Err(e) => Ok(Err(e)),
-    };
-    let result = match result {
-        // `help tx ...` is `tx ... --help`.
-        Err(HelpFor(path)) => {
-            let mut args = vec![argv.first().cloned().unwrap_or_default()];
-            args.extend(path.into_iter().map(Into::into));
-            args.push("--help".into());
-            parse(&args).map(|_| ())
-        }
-        Ok(r) => r,
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
