@@ -321,7 +321,18 @@ fn cmd_run(config: &Path, passphrase_fd: Option<i32>, require_landlock: bool) ->
         max_connections: s.max_connections,
         read_timeout: s.read_timeout,
     };
-    serve::run(&listener, &mut signer, &s.allowed_uids, limits).map_err(|e| (Exit::Serve, e))?;
+    for uid in s.admin_uids.iter().filter(|u| s.allowed_uids.contains(u)) {
+        tracing::warn!(
+            uid,
+            "this uid is in both allowed_uids and admin_uids: a client of it can also fill the admin slots, \
+             so it could starve `cvx-signer lock`; give the peer its own uid"
+        );
+    }
+    let uids = serve::Uids {
+        allowed: &s.allowed_uids,
+        admin: &s.admin_uids,
+    };
+    serve::run(&listener, &mut signer, uids, limits).map_err(|e| (Exit::Serve, e))?;
     Ok(())
 }
 
