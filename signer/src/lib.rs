@@ -20,6 +20,7 @@ pub mod client;
 pub mod config;
 pub mod exit;
 pub mod keys;
+pub mod migrate;
 pub mod sandbox;
 pub mod serve;
 pub mod socket;

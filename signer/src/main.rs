@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{ArgGroup, Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
-use cvx_protocol::policy::Policy;
+use cvx_protocol::policy::{Policy, Watermark};
 use cvx_protocol::signer_wire::{self, AuditEvent, ClientMessage, SignerMessage, StateRecord};
 use cvx_signer::audit::{self, AuditLog, AuditLogError};
 use cvx_signer::client::Client;
 use cvx_signer::config::{self, Settings};
 use cvx_signer::exit::Exit;
 use cvx_signer::keys::{self, KeygenTarget, PassphraseFrom};
+use cvx_signer::migrate::{self, MigrateError};
 use cvx_signer::serve::{self, Signer};
 use cvx_signer::state::StateFile;
 use cvx_signer::{sandbox, socket};
@@ -86,6 +87,35 @@ enum Cmd {
     Audit {
         #[command(subcommand)]
         cmd: AuditCmd,
+    },
+    /// Write this stopped signer's final watermark as a versioned JSON file (and lock it).
+    ExportWatermark {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Write here (created, never overwritten) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Do not lock this signer (for a backup copy; a moved signer must stay locked).
+        #[arg(long)]
+        keep_unlocked: bool,
+    },
+    /// Merge a watermark file (per-field maximum) and/or a high watermark into this stopped signer's state.
+    #[command(group(ArgGroup::new("what").required(true).multiple(true).args(["file", "high_watermark"])))]
+    ImportWatermark {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The file written by export-watermark.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// The last state is lost: count everything up to now + --margin-ms as signed.
+        #[arg(long)]
+        high_watermark: bool,
+        /// For --high-watermark (default: the policy's max_future_skew_ms + 60000).
+        #[arg(long, value_name = "MS", requires = "high_watermark")]
+        margin_ms: Option<u64>,
+        /// Read the key's passphrase from this descriptor (only needed when this signer never started).
+        #[arg(long, value_name = "N")]
+        passphrase_fd: Option<i32>,
     },
 }
 
@@ -196,7 +226,7 @@ fn cmd_init(config: &Path) -> Res {
             network: s.network,
             locked: false,
             audit: head,
-            watermark: cvx_protocol::policy::Watermark::default(),
+            watermark: Watermark::default(),
         },
     )
     .map_err(|e| (Exit::State, e))?;
@@ -550,7 +580,111 @@ fn dispatch(cmd: Cmd) -> Res {
         Cmd::Audit {
             cmd: AuditCmd::Verify { files, print },
         } => cmd_audit_verify(&files, print),
+        Cmd::ExportWatermark {
+            config,
+            out,
+            keep_unlocked,
+        } => cmd_export(&config.config, out.as_deref(), keep_unlocked),
+        Cmd::ImportWatermark {
+            config,
+            file,
+            high_watermark,
+            margin_ms,
+            passphrase_fd,
+        } => cmd_import(
+            &config.config,
+            file.as_deref(),
+            high_watermark,
+            margin_ms,
+            passphrase_fd,
+        ),
     }
+}
+
+fn migrate_exit(e: &MigrateError) -> Exit {
+    match e {
+        MigrateError::Audit(e) => audit_exit(e),
+        MigrateError::State(_) | MigrateError::Io { .. } | MigrateError::NeverStarted { .. } => {
+            Exit::State
+        }
+        MigrateError::Key(_) => Exit::Key,
+        MigrateError::MarginTooSmall { .. } => Exit::Usage,
+        MigrateError::File { .. }
+        | MigrateError::Format { .. }
+        | MigrateError::WrongNetwork { .. }
+        | MigrateError::WrongKey { .. } => Exit::Migrate,
+    }
+}
+
+#[allow(clippy::needless_pass_by_value)] // the shape map_err wants
+fn mig(e: MigrateError) -> Failure {
+    Failure(migrate_exit(&e), e.to_string())
+}
+
+fn cmd_export(config: &Path, out_path: Option<&Path>, keep_unlocked: bool) -> Res {
+    let s = settings(config)?;
+    let e = migrate::export(&s, keep_unlocked).map_err(mig)?;
+    let text = migrate::to_json(&e);
+    let lock_note = if keep_unlocked {
+        "this signer was left unlocked (--keep-unlocked)"
+    } else {
+        "this signer is now locked: it refuses to sign until `cvx-signer unlock`"
+    };
+    match out_path {
+        None => out(&text),
+        Some(p) => {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(p)
+                .and_then(|mut f| {
+                    f.write_all(text.as_bytes())?;
+                    f.sync_all()?;
+                    Ok(f)
+                })
+                .map_err(|e| {
+                    Failure(Exit::Migrate, format!("cannot write {}: {e}", p.display()))
+                })?;
+            let _ = f.flush();
+        }
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "exported the watermark of key {} at state sequence {}; {lock_note}",
+        e.public_key,
+        e.state_sequence
+    );
+    Ok(())
+}
+
+fn cmd_import(
+    config: &Path,
+    file: Option<&Path>,
+    high_watermark: bool,
+    margin_ms: Option<u64>,
+    passphrase_fd: Option<i32>,
+) -> Res {
+    let s = settings(config)?;
+    let file = match file {
+        None => None,
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| Failure(Exit::Migrate, format!("cannot read {}: {e}", p.display())))?;
+            Some((p.to_owned(), text))
+        }
+    };
+    let margin = high_watermark
+        .then(|| margin_ms.unwrap_or(s.policy.max_future_skew_ms.saturating_add(60_000)));
+    let req = migrate::ImportRequest {
+        file,
+        high_watermark_margin: margin,
+        passphrase: passphrase_fd.map_or(PassphraseFrom::Tty, PassphraseFrom::Fd),
+    };
+    let r = migrate::import(&s, &req).map_err(mig)?;
+    out(&r.text());
+    Ok(())
 }
 
 fn main() -> ExitCode {

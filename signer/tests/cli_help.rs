@@ -54,6 +54,8 @@ fn every_subcommand_answers_help_with_exit_0() {
         "unlock",
         "audit",
         "audit verify",
+        "export-watermark",
+        "import-watermark",
     ] {
         assert!(
             seen.iter().any(|s| s == expected),
@@ -78,6 +80,16 @@ fn version_and_usage_errors_keep_their_exit_codes() {
         &["init"][..],
         &["audit"][..],
         &["audit", "verify"][..],
+        &["import-watermark", "--config", "c"][..],
+        &[
+            "import-watermark",
+            "--config",
+            "c",
+            "--file",
+            "f",
+            "--margin-ms",
+            "5",
+        ][..],
         &["run", "--config", "x", "--passphrase", "secret"][..],
         &[
             "keygen",
