@@ -5,7 +5,7 @@
 
 use std::io::Write as _;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
@@ -330,4 +330,59 @@ pub fn external_faults_end_the_process() -> Result<(), HardenError> {
         }
     }
     Ok(())
+}
+
+/// Set by the SIGUSR1 handler ([`lock_on_sigusr1`]): a lock was requested.
+static LOCK_REQUESTED: AtomicBool = AtomicBool::new(false);
+/// The uid that sent the last SIGUSR1.
+static LOCK_SENDER: AtomicU32 = AtomicU32::new(u32::MAX);
+
+extern "C" fn on_lock_signal(
+    _sig: libc::c_int,
+    info: *mut libc::siginfo_t,
+    _ctx: *mut libc::c_void,
+) {
+    let uid = if info.is_null() {
+        u32::MAX
+    } else {
+        // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler; for a
+        // signal sent by kill/tgkill the sender's uid is in the `_kill` member.
+        unsafe { (*info).si_uid() }
+    };
+    // Only atomics: async-signal-safe, no system call.
+    LOCK_SENDER.store(uid, Ordering::Relaxed);
+    LOCK_REQUESTED.store(true, Ordering::Release);
+}
+
+/// The breach button by signal: SIGUSR1 (which only root, or a process of the same uid,
+/// may send) sets a flag that [`take_lock_request`] reads; the handler makes no system
+/// call, and `poll` returns EINTR so the serving loop sees it at once. Install before
+/// the filter (the filter need only allow `rt_sigreturn`).
+///
+/// # Errors
+/// [`HardenError::FaultHandler`] naming SIGUSR1.
+pub fn lock_on_sigusr1() -> Result<(), HardenError> {
+    // SAFETY: zeroed sigaction values are valid; `on_lock_signal` is an extern "C"
+    // SA_SIGINFO handler that only stores to atomics.
+    unsafe {
+        let mut new: libc::sigaction = core::mem::zeroed();
+        new.sa_sigaction = on_lock_signal as *const () as usize;
+        new.sa_flags = libc::SA_SIGINFO;
+        libc::sigemptyset(&raw mut new.sa_mask);
+        if libc::sigaction(libc::SIGUSR1, &raw const new, core::ptr::null_mut()) != 0 {
+            return Err(HardenError::FaultHandler(
+                "SIGUSR1",
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A lock requested by SIGUSR1 since the last call: the sender's uid.
+#[must_use]
+pub fn take_lock_request() -> Option<u32> {
+    LOCK_REQUESTED
+        .swap(false, Ordering::Acquire)
+        .then(|| LOCK_SENDER.load(Ordering::Relaxed))
 }

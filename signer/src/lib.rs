@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod breach;
 pub mod client;
 pub mod config;
 pub mod exit;

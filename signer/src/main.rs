@@ -333,6 +333,7 @@ fn cmd_run(config: &Path, passphrase_fd: Option<i32>, require_landlock: bool) ->
         signer.state().raw_fd(),
         signer.audit().raw_fd(),
     ];
+    cvx_sandbox::harden::lock_on_sigusr1().map_err(|e| (Exit::Sandbox, e))?;
     let report = sandbox::enter(&keep, s.max_connections, s.require_landlock)
         .map_err(|e| (Exit::Sandbox, e))?;
     tracing::info!(
@@ -447,21 +448,59 @@ fn cmd_status(f: &Target) -> Res {
     }
 }
 
-fn cmd_lock(f: &Target) -> Res {
-    let mut c = connect(f)?;
+fn lock_over_socket(f: &Target) -> Res {
+    let path = socket_path(f)?;
+    let mut c = Client::connect(&path).map_err(|e| (Exit::Client, e))?;
+    c.set_timeout(Some(std::time::Duration::from_secs(3)))
+        .map_err(|e| (Exit::Client, e))?;
     match c
         .call(&ClientMessage::Lock)
         .map_err(|e| (Exit::Client, e))?
     {
-        SignerMessage::Locked => {
-            out(
-                "locked: the signer refuses every sign request until `cvx-signer unlock` is run on the host\n",
-            );
-            Ok(())
-        }
+        SignerMessage::Locked => Ok(()),
         other => Err(Failure(
             Exit::Client,
             format!("the signer did not confirm the lock: {other:?}"),
+        )),
+    }
+}
+
+/// The breach button: a `Lock` request over the socket (an admin slot for an
+/// `admin_uids` uid); if the socket cannot take it, SIGUSR1 to the signer, confirmed in
+/// its state file (docs/signer.md "Lock").
+fn cmd_lock(f: &Target) -> Res {
+    const DONE: &str = "locked: the signer refuses every sign request until `cvx-signer unlock` is run on the host\n";
+    let socket_err = match lock_over_socket(f) {
+        Ok(()) => {
+            out(DONE);
+            return Ok(());
+        }
+        Err(Failure(Exit::Client, why)) => why,
+        Err(other) => return Err(other),
+    };
+    let path = socket_path(f)?;
+    let state = match &f.config {
+        Some(c) => Some(settings(c)?.state_file),
+        None => None,
+    };
+    match cvx_signer::breach::lock_by_signal(
+        &path,
+        state.as_deref(),
+        std::time::Duration::from_secs(5),
+    ) {
+        Ok(l) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "the socket did not take the lock ({socket_err}); sent SIGUSR1 to the signer (pid {}) and its state {} now says locked",
+                l.pid,
+                l.state.display()
+            );
+            out(DONE);
+            Ok(())
+        }
+        Err(e) => Err(Failure(
+            Exit::Client,
+            format!("lock over the socket failed ({socket_err}); by signal: {e}"),
         )),
     }
 }

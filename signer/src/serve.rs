@@ -660,6 +660,29 @@ fn accept_all(
     }
 }
 
+/// The breach button by SIGUSR1 (root or the signer's own uid; see
+/// `cvx_sandbox::harden::lock_on_sigusr1`): the same durable lock as a `Lock` request,
+/// recorded as `Lock{uid}` with the sender's uid, decided before any request of the turn.
+fn lock_by_signal(signer: &mut Signer, uid: u32, conns: &[Conn]) {
+    let job = [Job {
+        uid,
+        admin: true,
+        msg: Incoming::Msg(ClientMessage::Lock),
+    }];
+    let n = u32::try_from(conns.len()).unwrap_or(u32::MAX);
+    match signer.decide_batch(&job, n, crate::now()).first() {
+        Some(SignerMessage::Locked) => {
+            tracing::warn!(
+                uid,
+                "locked by SIGUSR1 (breach button): every sign request is refused from now on"
+            );
+        }
+        other => {
+            tracing::error!(uid, reply = ?other, "SIGUSR1 lock could not be made durable; the signer refuses all signing until restarted");
+        }
+    }
+}
+
 /// Serve forever (single thread). Returns only on a fatal poll error.
 ///
 /// # Errors
@@ -707,6 +730,9 @@ pub fn run(
                 fds.iter()
                     .map(|f| f.revents().unwrap_or(PollFlags::empty())),
             );
+        }
+        if let Some(uid) = cvx_sandbox::harden::take_lock_request() {
+            lock_by_signal(signer, uid, &conns);
         }
         let ready_in = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
         let mut owners = Vec::new();

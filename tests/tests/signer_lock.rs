@@ -230,3 +230,61 @@ fn lock_succeeds_within_1s_while_the_peer_uid_holds_every_slot_and_never_reads()
     let audit = String::from_utf8_lossy(&audit.stdout);
     assert!(audit.contains("Lock { uid: 0 }"), "{audit}");
 }
+
+/// When the admin uid is also the client uid (a devnet run as root) and its client holds
+/// every client and admin slot, `cvx-signer lock` falls back to SIGUSR1 (which only root
+/// or the signer's own uid may send) and confirms the lock in the state file.
+#[test]
+fn lock_falls_back_to_sigusr1_when_even_the_admin_slots_are_held() {
+    if !is_root() {
+        return skip(
+            "lock by signal",
+            "needs root to read the signer's open files (non-dumpable) for confirmation",
+        );
+    }
+    let env = Env::new(
+        "lock-sig",
+        NetworkId(hash(b"signal lock test")),
+        &[0],
+        "",
+        true,
+    );
+    let mut signer = env.spawn();
+    let status_frame = [1u8, 0, 0, 0, 3];
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        if let Ok(mut s) = UnixStream::connect(env.socket()) {
+            let _ = s.write_all(&status_frame);
+            held.push(s);
+        }
+    }
+    // Starved: a further connection of the same uid is closed at once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = env.run(&["status", "--socket"], &[env.socket().as_path()]);
+        if out.status.code() == Some(10) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never starved: {out:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let start = Instant::now();
+    let out = env.run(&["lock", "--socket"], &[env.socket().as_path()]);
+    let took = start.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "lock: {err}\n{}", signer.log_text());
+    assert!(err.contains("SIGUSR1"), "{err}");
+    assert!(took < Duration::from_secs(1), "lock took {took:?}");
+    println!("lock by signal under full starvation took {took:?}");
+    drop(held);
+    let mut c = signer.client();
+    match c.call(&env.block(now_ms(), 1)).unwrap() {
+        SignerMessage::Refused { code, .. } => assert_eq!(code, RefuseCode::Locked),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        signer.log_text().contains("locked by SIGUSR1"),
+        "{}",
+        signer.log_text()
+    );
+}
