@@ -173,6 +173,7 @@ fn a_signer_moves_to_a_new_host_and_the_new_one_refuses_everything_the_old_could
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("now locked"), "{err}");
     let text = std::fs::read_to_string(&out_file).unwrap();
+    println!("export file:\n{text}");
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(json["format"], "cvx-signer-watermark");
     assert_eq!(json["version"], 1);
