@@ -907,4 +907,45 @@ mod tests {
         ));
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn an_admin_slot_never_signs_but_locks() {
+        let dir = std::env::temp_dir().join(format!("cvx-signer-admin-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = setup(&dir);
+        let now = crate::now();
+        let mut sign = block_job(&s, now.0 - 1);
+        sign.admin = true;
+        let lock = Job {
+            uid: 0,
+            admin: true,
+            msg: Incoming::Msg(ClientMessage::Lock),
+        };
+        let replies = s.decide_batch(&[sign], 1, now);
+        assert!(
+            matches!(
+                replies[0],
+                SignerMessage::Refused {
+                    code: RefuseCode::Malformed,
+                    ..
+                }
+            ),
+            "{replies:?}"
+        );
+        assert_eq!(s.watermark, Watermark::default(), "nothing signed");
+        let replies = s.decide_batch(&[lock, block_job(&s, now.0)], 1, now);
+        assert!(matches!(replies[0], SignerMessage::Locked), "{replies:?}");
+        assert!(
+            matches!(
+                replies[1],
+                SignerMessage::Refused {
+                    code: RefuseCode::Locked,
+                    ..
+                }
+            ),
+            "a lock read first covers the client requests of its turn: {replies:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
