@@ -31,6 +31,7 @@ pub mod primitives;
 pub mod sign;
 pub mod signer_wire;
 pub mod txfile;
+pub mod watermark_file;
 
 pub use codes::ErrorCode;
 pub use encoding::{BoundedString, BoundedVec, Canonical, DecodeError};

@@ -442,6 +442,17 @@ pub enum AuditEvent {
         /// The state's sequence.
         state_sequence: u64,
     },
+    /// 7: `cvx-signer import-watermark` merged a watermark into the state (per-field
+    /// maximum; the new watermark is in the state slot of this record's sequence).
+    Import {
+        /// The uid that ran it.
+        uid: u32,
+        /// The exporting signer's audit head, as the file carried it (`None`: no file,
+        /// only `--high-watermark`).
+        from: Option<AuditHead>,
+        /// `--high-watermark` was given.
+        high_watermark: bool,
+    },
 }
 
 /// One audit record.
@@ -461,7 +472,9 @@ pub struct AuditRecord {
 
 impl Canonical for AuditRecord {
     const NAME: &'static str = "AuditRecord";
-    const MAX_LEN: usize = 10 + 32 + 10 + 10 + 1 + 5 + 1 + 32 + 1 + 1;
+    // index, prev, time, state sequence, then the largest event: Import (tag, uid,
+    // Some(records, hash), bool).
+    const MAX_LEN: usize = 10 + 32 + 10 + 10 + 1 + 5 + 1 + 10 + 32 + 1;
 }
 
 /// The audit log header bytes for `network`.

@@ -67,7 +67,9 @@ pub enum SandboxError {
 }
 
 /// Enter the sandbox, in order: panic hook (abort), not dumpable, no-new-privs, limits
-/// (core 0), SIGXFSZ ignored, stray descriptors closed, environment cleared, Landlock,
+/// (core 0), SIGXFSZ ignored, fault signals that tell the truth
+/// ([`harden::external_faults_end_the_process`]; the filter must allow `rt_sigaction`
+/// and `tgkill` for SIGSEGV and SIGBUS), stray descriptors closed, environment cleared, Landlock,
 /// seccomp. Call single-threaded, after every file and socket the process needs is open.
 ///
 /// # Errors
@@ -78,6 +80,7 @@ pub fn enter(profile: &Profile<'_>) -> Result<Report, SandboxError> {
     harden::set_no_new_privs()?;
     harden::apply_limits(&profile.limits)?;
     harden::ignore_sigxfsz()?;
+    harden::external_faults_end_the_process()?;
     harden::close_stray_fds(profile.keep_fds)?;
     harden::clear_env(profile.keep_env)?;
     let landlock = landlock::deny_all(profile.require_landlock)?;

@@ -129,3 +129,24 @@ pub fn attempt(action: Forbidden) -> i64 {
         }
     }
 }
+
+/// A real invalid memory access (a read of address 8): under the sandbox the process
+/// must end with SIGSEGV, not SIGSYS. Returns only if the read somehow succeeded.
+#[must_use]
+pub fn segfault() -> u8 {
+    let p = core::ptr::without_provenance::<u8>(8);
+    // SAFETY: deliberately unsound: the page at address 0 is never mapped, so the read
+    // faults and the process ends by SIGSEGV; nothing after it runs.
+    unsafe { core::ptr::read_volatile(p) }
+}
+
+/// Recurse until the main thread's stack overflows: std's handler must print "has
+/// overflowed its stack" and abort (SIGABRT), not die by SIGSYS. Never returns normally
+/// (the depth parameter keeps the compiler from turning it into a loop).
+#[must_use]
+#[allow(unconditional_recursion)]
+pub fn overflow_stack(depth: u64) -> u64 {
+    let frame = core::hint::black_box([depth; 512]);
+    let below = overflow_stack(core::hint::black_box(depth + 1));
+    core::hint::black_box(frame[usize::try_from(depth % 512).unwrap_or(0)]).wrapping_add(below)
+}

@@ -6,6 +6,8 @@
 //! audit_log = "/var/lib/cvx-signer/audit.log"
 //! socket = "/run/cvx-signer/signer.sock"   # omit under systemd socket activation
 //! allowed_uids = [998]                     # the cvx-peer user
+//! admin_uids = [0]                         # optional (default [0]): may Lock/Status beyond
+//!                                          # the client cap, never sign
 //! max_connections = 16                     # optional
 //! read_timeout_ms = 5000                   # optional: a started frame must finish within
 //! require_landlock = false                 # optional; --require-landlock also sets it
@@ -43,6 +45,7 @@ struct ConfigFile {
     audit_log: PathBuf,
     socket: Option<PathBuf>,
     allowed_uids: Vec<u32>,
+    admin_uids: Option<Vec<u32>>,
     max_connections: Option<u32>,
     read_timeout_ms: Option<u64>,
     require_landlock: Option<bool>,
@@ -84,6 +87,10 @@ pub struct Settings {
     pub socket: Option<PathBuf>,
     /// Client uids allowed to connect.
     pub allowed_uids: Vec<u32>,
+    /// Operator uids whose connections are accepted beyond `max_connections` (in
+    /// [`crate::serve::ADMIN_SLOTS`] slots of their own) and may only ask Hello,
+    /// PublicKey, Status and Lock there: the breach button a client cannot starve.
+    pub admin_uids: Vec<u32>,
     /// Most simultaneous client connections.
     pub max_connections: usize,
     /// A started frame must complete within this.
@@ -145,6 +152,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Settings, ConfigError> {
         return Err(invalid(
             "allowed_uids",
             "empty: list the uid of the cvx-peer user".to_owned(),
+        ));
+    }
+    let admin_uids = raw.admin_uids.unwrap_or_else(|| vec![0]);
+    if admin_uids.len() > 64 {
+        return Err(invalid(
+            "admin_uids",
+            format!(
+                "{} entries; list at most 64 operator uids (root is enough on most hosts)",
+                admin_uids.len()
+            ),
         ));
     }
     let max_connections = raw.max_connections.unwrap_or(16);
@@ -212,6 +229,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Settings, ConfigError> {
         audit_rotate_bytes: raw.audit_rotate_bytes.unwrap_or(DEFAULT_AUDIT_ROTATE_BYTES),
         socket: raw.socket,
         allowed_uids: raw.allowed_uids,
+        admin_uids,
         max_connections: max_connections as usize,
         read_timeout: Duration::from_millis(read_timeout_ms),
         require_landlock: raw.require_landlock.unwrap_or(false),
@@ -249,6 +267,39 @@ file = "/k"
         assert_eq!(s.max_connections, 16);
         assert_eq!(s.key_source, KeySource::Passphrase);
         assert_eq!(s.allowed_uids, vec![1000]);
+        assert_eq!(s.admin_uids, vec![0], "root is the default admin");
+    }
+
+    #[test]
+    fn admin_uids_parse_strictly() {
+        let with = |line: &str| GOOD.replace("allowed_uids", &format!("{line}\nallowed_uids"));
+        let s = parse(Path::new("c"), &with("admin_uids = [0, 1001]")).unwrap();
+        assert_eq!(s.admin_uids, vec![0, 1001]);
+        assert!(
+            parse(Path::new("c"), &with("admin_uids = []"))
+                .unwrap()
+                .admin_uids
+                .is_empty()
+        );
+        let e = parse(Path::new("c"), &with("admin_uids = [-1]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("admin_uids"), "{e}");
+        let many: Vec<String> = (0..65).map(|u| u.to_string()).collect();
+        let e = parse(
+            Path::new("c"),
+            &with(&format!("admin_uids = [{}]", many.join(","))),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("`admin_uids`") && e.contains("at most 64"),
+            "{e}"
+        );
+        let e = parse(Path::new("c"), &with("admin_uid = [0]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("admin_uid"), "{e}");
     }
 
     #[test]

@@ -29,11 +29,14 @@ pub enum Exit {
     Serve = 9,
     /// 10: client commands (status, lock): cannot connect, or the signer refused.
     Client = 10,
+    /// 11: export-watermark / import-watermark: the watermark file is unreadable,
+    /// malformed, of another version, or for another network or key.
+    Migrate = 11,
 }
 
 impl Exit {
     /// Every code, for the help text and docs.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Ok,
         Self::Usage,
         Self::Config,
@@ -44,6 +47,7 @@ impl Exit {
         Self::Sandbox,
         Self::Serve,
         Self::Client,
+        Self::Migrate,
     ];
 
     /// The numeric code.
@@ -72,6 +76,9 @@ impl Exit {
             }
             Self::Serve => "fatal error while serving",
             Self::Client => "client command: cannot connect, protocol error, or refused",
+            Self::Migrate => {
+                "watermark file: unreadable, malformed, other version, or for another network or key"
+            }
         }
     }
 }

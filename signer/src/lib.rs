@@ -16,10 +16,12 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod breach;
 pub mod client;
 pub mod config;
 pub mod exit;
 pub mod keys;
+pub mod migrate;
 pub mod sandbox;
 pub mod serve;
 pub mod socket;

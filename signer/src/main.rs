@@ -6,45 +6,167 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use cvx_protocol::policy::Policy;
+use clap::{ArgGroup, Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use cvx_protocol::policy::{Policy, Watermark};
 use cvx_protocol::signer_wire::{self, AuditEvent, ClientMessage, SignerMessage, StateRecord};
 use cvx_signer::audit::{self, AuditLog, AuditLogError};
 use cvx_signer::client::Client;
 use cvx_signer::config::{self, Settings};
 use cvx_signer::exit::Exit;
 use cvx_signer::keys::{self, KeygenTarget, PassphraseFrom};
+use cvx_signer::migrate::{self, MigrateError};
 use cvx_signer::serve::{self, Signer};
 use cvx_signer::state::StateFile;
 use cvx_signer::{sandbox, socket};
 
-const USAGE: &str = "\
-cvx-signer: the cvx key holder (one key, one Unix socket, sandboxed)
+/// `--version`: the package version and the socket protocol's wire version.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (wire version 1)");
 
-USAGE:
-  cvx-signer init   --config FILE          create the state file and audit log (refuses if they exist)
-  cvx-signer run    --config FILE [--passphrase-fd N] [--require-landlock]
-                                           load the key, enter the sandbox, serve
-  cvx-signer keygen --out FILE (--recipient AGE1... | --identity FILE | --new-identity FILE
-                                | --passphrase-fd N [--work-factor LOG_N])
-                                           write a new age-encrypted key (tests/devnet; operators use cvx-vault)
-  cvx-signer status (--socket PATH | --config FILE)   print public key, watermark, counters
-  cvx-signer lock   (--socket PATH | --config FILE)   breach button: refuse all signing, persistently
-  cvx-signer unlock --config FILE          clear the lock (as the signer's user, while no signer runs)
-  cvx-signer audit verify [ARCHIVE...] FILE [--print]
-                                           verify the audit log's hash chain; with the
-                                           rotated-out archives first (oldest first), across files
+/// The command line (clap derive). Usage errors exit 2 (`Exit::Usage`), `--help` and
+/// `--version` exit 0.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cvx-signer",
+    version = VERSION,
+    about = "cvx-signer: the cvx key holder (one key, one Unix socket, sandboxed)",
+    long_about = None,
+    arg_required_else_help = true,
+    after_help = "The passphrase comes from the terminal or --passphrase-fd, never from argv or the environment."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
 
-The passphrase comes from the terminal or --passphrase-fd, never from argv or the environment.
-";
+#[derive(Debug, Args)]
+struct ConfigArg {
+    /// The signer's config file (strict TOML).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
 
-fn help() -> String {
-    let mut s = USAGE.to_owned();
-    s.push_str("\nEXIT CODES:\n");
+/// `--socket PATH` or `--config FILE` (its `socket`); at least one.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = true)]
+struct Target {
+    /// The signer's socket.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// The signer's config file (its `socket` is used when --socket is not given).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Create the state file and audit log (refuses if they exist).
+    Init(ConfigArg),
+    /// Load the key, enter the sandbox, serve.
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Read the key's passphrase from this descriptor (else the terminal).
+        #[arg(long, value_name = "N")]
+        passphrase_fd: Option<i32>,
+        /// Fail unless Landlock is fully enforced.
+        #[arg(long)]
+        require_landlock: bool,
+        /// Refused: passphrases never come from the command line.
+        #[arg(long, hide = true, num_args = 0..=1, value_name = "ANY")]
+        passphrase: Option<Option<String>>,
+    },
+    /// Write a new age-encrypted key (tests/devnet; operators use cvx-vault); prints the public key.
+    Keygen(KeygenArgs),
+    /// Print public key, watermark, counters.
+    Status(Target),
+    /// Breach button: refuse all signing, persistently.
+    Lock(Target),
+    /// Clear the lock (as the signer's user, while no signer runs).
+    Unlock(ConfigArg),
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
+    /// Write this stopped signer's final watermark as a versioned JSON file (and lock it).
+    ExportWatermark {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Write here (created, never overwritten) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Do not lock this signer (for a backup copy; a moved signer must stay locked).
+        #[arg(long)]
+        keep_unlocked: bool,
+    },
+    /// Merge a watermark file (per-field maximum) and/or a high watermark into this stopped signer's state.
+    #[command(group(ArgGroup::new("what").required(true).multiple(true).args(["file", "high_watermark"])))]
+    ImportWatermark {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The file written by export-watermark.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// The last state is lost: count everything up to now + --margin-ms as signed.
+        #[arg(long)]
+        high_watermark: bool,
+        /// For --high-watermark (default: the policy's max_future_skew_ms + 60000).
+        #[arg(long, value_name = "MS", requires = "high_watermark")]
+        margin_ms: Option<u64>,
+        /// Read the key's passphrase from this descriptor (only needed when this signer never started).
+        #[arg(long, value_name = "N")]
+        passphrase_fd: Option<i32>,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["recipient", "identity", "new_identity", "passphrase_fd"])))]
+struct KeygenArgs {
+    /// The key file to write (created, never overwritten).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Encrypt to this age recipient.
+    #[arg(long, value_name = "AGE1...")]
+    recipient: Option<String>,
+    /// Encrypt to the recipient of this age identity file.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// Create a new age identity file and encrypt to it.
+    #[arg(long, value_name = "FILE")]
+    new_identity: Option<PathBuf>,
+    /// Encrypt with a passphrase read from this descriptor.
+    #[arg(long, value_name = "N")]
+    passphrase_fd: Option<i32>,
+    /// scrypt work factor log2 N for --passphrase-fd.
+    #[arg(long, value_name = "LOG_N", value_parser = clap::value_parser!(u8).range(10..=i64::from(keys::MAX_SCRYPT_LOG_N)))]
+    work_factor: Option<u8>,
+    /// Refused: passphrases never come from the command line.
+    #[arg(long, hide = true, num_args = 0..=1, value_name = "ANY")]
+    passphrase: Option<Option<String>>,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCmd {
+    /// Verify the audit log's hash chain; with the rotated-out archives first (oldest first), across files.
+    Verify {
+        /// The archives (oldest first), then the live log.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// List every record.
+        #[arg(long)]
+        print: bool,
+    },
+}
+
+fn exit_codes() -> String {
+    let mut s = String::from("Exit codes:\n");
     for e in Exit::ALL {
         s.push_str(&format!("  {:>3}  {}\n", e.code(), e.meaning()));
     }
-    s.push_str("  134  killed by SIGABRT: a panic (panics abort by design)\n");
+    s.push_str("  134  killed by SIGABRT: a panic (panics abort by design) or a stack overflow\n");
+    s.push_str("  139  killed by SIGSEGV: an invalid memory access, or kill -SEGV\n");
     s.push_str("  159  killed by SIGSYS: the seccomp filter stopped a forbidden system call\n");
+    s.push_str("\nThe passphrase comes from the terminal or --passphrase-fd, never from argv or the environment.");
     s
 }
 
@@ -59,8 +181,14 @@ impl<E: std::fmt::Display> From<(Exit, E)> for Failure {
 type Res = Result<(), Failure>;
 
 fn usage(msg: &str) -> Failure {
-    Failure(Exit::Usage, format!("{msg}\n\n{USAGE}"))
+    Failure(
+        Exit::Usage,
+        format!("{msg}\n\nFor more information, try 'cvx-signer --help'."),
+    )
 }
+
+const NO_ARGV_PASSPHRASE: &str =
+    "passphrases are never taken from the command line: use --passphrase-fd N or the terminal";
 
 fn out(text: &str) {
     let mut o = std::io::stdout().lock();
@@ -68,76 +196,7 @@ fn out(text: &str) {
     let _ = o.flush();
 }
 
-#[derive(Default)]
-struct Flags {
-    config: Option<PathBuf>,
-    socket: Option<PathBuf>,
-    out: Option<PathBuf>,
-    recipient: Option<String>,
-    identity: Option<PathBuf>,
-    new_identity: Option<PathBuf>,
-    passphrase_fd: Option<i32>,
-    work_factor: Option<u8>,
-    require_landlock: bool,
-    print: bool,
-    positional: Vec<String>,
-}
-
-fn parse_flags(args: &[String]) -> Result<Flags, Failure> {
-    let mut f = Flags::default();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| usage(&format!("{name} needs a value")))
-        };
-        match a.as_str() {
-            "--config" => f.config = Some(val(a)?.into()),
-            "--socket" => f.socket = Some(val(a)?.into()),
-            "--out" => f.out = Some(val(a)?.into()),
-            "--recipient" => f.recipient = Some(val(a)?),
-            "--identity" => f.identity = Some(val(a)?.into()),
-            "--new-identity" => f.new_identity = Some(val(a)?.into()),
-            "--passphrase-fd" => {
-                let v = val(a)?;
-                f.passphrase_fd = Some(
-                    v.parse()
-                        .map_err(|_| usage(&format!("--passphrase-fd {v}: not a number")))?,
-                );
-            }
-            "--work-factor" => {
-                let v = val(a)?;
-                let n: u8 = v
-                    .parse()
-                    .map_err(|_| usage(&format!("--work-factor {v}: not a number")))?;
-                if !(10..=keys::MAX_SCRYPT_LOG_N).contains(&n) {
-                    return Err(usage(&format!(
-                        "--work-factor must be 10..={}",
-                        keys::MAX_SCRYPT_LOG_N
-                    )));
-                }
-                f.work_factor = Some(n);
-            }
-            "--require-landlock" => f.require_landlock = true,
-            "--print" => f.print = true,
-            "--passphrase" => {
-                return Err(usage(
-                    "passphrases are never taken from the command line: use --passphrase-fd N or the terminal",
-                ));
-            }
-            s if s.starts_with('-') => return Err(usage(&format!("unknown option {s}"))),
-            s => f.positional.push(s.to_owned()),
-        }
-    }
-    Ok(f)
-}
-
-fn settings(f: &Flags) -> Result<Settings, Failure> {
-    let path = f
-        .config
-        .as_deref()
-        .ok_or_else(|| usage("--config FILE is required"))?;
+fn settings(path: &Path) -> Result<Settings, Failure> {
     config::load(path).map_err(|e| (Exit::Config, e).into())
 }
 
@@ -148,8 +207,8 @@ fn init_logging() {
         .try_init();
 }
 
-fn cmd_init(f: &Flags) -> Res {
-    let s = settings(f)?;
+fn cmd_init(config: &Path) -> Res {
+    let s = settings(config)?;
     if s.state_file.exists() {
         return Err((
             Exit::State,
@@ -167,7 +226,7 @@ fn cmd_init(f: &Flags) -> Res {
             network: s.network,
             locked: false,
             audit: head,
-            watermark: cvx_protocol::policy::Watermark::default(),
+            watermark: Watermark::default(),
         },
     )
     .map_err(|e| (Exit::State, e))?;
@@ -227,9 +286,9 @@ fn rotate_audit_if_large(
     Ok((log, logged))
 }
 
-fn cmd_run(f: &Flags) -> Res {
-    let mut s = settings(f)?;
-    s.require_landlock |= f.require_landlock;
+fn cmd_run(config: &Path, passphrase_fd: Option<i32>, require_landlock: bool) -> Res {
+    let mut s = settings(config)?;
+    s.require_landlock |= require_landlock;
     init_logging();
     let mut state = StateFile::open(&s.state_file, &s.network).map_err(|e| (Exit::State, e))?;
     if let Some(why) = state
@@ -254,9 +313,7 @@ fn cmd_run(f: &Flags) -> Res {
     // The verified records are not needed while serving: free them (a large log's
     // decoded records take several times its size).
     drop(summary);
-    let passphrase = f
-        .passphrase_fd
-        .map_or(PassphraseFrom::Tty, PassphraseFrom::Fd);
+    let passphrase = passphrase_fd.map_or(PassphraseFrom::Tty, PassphraseFrom::Fd);
     let key = keys::load(&s.key_file, &s.key_source, passphrase).map_err(|e| (Exit::Key, e))?;
     let public_key = keys::public_key(&key);
     let backing = key.backing();
@@ -276,6 +333,7 @@ fn cmd_run(f: &Flags) -> Res {
         signer.state().raw_fd(),
         signer.audit().raw_fd(),
     ];
+    cvx_sandbox::harden::lock_on_sigusr1().map_err(|e| (Exit::Sandbox, e))?;
     let report = sandbox::enter(&keep, s.max_connections, s.require_landlock)
         .map_err(|e| (Exit::Sandbox, e))?;
     tracing::info!(
@@ -294,26 +352,26 @@ fn cmd_run(f: &Flags) -> Res {
         max_connections: s.max_connections,
         read_timeout: s.read_timeout,
     };
-    serve::run(&listener, &mut signer, &s.allowed_uids, limits).map_err(|e| (Exit::Serve, e))?;
+    for uid in s.admin_uids.iter().filter(|u| s.allowed_uids.contains(u)) {
+        tracing::warn!(
+            uid,
+            "this uid is in both allowed_uids and admin_uids: a client of it can also fill the admin slots, \
+             so it could starve `cvx-signer lock`; give the peer its own uid"
+        );
+    }
+    let uids = serve::Uids {
+        allowed: &s.allowed_uids,
+        admin: &s.admin_uids,
+    };
+    serve::run(&listener, &mut signer, uids, limits).map_err(|e| (Exit::Serve, e))?;
     Ok(())
 }
 
-fn cmd_keygen(f: &Flags) -> Res {
-    let out_path = f
-        .out
-        .as_deref()
-        .ok_or_else(|| usage("keygen needs --out FILE"))?;
-    let chosen = [
-        f.recipient.is_some(),
-        f.identity.is_some(),
-        f.new_identity.is_some(),
-        f.passphrase_fd.is_some(),
-    ];
-    if chosen.iter().filter(|c| **c).count() != 1 {
-        return Err(usage(
-            "keygen needs exactly one of --recipient, --identity, --new-identity, --passphrase-fd",
-        ));
+fn cmd_keygen(f: &KeygenArgs) -> Res {
+    if f.passphrase.is_some() {
+        return Err(usage(NO_ARGV_PASSPHRASE));
     }
+    let out_path = &f.out;
     let target = if let Some(r) = &f.recipient {
         KeygenTarget::Recipient(r.clone())
     } else if let Some(p) = &f.identity {
@@ -331,16 +389,20 @@ fn cmd_keygen(f: &Flags) -> Res {
     Ok(())
 }
 
-fn socket_path(f: &Flags) -> Result<PathBuf, Failure> {
+fn socket_path(f: &Target) -> Result<PathBuf, Failure> {
     if let Some(p) = &f.socket {
         return Ok(p.clone());
     }
-    let s = settings(f)?;
+    let config = f
+        .config
+        .as_deref()
+        .ok_or_else(|| usage("give --socket PATH or --config FILE"))?;
+    let s = settings(config)?;
     s.socket
         .ok_or_else(|| usage("the config has no `socket` (socket activation): pass --socket PATH"))
 }
 
-fn connect(f: &Flags) -> Result<Client, Failure> {
+fn connect(f: &Target) -> Result<Client, Failure> {
     let path = socket_path(f)?;
     let c = Client::connect(&path).map_err(|e| (Exit::Client, e))?;
     c.set_timeout(Some(std::time::Duration::from_secs(10)))
@@ -348,7 +410,7 @@ fn connect(f: &Flags) -> Result<Client, Failure> {
     Ok(c)
 }
 
-fn cmd_status(f: &Flags) -> Res {
+fn cmd_status(f: &Target) -> Res {
     let mut c = connect(f)?;
     match c
         .call(&ClientMessage::Status)
@@ -386,18 +448,16 @@ fn cmd_status(f: &Flags) -> Res {
     }
 }
 
-fn cmd_lock(f: &Flags) -> Res {
-    let mut c = connect(f)?;
+fn lock_over_socket(f: &Target) -> Res {
+    let path = socket_path(f)?;
+    let mut c = Client::connect(&path).map_err(|e| (Exit::Client, e))?;
+    c.set_timeout(Some(std::time::Duration::from_secs(3)))
+        .map_err(|e| (Exit::Client, e))?;
     match c
         .call(&ClientMessage::Lock)
         .map_err(|e| (Exit::Client, e))?
     {
-        SignerMessage::Locked => {
-            out(
-                "locked: the signer refuses every sign request until `cvx-signer unlock` is run on the host\n",
-            );
-            Ok(())
-        }
+        SignerMessage::Locked => Ok(()),
         other => Err(Failure(
             Exit::Client,
             format!("the signer did not confirm the lock: {other:?}"),
@@ -405,8 +465,48 @@ fn cmd_lock(f: &Flags) -> Res {
     }
 }
 
-fn cmd_unlock(f: &Flags) -> Res {
-    let s = settings(f)?;
+/// The breach button: a `Lock` request over the socket (an admin slot for an
+/// `admin_uids` uid); if the socket cannot take it, SIGUSR1 to the signer, confirmed in
+/// its state file (docs/signer.md "Lock").
+fn cmd_lock(f: &Target) -> Res {
+    const DONE: &str = "locked: the signer refuses every sign request until `cvx-signer unlock` is run on the host\n";
+    let socket_err = match lock_over_socket(f) {
+        Ok(()) => {
+            out(DONE);
+            return Ok(());
+        }
+        Err(Failure(Exit::Client, why)) => why,
+        Err(other) => return Err(other),
+    };
+    let path = socket_path(f)?;
+    let state = match &f.config {
+        Some(c) => Some(settings(c)?.state_file),
+        None => None,
+    };
+    match cvx_signer::breach::lock_by_signal(
+        &path,
+        state.as_deref(),
+        std::time::Duration::from_secs(5),
+    ) {
+        Ok(l) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "the socket did not take the lock ({socket_err}); sent SIGUSR1 to the signer (pid {}) and its state {} now says locked",
+                l.pid,
+                l.state.display()
+            );
+            out(DONE);
+            Ok(())
+        }
+        Err(e) => Err(Failure(
+            Exit::Client,
+            format!("lock over the socket failed ({socket_err}); by signal: {e}"),
+        )),
+    }
+}
+
+fn cmd_unlock(config: &Path) -> Res {
+    let s = settings(config)?;
     cvx_signer::state::check_owner(&s.state_file).map_err(|e| (Exit::State, e))?;
     let mut state = StateFile::open(&s.state_file, &s.network).map_err(|e| (Exit::State, e))?;
     let cur = state.current().clone();
@@ -443,19 +543,12 @@ fn cmd_unlock(f: &Flags) -> Res {
     Ok(())
 }
 
-fn cmd_audit(f: &Flags) -> Res {
-    const USAGE: &str =
-        "usage: cvx-signer audit verify [ARCHIVE...] FILE [--print]  (archives oldest first)";
-    let Some((verb, files)) = f.positional.split_first() else {
-        return Err(usage(USAGE));
-    };
-    if verb != "verify" || files.is_empty() {
-        return Err(usage(USAGE));
-    }
+fn cmd_audit_verify(files: &[PathBuf], print: bool) -> Res {
     let mut text = String::new();
-    let mut prev: Option<(&String, signer_wire::AuditSummary)> = None;
-    for file in files {
-        let summary = audit::read_and_verify(Path::new(file)).map_err(|e| (Exit::Audit, e))?;
+    let mut prev: Option<(std::path::Display<'_>, signer_wire::AuditSummary)> = None;
+    for path in files {
+        let file = path.display();
+        let summary = audit::read_and_verify(path).map_err(|e| (Exit::Audit, e))?;
         if let Some((prev_file, p)) = &prev {
             signer_wire::check_continuation(p, &summary).map_err(|e| {
                 (
@@ -464,7 +557,7 @@ fn cmd_audit(f: &Flags) -> Res {
                 )
             })?;
         }
-        if f.print {
+        if print {
             for r in &summary.records {
                 text.push_str(&format!(
                     "{} t={} seq={} {:?}\n",
@@ -505,46 +598,168 @@ fn cmd_audit(f: &Flags) -> Res {
     Ok(())
 }
 
+fn dispatch(cmd: Cmd) -> Res {
+    match cmd {
+        Cmd::Init(c) => cmd_init(&c.config),
+        Cmd::Run {
+            config,
+            passphrase_fd,
+            require_landlock,
+            passphrase,
+        } => {
+            if passphrase.is_some() {
+                return Err(usage(NO_ARGV_PASSPHRASE));
+            }
+            cmd_run(&config.config, passphrase_fd, require_landlock)
+        }
+        Cmd::Keygen(k) => cmd_keygen(&k),
+        Cmd::Status(t) => cmd_status(&t),
+        Cmd::Lock(t) => cmd_lock(&t),
+        Cmd::Unlock(c) => cmd_unlock(&c.config),
+        Cmd::Audit {
+            cmd: AuditCmd::Verify { files, print },
+        } => cmd_audit_verify(&files, print),
+        Cmd::ExportWatermark {
+            config,
+            out,
+            keep_unlocked,
+        } => cmd_export(&config.config, out.as_deref(), keep_unlocked),
+        Cmd::ImportWatermark {
+            config,
+            file,
+            high_watermark,
+            margin_ms,
+            passphrase_fd,
+        } => cmd_import(
+            &config.config,
+            file.as_deref(),
+            high_watermark,
+            margin_ms,
+            passphrase_fd,
+        ),
+    }
+}
+
+fn migrate_exit(e: &MigrateError) -> Exit {
+    match e {
+        MigrateError::Audit(e) => audit_exit(e),
+        MigrateError::State(_) | MigrateError::Io { .. } | MigrateError::NeverStarted { .. } => {
+            Exit::State
+        }
+        MigrateError::Key(_) => Exit::Key,
+        MigrateError::MarginTooSmall { .. } => Exit::Usage,
+        MigrateError::File { .. }
+        | MigrateError::Format { .. }
+        | MigrateError::WrongNetwork { .. }
+        | MigrateError::WrongKey { .. } => Exit::Migrate,
+    }
+}
+
+#[allow(clippy::needless_pass_by_value)] // the shape map_err wants
+fn mig(e: MigrateError) -> Failure {
+    Failure(migrate_exit(&e), e.to_string())
+}
+
+fn cmd_export(config: &Path, out_path: Option<&Path>, keep_unlocked: bool) -> Res {
+    let s = settings(config)?;
+    let e = migrate::export(&s, keep_unlocked).map_err(mig)?;
+    let text = migrate::to_json(&e);
+    let lock_note = if keep_unlocked {
+        "this signer was left unlocked (--keep-unlocked)"
+    } else {
+        "this signer is now locked: it refuses to sign until `cvx-signer unlock`"
+    };
+    match out_path {
+        None => out(&text),
+        Some(p) => {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(p)
+                .and_then(|mut f| {
+                    f.write_all(text.as_bytes())?;
+                    f.sync_all()?;
+                    Ok(f)
+                })
+                .map_err(|e| {
+                    Failure(Exit::Migrate, format!("cannot write {}: {e}", p.display()))
+                })?;
+            let _ = f.flush();
+        }
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "exported the watermark of key {} at state sequence {}; {lock_note}",
+        e.public_key,
+        e.state_sequence
+    );
+    Ok(())
+}
+
+fn cmd_import(
+    config: &Path,
+    file: Option<&Path>,
+    high_watermark: bool,
+    margin_ms: Option<u64>,
+    passphrase_fd: Option<i32>,
+) -> Res {
+    let s = settings(config)?;
+    let file = match file {
+        None => None,
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| Failure(Exit::Migrate, format!("cannot read {}: {e}", p.display())))?;
+            Some((p.to_owned(), text))
+        }
+    };
+    let margin = high_watermark
+        .then(|| margin_ms.unwrap_or(s.policy.max_future_skew_ms.saturating_add(60_000)));
+    let req = migrate::ImportRequest {
+        file,
+        high_watermark_margin: margin,
+        passphrase: passphrase_fd.map_or(PassphraseFrom::Tty, PassphraseFrom::Fd),
+    };
+    let r = migrate::import(&s, &req).map_err(mig)?;
+    out(&r.text());
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(cmd) = args.first() else {
-        let _ = writeln!(std::io::stderr(), "{}", help());
-        return ExitCode::from(Exit::Usage.code());
-    };
-    let flags = match parse_flags(&args[1..]) {
-        Ok(f) => f,
-        Err(Failure(code, msg)) => {
-            let _ = writeln!(std::io::stderr(), "error: {msg}");
-            return ExitCode::from(code.code());
+    let command = Cli::command().after_help(exit_codes());
+    let cli = match command
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version print to stdout and exit 0; a usage error prints to
+            // stderr and exits 2 (Exit::Usage).
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(Exit::Usage.code())
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
-    let r = match cmd.as_str() {
-        "init" => cmd_init(&flags),
-        "run" => cmd_run(&flags),
-        "keygen" => cmd_keygen(&flags),
-        "status" => cmd_status(&flags),
-        "lock" => cmd_lock(&flags),
-        "unlock" => cmd_unlock(&flags),
-        "audit" => cmd_audit(&flags),
-        "--help" | "-h" | "help" => {
-            out(&help());
-            Ok(())
-        }
-        "--version" => {
-            out(&format!(
-                "cvx-signer {} (wire version {})\n",
-                env!("CARGO_PKG_VERSION"),
-                signer_wire::WIRE_VERSION
-            ));
-            Ok(())
-        }
-        other => Err(usage(&format!("unknown command {other}"))),
-    };
-    match r {
+    match dispatch(cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(code, msg)) => {
             let _ = writeln!(std::io::stderr(), "error: {msg}");
             ExitCode::from(code.code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cli_definition_is_consistent_and_the_version_names_the_wire_version() {
+        Cli::command().debug_assert();
+        assert!(VERSION.ends_with(&format!("(wire version {})", signer_wire::WIRE_VERSION)));
     }
 }

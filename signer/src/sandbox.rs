@@ -22,8 +22,9 @@ pub fn enter(
     require_landlock: bool,
 ) -> Result<Report, SandboxError> {
     let limits = Limits {
-        // Descriptor numbers: 0-2, listener, state, audit, then one per connection
-        // (plus one briefly for a connection beyond the cap, closed at once).
+        // Descriptor numbers: 0-2, listener, state, audit, then one per connection,
+        // serve::ADMIN_SLOTS admin connections, plus one briefly for a connection beyond
+        // the caps (closed at once): 6 + max + 4 + 1 < max + 16.
         nofile: u64::try_from(max_connections).unwrap_or(1024) + 16,
         nproc: 0,
         fsize: MAX_FILE_SIZE,
@@ -50,9 +51,30 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         for r in rules {
             let name = r["syscall"].as_str().unwrap();
-            assert!(seen.insert(name.to_owned()), "{name} listed twice");
+            // A call listed twice only as alternatives that each filter arguments.
+            let conditional = r["args"].as_array().is_some_and(|a| !a.is_empty());
+            assert!(
+                seen.insert(name.to_owned()) || conditional,
+                "{name} listed twice"
+            );
             let why = r["comment"].as_str().unwrap_or_default();
             assert!(why.len() > 10, "{name} has no reason");
+        }
+        // Signal dispositions and self-signals only for the fault signals (and abort).
+        for (call, index, allowed) in [
+            ("rt_sigaction", 0, &[7, 11][..]),
+            ("tgkill", 2, &[6, 7, 11][..]),
+        ] {
+            for r in rules.iter().filter(|r| r["syscall"] == call) {
+                let arg = &r["args"][0];
+                assert_eq!(
+                    arg["index"], index,
+                    "{call}: must filter the signal argument"
+                );
+                assert_eq!(arg["op"], "eq", "{call}");
+                let sig = arg["val"].as_i64().unwrap();
+                assert!(allowed.contains(&sig), "{call} allowed for signal {sig}");
+            }
         }
         for forbidden in [
             "socket", "connect", "openat", "open", "execve", "execveat", "ptrace", "clone",

@@ -42,6 +42,8 @@ pub enum Incoming {
 pub struct Job {
     /// The client's uid (SO_PEERCRED).
     pub uid: u32,
+    /// From an admin slot: only Hello, PublicKey, Status and Lock are served.
+    pub admin: bool,
     /// The request.
     pub msg: Incoming,
 }
@@ -199,6 +201,22 @@ impl Signer {
         for job in jobs {
             let uid = job.uid;
             let step = match &job.msg {
+                Incoming::Msg(ClientMessage::Sign(req)) if job.admin => {
+                    let (kind, value) = describe(&req.body);
+                    Step::Reply(
+                        SignerMessage::refused(
+                            RefuseCode::Malformed,
+                            "an admin connection (admin_uids, beyond the client cap) may only ask \
+                             Hello, PublicKey, Status and Lock; sign requests need a client slot",
+                        ),
+                        Some(AuditEvent::Refused {
+                            uid,
+                            kind,
+                            value,
+                            code: RefuseCode::Malformed,
+                        }),
+                    )
+                }
                 Incoming::Malformed(h) => Step::Reply(
                     SignerMessage::refused(
                         RefuseCode::Malformed,
@@ -372,6 +390,11 @@ impl Signer {
     }
 }
 
+/// Connections of `admin_uids` accepted beyond `max_connections`, in slots of their own
+/// that only serve Hello, PublicKey, Status and Lock (the breach button that a client of
+/// an allowed uid cannot starve by holding every client slot).
+pub const ADMIN_SLOTS: usize = 4;
+
 /// Serving limits.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -390,6 +413,8 @@ const MAX_OUTBOX: usize = 1 << 20;
 struct Conn {
     stream: UnixStream,
     uid: u32,
+    /// In an admin slot (see [`ADMIN_SLOTS`]).
+    admin: bool,
     inbuf: Vec<u8>,
     out: Vec<u8>,
     started: Option<Instant>,
@@ -481,7 +506,11 @@ impl Conn {
                         Incoming::Malformed(hash(payload))
                     }
                 };
-                jobs.push(Job { uid: self.uid, msg });
+                jobs.push(Job {
+                    uid: self.uid,
+                    admin: self.admin,
+                    msg,
+                });
                 taken += 1;
                 self.inbuf.drain(..FRAME_HEADER + n);
                 if self.closing {
@@ -548,10 +577,19 @@ impl Conn {
     }
 }
 
+/// Who may connect: clients (`allowed_uids`) and operators (`admin_uids`).
+#[derive(Clone, Copy, Debug)]
+pub struct Uids<'a> {
+    /// Client uids: may sign, within `max_connections`.
+    pub allowed: &'a [u32],
+    /// Operator uids: beyond the client cap, in [`ADMIN_SLOTS`] slots, never sign there.
+    pub admin: &'a [u32],
+}
+
 fn accept_all(
     listener: &UnixListener,
     conns: &mut Vec<Conn>,
-    allowed: &[u32],
+    uids: Uids<'_>,
     limits: &Limits,
     warn: &mut RateLimit,
 ) {
@@ -579,25 +617,38 @@ fn accept_all(
                 continue;
             }
         };
-        if !allowed.contains(&uid) {
-            if warn.allow() {
-                tracing::warn!(uid, "refused a connection from a uid not in allowed_uids");
-            }
-            continue;
-        }
-        if conns.len() >= limits.max_connections {
+        let (client, operator) = (uids.allowed.contains(&uid), uids.admin.contains(&uid));
+        if !client && !operator {
             if warn.allow() {
                 tracing::warn!(
                     uid,
-                    max = limits.max_connections,
-                    "connection cap reached; closing the new connection"
+                    "refused a connection from a uid not in allowed_uids (nor admin_uids)"
                 );
             }
             continue;
         }
+        let admins = conns.iter().filter(|c| c.admin).count();
+        let clients = conns.len() - admins;
+        // A uid in both lists takes a client slot while one is free, else an admin slot.
+        let admin = if client && clients < limits.max_connections {
+            false
+        } else if operator && admins < ADMIN_SLOTS {
+            true
+        } else {
+            if warn.allow() {
+                tracing::warn!(
+                    uid,
+                    max = limits.max_connections,
+                    admin_slots = ADMIN_SLOTS,
+                    "connection cap reached; closing the new connection"
+                );
+            }
+            continue;
+        };
         conns.push(Conn {
             stream: UnixStream::from(fd),
             uid,
+            admin,
             inbuf: Vec::new(),
             out: Vec::new(),
             started: None,
@@ -609,6 +660,29 @@ fn accept_all(
     }
 }
 
+/// The breach button by SIGUSR1 (root or the signer's own uid; see
+/// `cvx_sandbox::harden::lock_on_sigusr1`): the same durable lock as a `Lock` request,
+/// recorded as `Lock{uid}` with the sender's uid, decided before any request of the turn.
+fn lock_by_signal(signer: &mut Signer, uid: u32, conns: &[Conn]) {
+    let job = [Job {
+        uid,
+        admin: true,
+        msg: Incoming::Msg(ClientMessage::Lock),
+    }];
+    let n = u32::try_from(conns.len()).unwrap_or(u32::MAX);
+    match signer.decide_batch(&job, n, crate::now()).first() {
+        Some(SignerMessage::Locked) => {
+            tracing::warn!(
+                uid,
+                "locked by SIGUSR1 (breach button): every sign request is refused from now on"
+            );
+        }
+        other => {
+            tracing::error!(uid, reply = ?other, "SIGUSR1 lock could not be made durable; the signer refuses all signing until restarted");
+        }
+    }
+}
+
 /// Serve forever (single thread). Returns only on a fatal poll error.
 ///
 /// # Errors
@@ -616,7 +690,7 @@ fn accept_all(
 pub fn run(
     listener: &UnixListener,
     signer: &mut Signer,
-    allowed: &[u32],
+    uids: Uids<'_>,
     limits: Limits,
 ) -> Result<(), ServeError> {
     let mut conns: Vec<Conn> = Vec::new();
@@ -657,13 +731,22 @@ pub fn run(
                     .map(|f| f.revents().unwrap_or(PollFlags::empty())),
             );
         }
+        if let Some(uid) = cvx_sandbox::harden::take_lock_request() {
+            lock_by_signal(signer, uid, &conns);
+        }
         let ready_in = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
         let mut owners = Vec::new();
-        for (i, c) in conns.iter_mut().enumerate() {
-            if c.backlog || revents.get(i + 1).is_some_and(|r| r.intersects(ready_in)) {
-                let before = jobs.len();
-                c.read_jobs(&mut jobs, &mut warn);
-                owners.extend(core::iter::repeat_n(i, jobs.len() - before));
+        // Admin connections first: a Lock applies to every sign request of its turn.
+        for admin_pass in [true, false] {
+            for (i, c) in conns.iter_mut().enumerate() {
+                if c.admin != admin_pass {
+                    continue;
+                }
+                if c.backlog || revents.get(i + 1).is_some_and(|r| r.intersects(ready_in)) {
+                    let before = jobs.len();
+                    c.read_jobs(&mut jobs, &mut warn);
+                    owners.extend(core::iter::repeat_n(i, jobs.len() - before));
+                }
             }
         }
         if !jobs.is_empty() {
@@ -697,7 +780,7 @@ pub fn run(
             .first()
             .is_some_and(|r| r.contains(PollFlags::POLLIN))
         {
-            accept_all(listener, &mut conns, allowed, &limits, &mut warn);
+            accept_all(listener, &mut conns, uids, &limits, &mut warn);
         }
         signer.audit_tick(false);
     }
@@ -744,6 +827,7 @@ mod tests {
     fn block_job(s: &Signer, t: u64) -> Job {
         Job {
             uid: 7,
+            admin: false,
             msg: Incoming::Msg(ClientMessage::Sign(Request {
                 network: s.policy.network,
                 body: SignRequest::Block(BlockHeader {
@@ -814,12 +898,54 @@ mod tests {
         // Status still answers.
         let jobs = [Job {
             uid: 7,
+            admin: false,
             msg: Incoming::Msg(ClientMessage::Status),
         }];
         assert!(matches!(
             s.decide_batch(&jobs, 1, now)[0],
             SignerMessage::Status(_)
         ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_admin_slot_never_signs_but_locks() {
+        let dir = std::env::temp_dir().join(format!("cvx-signer-admin-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = setup(&dir);
+        let now = crate::now();
+        let mut sign = block_job(&s, now.0 - 1);
+        sign.admin = true;
+        let lock = Job {
+            uid: 0,
+            admin: true,
+            msg: Incoming::Msg(ClientMessage::Lock),
+        };
+        let replies = s.decide_batch(&[sign], 1, now);
+        assert!(
+            matches!(
+                replies[0],
+                SignerMessage::Refused {
+                    code: RefuseCode::Malformed,
+                    ..
+                }
+            ),
+            "{replies:?}"
+        );
+        assert_eq!(s.watermark, Watermark::default(), "nothing signed");
+        let replies = s.decide_batch(&[lock, block_job(&s, now.0)], 1, now);
+        assert!(matches!(replies[0], SignerMessage::Locked), "{replies:?}");
+        assert!(
+            matches!(
+                replies[1],
+                SignerMessage::Refused {
+                    code: RefuseCode::Locked,
+                    ..
+                }
+            ),
+            "a lock read first covers the client requests of its turn: {replies:?}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -616,6 +616,52 @@ fn sandbox_probe_dies_by_sigsys_on_forbidden_calls_and_aborts_on_panic() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("deliberate panic"));
 }
 
+/// Issue 13, deliver 4: crash signals tell the truth inside the sandbox. A real fault
+/// ends by SIGSEGV, a stack overflow with std's message and SIGABRT, and a SIGSEGV sent
+/// to a serving signer ends it by SIGSEGV at once — never a seccomp kill (SIGSYS).
+#[test]
+fn crash_signals_inside_the_sandbox_are_the_real_ones_not_sigsys() {
+    use nix::sys::signal::Signal;
+    let probe = &bins().probe;
+    let out = Command::new(probe).arg("segfault").output().unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(Signal::SIGSEGV as i32),
+        "segfault: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(probe).arg("stack-overflow").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(Signal::SIGABRT as i32),
+        "stack overflow: {:?} {err}",
+        out.status
+    );
+    assert!(err.contains("has overflowed its stack"), "{err}");
+
+    for sig in [Signal::SIGSEGV, Signal::SIGBUS] {
+        let env = Env::new("segv");
+        let mut s = env.spawn();
+        let _c = s.client();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid()), sig).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(st) = s.child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the signer survived {sig}: {}",
+                s.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(status.signal(), Some(sig as i32), "{sig}: {status:?}");
+    }
+}
+
 // ---------------------------------------------------------------- acceptance 4
 
 #[test]

@@ -3,6 +3,9 @@
 //!
 //! * `ok` — nothing; exits 0 (the sandbox itself lets a process finish cleanly);
 //! * `panic` — panics; must end in SIGABRT (the panic hook is installed before the filter);
+//! * `segfault` — reads address 8; must end by SIGSEGV (not SIGSYS);
+//! * `stack-overflow` — recurses without end; std must print "has overflowed its stack"
+//!   and abort (SIGABRT), not die by SIGSYS;
 //! * `socket-inet`, `openat`, `execve`, `ptrace`, `mmap-exec`, `mprotect-exec` — the
 //!   forbidden call; must die by SIGSYS. Returning is a failure (exit 1).
 //!
@@ -18,10 +21,11 @@ use cvx_sandbox::probe::{Forbidden, attempt};
 fn main() -> ExitCode {
     let action = std::env::args().nth(1).unwrap_or_default();
     let forbidden = Forbidden::ALL.into_iter().find(|f| f.name() == action);
-    if forbidden.is_none() && action != "ok" && action != "panic" {
+    let others = ["ok", "panic", "segfault", "stack-overflow"];
+    if forbidden.is_none() && !others.contains(&action.as_str()) {
         let _ = writeln!(
             std::io::stderr(),
-            "usage: cvx-signer-probe ok|panic|socket-inet|openat|execve|ptrace|mmap-exec|mprotect-exec"
+            "usage: cvx-signer-probe ok|panic|segfault|stack-overflow|socket-inet|openat|execve|ptrace|mmap-exec|mprotect-exec|fork"
         );
         return ExitCode::from(2);
     }
@@ -45,6 +49,16 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         None if action == "panic" => panic!("deliberate panic after sandboxing"),
+        None if action == "segfault" => {
+            let v = cvx_sandbox::probe::segfault();
+            let _ = writeln!(std::io::stderr(), "NOT KILLED: the read returned {v}");
+            ExitCode::from(1)
+        }
+        None if action == "stack-overflow" => {
+            let v = cvx_sandbox::probe::overflow_stack(0);
+            let _ = writeln!(std::io::stderr(), "NOT KILLED: recursion returned {v}");
+            ExitCode::from(1)
+        }
         None => ExitCode::SUCCESS,
     }
 }
