@@ -5,6 +5,7 @@
 //! * [`primitives`] — validated newtypes (keys, amounts, addresses, ...);
 //! * [`ledger`] — accounts, peers, transactions, genesis, results;
 //! * [`consensus`] — blocks, orders, beliefs, challenges (CPoS, as in Convex);
+//! * [`state_root`] — the state root (format 2) and the peer-table proof against it;
 //! * [`sign`] — sign-bytes and strict Ed25519 verification;
 //! * [`policy`] — the pure signing policy that cvx-signer enforces;
 //! * [`codes`] — stable result codes;
@@ -30,6 +31,7 @@ pub mod policy;
 pub mod primitives;
 pub mod sign;
 pub mod signer_wire;
+pub mod state_root;
 pub mod txfile;
 pub mod watermark_file;
 
