@@ -94,9 +94,9 @@ impl Exit {
     }
 }
 
-impl From<&crate::node::NodeError> for Exit {
-    fn from(e: &crate::node::NodeError) -> Self {
-        use crate::node::NodeError as E;
+impl From<&crate::error::NodeError> for Exit {
+    fn from(e: &crate::error::NodeError) -> Self {
+        use crate::error::NodeError as E;
         match e {
             E::Genesis { .. } => Self::Genesis,
             E::Store { .. } => Self::Store,

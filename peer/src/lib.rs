@@ -11,9 +11,11 @@ pub mod sim;
 
 // The networked peer (issue 6).
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod devnet;
+pub mod error;
 pub mod exit;
 pub mod net;
 pub mod node;
