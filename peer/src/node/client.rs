@@ -9,8 +9,8 @@ use cvx_protocol::peer_wire::Message;
 
 use super::{MAX_SEQUENCE_AHEAD, MainLoop, Shared};
 use crate::clock::now;
-use crate::consensus::{ConnId, Event};
 use crate::error::NodeError;
+use cvx_consensus::{ConnId, Event};
 
 impl MainLoop {
     pub(super) fn on_submit(

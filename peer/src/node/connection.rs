@@ -24,8 +24,8 @@ use super::{
     WRITE_QUEUE, error_frame, random_token,
 };
 use crate::clock::now;
-use crate::consensus::ConnId;
 use crate::net::{self, FrameError};
+use cvx_consensus::ConnId;
 
 pub(super) async fn accept_loop(listener: TcpListener, ctx: Ctx) {
     loop {

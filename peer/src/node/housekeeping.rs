@@ -12,7 +12,7 @@ use super::connection::dial;
 use super::{HEARD_WINDOW_MS, MainLoop};
 use crate::clock::now;
 use crate::conn::Candidate;
-use crate::consensus::ConnId;
+use cvx_consensus::ConnId;
 
 impl MainLoop {
     /// Candidates for outgoing connections: hosts registered on-chain for staked peers

@@ -9,10 +9,10 @@ use cvx_protocol::{BoundedVec, Timestamp};
 
 use crate::clock::now;
 use crate::config::Settings;
-use crate::consensus;
 use crate::error::NodeError;
 use crate::net;
 use crate::signer_client::SignerClient;
+use cvx_consensus as consensus;
 
 /// Rounds (1 s apart) a join waits for a state at or past its signer's committed point.
 pub const JOIN_WAIT_ROUNDS: u32 = 30;

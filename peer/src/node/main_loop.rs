@@ -17,10 +17,10 @@ use super::{CHAIN_LOG, ConnState, Input, MAX_FOLLOWERS, MainLoop, RESULTS_KEPT, 
 use crate::api::ApiRequest;
 use crate::clock::now;
 use crate::conn::ConnManager;
-use crate::consensus::{self, Action, ConnId, Event};
 use crate::error::NodeError;
-use crate::ledger::BlockOutcome;
 use crate::net;
+use cvx_consensus::ledger::BlockOutcome;
+use cvx_consensus::{self as consensus, Action, ConnId, Event};
 
 impl MainLoop {
     pub(super) async fn run(

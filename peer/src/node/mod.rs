@@ -39,10 +39,10 @@ use tokio::sync::mpsc;
 use crate::api::ApiRequest;
 use crate::config::Settings;
 use crate::conn::ConnManager;
-use crate::consensus::{self, ConnId, RequestId};
-use crate::ledger::State;
 use crate::net;
 use crate::signer_client::SignerClient;
+use cvx_consensus::ledger::State;
+use cvx_consensus::{self as consensus, ConnId, RequestId};
 
 pub use crate::clock::now;
 pub use crate::error::NodeError;

@@ -7,9 +7,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Input, MainLoop};
 use crate::clock::now;
-use crate::consensus::{Event, RequestId};
 use crate::error::NodeError;
 use crate::signer_client::SignerClient;
+use cvx_consensus::{Event, RequestId};
 
 /// A request to the signer task.
 pub(super) struct SignJob {

@@ -30,9 +30,9 @@ use cvx_protocol::peer_wire::SyncPoint;
 use cvx_protocol::{Canonical, Hash, NetworkId, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::consensus::{Config, Snapshot};
 use crate::error::NodeError;
-use crate::ledger::State;
+use cvx_consensus::ledger::State;
+use cvx_consensus::{Config, Snapshot};
 
 /// Write and checkpoint the snapshot at most this often (plus at shutdown).
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -354,7 +354,7 @@ mod tests {
                 host: None,
             }])
             .unwrap(),
-            params: crate::devnet::devnet_params(),
+            params: crate::test_params::params(),
         }
     }
 

@@ -7,7 +7,7 @@ use cvx_protocol::hash::hash_parts;
 use cvx_protocol::ledger::{Account, PeerRecord};
 use cvx_protocol::{Canonical, PublicKey, Timestamp};
 
-use crate::ledger::State;
+use cvx_consensus::ledger::State;
 
 /// Domain tag of account keys in the state tree.
 pub const ACCOUNT_KEY_TAG: &[u8] = b"cvx1/state/account";

@@ -29,8 +29,8 @@ use cvx_protocol::peer_wire::{MAX_REQUEST_IDS, SyncPoint};
 use cvx_protocol::policy::MAX_BRIDGE;
 use cvx_protocol::{Hash, NetworkId, PublicKey};
 
-use crate::ledger::State;
 use crate::signer_client::SignerClient;
+use cvx_consensus::ledger::State;
 use link::Link;
 
 mod link;
@@ -455,7 +455,7 @@ mod tests {
                     .collect(),
             )
             .unwrap(),
-            params: crate::devnet::devnet_params(),
+            params: crate::test_params::params(),
         };
         let state = State::from_genesis(&g);
         let (store, _) = Store::open(dir.join("source.etch")).unwrap();
