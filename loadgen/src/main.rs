@@ -1,5 +1,7 @@
 //! `cvx-loadgen`: throwaway account keys and signed demo traffic for a devnet.
 //!
+//! (`cvx-loadgen --help` and `cvx-loadgen SUBCOMMAND --help` have the details.)
+//!
 //! ```text
 //! cvx-loadgen keys --seed S --count N          public keys of accounts 0..N (hex, one a line)
 //! cvx-loadgen run --genesis F --seed S --accounts N --rate TPS --peer HOST:PORT ...
@@ -20,10 +22,12 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use clap::{Parser, Subcommand};
 use cvx_loadgen::Keypair;
 use cvx_protocol::ledger::{Action, Genesis, SignedTransaction, Transaction};
 use cvx_protocol::peer_wire::{self, Hello, Message, PEER_WIRE_VERSION, Role};
@@ -41,124 +45,194 @@ fn out(text: &str) {
     let _ = o.flush();
 }
 
-#[derive(Default)]
+/// cvx-loadgen: throwaway account keys and signed demo traffic for a devnet (never
+/// installed on a peer host).
+#[derive(Debug, Parser)]
+#[command(
+    name = "cvx-loadgen",
+    version,
+    after_help = "EXIT CODES:\n    0  success\n    2  bad command line, or the command failed (the message says why)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Public keys of the demo accounts 0..N (hex, one a line).
+    Keys {
+        /// The seed of the throwaway keys.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// How many accounts.
+        #[arg(
+            long,
+            visible_alias = "accounts",
+            value_name = "N",
+            default_value_t = 100
+        )]
+        count: u64,
+    },
+    /// Submit transfers to the peers; one JSON report a second (with --schedule: step the
+    /// offered load, one JSON line per step with "step": true, then exit).
+    Run {
+        /// The network's genesis file.
+        #[arg(long, value_name = "FILE")]
+        genesis: PathBuf,
+        /// The seed of the throwaway keys.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Demo accounts (one transaction in flight each).
+        #[arg(long, visible_alias = "count", value_name = "N", default_value_t = 100)]
+        accounts: u64,
+        /// Offered load, transactions per second.
+        #[arg(long, value_name = "TPS", default_value_t = 1000)]
+        rate: u64,
+        /// A peer to submit to (repeat for several).
+        #[arg(long = "peer", value_name = "HOST:PORT", required = true)]
+        peers: Vec<String>,
+        /// Benchmark steps: offered load and duration of each.
+        #[arg(long, value_name = "TPS:SECS,...", value_parser = parse_schedule)]
+        schedule: Option<Schedule>,
+    },
+    /// Ed25519 strict single vs batch verification of N transactions: the ingress bound
+    /// (JSON).
+    VerifyBench {
+        /// Transactions to verify (at least 64).
+        #[arg(
+            long,
+            visible_alias = "accounts",
+            value_name = "N",
+            default_value_t = 100
+        )]
+        count: u64,
+    },
+    /// Write a signed set-peer-stake 0 file for a demo account (tests).
+    Withdraw {
+        /// The network's genesis file.
+        #[arg(long, value_name = "FILE")]
+        genesis: PathBuf,
+        /// The seed of the throwaway keys.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The controller account (a demo account index).
+        #[arg(long, default_value_t = 0)]
+        account: u64,
+        /// The transaction's sequence (the account's sequence + 1).
+        #[arg(long, default_value_t = 0)]
+        sequence: u64,
+        /// The peer whose stake is withdrawn (hex).
+        #[arg(long, value_name = "HEX")]
+        peer_key: String,
+        /// Where to write the signed-transaction file.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+/// Offered-load steps `(tx/s, seconds)`.
+#[derive(Clone, Debug)]
+struct Schedule(Vec<(u64, u64)>);
+
+fn parse_schedule(v: &str) -> Result<Schedule, String> {
+    let n = |x: &str| x.parse::<u64>().map_err(|_| format!("{x} is not a number"));
+    v.split(',')
+        .map(|step| {
+            let (r, d) = step
+                .split_once(':')
+                .ok_or(format!("step {step}: want TPS:SECS"))?;
+            Ok((n(r)?, n(d)?))
+        })
+        .collect::<Result<_, String>>()
+        .map(Schedule)
+}
+
+/// What `run` drives.
 struct Flags {
-    genesis: Option<String>,
     seed: u64,
     count: usize,
     rate: u64,
     peers: Vec<String>,
-    account: u64,
-    sequence: u64,
-    peer_key: Option<String>,
-    out: Option<String>,
     schedule: Vec<(u64, u64)>,
 }
 
-fn parse(args: &[String]) -> Result<(String, Flags), String> {
-    let mut f = Flags {
-        count: 100,
-        rate: 1000,
-        ..Flags::default()
-    };
-    let mut cmd = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
-        let n = |v: String| {
-            v.parse::<u64>()
-                .map_err(|_| format!("{a}: {v} is not a number"))
-        };
-        match a.as_str() {
-            "--genesis" => f.genesis = Some(val()?),
-            "--seed" => f.seed = n(val()?)?,
-            "--count" | "--accounts" => {
-                f.count = usize::try_from(n(val()?)?).map_err(|e| e.to_string())?;
-            }
-            "--rate" => f.rate = n(val()?)?,
-            "--peer" => f.peers.push(val()?),
-            "--account" => f.account = n(val()?)?,
-            "--sequence" => f.sequence = n(val()?)?,
-            "--peer-key" => f.peer_key = Some(val()?),
-            "--out" => f.out = Some(val()?),
-            "--schedule" => {
-                for step in val()?.split(',') {
-                    let (r, d) = step
-                        .split_once(':')
-                        .ok_or(format!("--schedule step {step}: want TPS:SECS"))?;
-                    f.schedule.push((n(r.to_owned())?, n(d.to_owned())?));
-                }
-            }
-            s if s.starts_with("--") => return Err(format!("unknown flag {s}")),
-            s if cmd.is_none() => cmd = Some(s.to_owned()),
-            s => return Err(format!("unexpected argument {s}")),
-        }
-    }
-    Ok((cmd.unwrap_or_default(), f))
+fn load_genesis(p: &Path) -> Result<Genesis, String> {
+    let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    Genesis::decode(&bytes).map_err(|e| format!("{}: {e}", p.display()))
 }
 
-fn load_genesis(f: &Flags) -> Result<Genesis, String> {
-    let p = f.genesis.as_ref().ok_or("needs --genesis FILE")?;
-    let bytes = std::fs::read(p).map_err(|e| format!("{p}: {e}"))?;
-    Genesis::decode(&bytes).map_err(|e| format!("{p}: {e}"))
+fn count(n: u64) -> Result<usize, String> {
+    usize::try_from(n).map_err(|e| e.to_string())
+}
+
+fn main_with(cmd: Cmd) -> Result<(), String> {
+    match cmd {
+        Cmd::Keys { seed, count } => {
+            let mut s = String::new();
+            for i in 0..count {
+                s.push_str(&Keypair::derive(LABEL, seed, i).public().to_hex());
+                s.push('\n');
+            }
+            out(&s);
+            Ok(())
+        }
+        Cmd::Withdraw {
+            genesis,
+            seed,
+            account,
+            sequence,
+            peer_key,
+            out: path,
+        } => {
+            let g = load_genesis(&genesis)?;
+            let network = g.network_id();
+            let peer = PublicKey::from_hex(&peer_key)?;
+            let key = Keypair::derive(LABEL, seed, account);
+            let tx = Transaction {
+                origin: Address(account),
+                sequence,
+                action: Action::SetPeerStake {
+                    peer,
+                    stake: Amount::ZERO,
+                },
+            };
+            let file = TxFile::new(network, key.sign_tx(&network, tx));
+            std::fs::write(&path, file.encode()).map_err(|e| format!("{}: {e}", path.display()))
+        }
+        Cmd::VerifyBench { count: n } => {
+            verify_bench(count(n)?.max(64));
+            Ok(())
+        }
+        Cmd::Run {
+            genesis,
+            seed,
+            accounts,
+            rate,
+            peers,
+            schedule,
+        } => {
+            let g = load_genesis(&genesis)?;
+            let f = Flags {
+                seed,
+                count: count(accounts)?,
+                rate,
+                peers,
+                schedule: schedule.map(|s| s.0).unwrap_or_default(),
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(run(g.network_id(), f));
+            Ok(())
+        }
+    }
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let r = (|| -> Result<(), String> {
-        let (cmd, f) = parse(&args)?;
-        match cmd.as_str() {
-            "keys" => {
-                let mut s = String::new();
-                for i in 0..f.count as u64 {
-                    s.push_str(&Keypair::derive(LABEL, f.seed, i).public().to_hex());
-                    s.push('\n');
-                }
-                out(&s);
-                Ok(())
-            }
-            "withdraw" => {
-                let g = load_genesis(&f)?;
-                let network = g.network_id();
-                let peer = PublicKey::from_hex(f.peer_key.as_deref().ok_or("needs --peer-key")?)?;
-                let key = Keypair::derive(LABEL, f.seed, f.account);
-                let tx = Transaction {
-                    origin: Address(f.account),
-                    sequence: f.sequence,
-                    action: Action::SetPeerStake {
-                        peer,
-                        stake: Amount::ZERO,
-                    },
-                };
-                let file = TxFile::new(network, key.sign_tx(&network, tx));
-                let path = f.out.as_ref().ok_or("needs --out FILE")?;
-                std::fs::write(path, file.encode()).map_err(|e| format!("{path}: {e}"))?;
-                Ok(())
-            }
-            "verify-bench" => {
-                verify_bench(f.count.max(64));
-                Ok(())
-            }
-            "run" => {
-                let g = load_genesis(&f)?;
-                if f.peers.is_empty() {
-                    return Err("run needs at least one --peer HOST:PORT".into());
-                }
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                rt.block_on(run(g.network_id(), f));
-                Ok(())
-            }
-            _ => Err(
-                "usage: cvx-loadgen keys|run|withdraw ... (see the module docs in loadgen/src/main.rs)"
-                    .into(),
-            ),
-        }
-    })();
-    match r {
+    match main_with(Cli::parse().cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cvx-loadgen: {e}");
@@ -491,4 +565,70 @@ fn verify_bench(n: usize) {
         "batch_bound_tx_per_sec_per_core": (1e6 / batch.max(0.001)).round(),
     });
     out(&format!("{v}\n"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_devnets_and_the_tests_invocations_parse() {
+        for args in [
+            &["cvx-loadgen", "keys", "--seed", "7", "--count", "4"][..],
+            &[
+                "cvx-loadgen",
+                "run",
+                "--genesis",
+                "g.bin",
+                "--seed",
+                "7",
+                "--accounts",
+                "20",
+                "--rate",
+                "100",
+                "--peer",
+                "a:1",
+                "--peer",
+                "b:2",
+                "--schedule",
+                "500:6,1000:6",
+            ],
+            &["cvx-loadgen", "verify-bench", "--count", "1024"],
+            &[
+                "cvx-loadgen",
+                "withdraw",
+                "--seed",
+                "7",
+                "--account",
+                "3",
+                "--sequence",
+                "2",
+                "--peer-key",
+                "ab",
+                "--genesis",
+                "g.bin",
+                "--out",
+                "w.tx",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
+        }
+        let bad = Cli::try_parse_from([
+            "cvx-loadgen",
+            "run",
+            "--genesis",
+            "g",
+            "--peer",
+            "a:1",
+            "--schedule",
+            "500",
+        ]);
+        assert_eq!(bad.expect_err("TPS:SECS").exit_code(), 2);
+    }
 }

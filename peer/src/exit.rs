@@ -23,17 +23,23 @@ pub enum Exit {
     Client,
     /// 10: a submitted transaction was refused or failed.
     TxFailed,
-    /// 11: devnet failed (missing binaries, a child died).
+    /// 11: devnet failed (no longer returned by cvx-peer: `cvx-devnet` exits 11 itself).
     Devnet,
     /// 12: the peer's sandbox (Landlock, seccomp) could not be entered.
     Sandbox,
     /// 13: joining by state sync failed.
     Join,
+    /// 14: halt: the signer could not be locked (the peer was stopped).
+    HaltLock,
+    /// 15: halt: the peer could not be stopped (the signer was locked).
+    HaltStop,
+    /// 16: halt: neither step succeeded.
+    HaltBoth,
 }
 
 impl Exit {
     /// Every code.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 16] = [
         Self::Ok,
         Self::Usage,
         Self::Config,
@@ -47,6 +53,9 @@ impl Exit {
         Self::Devnet,
         Self::Sandbox,
         Self::Join,
+        Self::HaltLock,
+        Self::HaltStop,
+        Self::HaltBoth,
     ];
 
     /// The process exit code.
@@ -66,6 +75,9 @@ impl Exit {
             Self::Devnet => 11,
             Self::Sandbox => 12,
             Self::Join => 13,
+            Self::HaltLock => 14,
+            Self::HaltStop => 15,
+            Self::HaltBoth => 16,
         }
     }
 
@@ -83,20 +95,29 @@ impl Exit {
             Self::Halted => "consensus halted on a detected fork",
             Self::Client => "client command: cannot connect, refused, timed out",
             Self::TxFailed => "the submitted transaction was refused or failed",
-            Self::Devnet => "devnet: binaries missing or a child process failed",
+            Self::Devnet => {
+                "(not returned by cvx-peer any more: the devnet is `cvx-devnet`, which exits 11 when its binaries are missing or a child process failed)"
+            }
             Self::Sandbox => {
                 "sandbox: Landlock or seccomp could not be applied (or Landlock is not fully enforced under require_landlock)"
             }
             Self::Join => {
                 "state-sync join: no bootstrap peer offered a state confirmed by more than 1/3 of stake, or the signer cannot bridge to it"
             }
+            Self::HaltLock => {
+                "halt: the peer was stopped, but the signer could NOT be locked (lock it with cvx-signer lock, or stop cvx-signer)"
+            }
+            Self::HaltStop => "halt: the signer was locked, but the peer could NOT be stopped",
+            Self::HaltBoth => {
+                "halt: the signer could NOT be locked and the peer could NOT be stopped"
+            }
         }
     }
 }
 
-impl From<&crate::node::NodeError> for Exit {
-    fn from(e: &crate::node::NodeError) -> Self {
-        use crate::node::NodeError as E;
+impl From<&crate::error::NodeError> for Exit {
+    fn from(e: &crate::error::NodeError) -> Self {
+        use crate::error::NodeError as E;
         match e {
             E::Genesis { .. } => Self::Genesis,
             E::Store { .. } => Self::Store,

@@ -1,22 +1,22 @@
-//! cvx-peer: the peer's consensus core — the sans-I/O CPoS state machine
-//! ([`consensus`]), ledger execution ([`ledger`]) and the deterministic fault
-//! simulation harness ([`sim`]). Networking, the store and the real signer are wired in
-//! by the networked peer; this crate verifies signatures but never holds a private key.
+//! cvx-peer: the peer daemon. It runs the consensus machine of cvx-consensus over the
+//! network ([`node`], [`net`], [`conn`]), keeps its state in the cvx-etch store
+//! ([`persist`]), asks its signer for every signature ([`signer_client`]), serves the HTTP
+//! API ([`api`]) and enters its own sandbox ([`sandbox`]); the binary adds the client
+//! commands (submit, query, status, halt, gc). It verifies signatures but never holds a
+//! private key.
 
 #![forbid(unsafe_code)]
 
-pub mod consensus;
-pub mod ledger;
-pub mod sim;
-
-// The networked peer (issue 6).
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod conn;
-pub mod devnet;
+pub mod error;
 pub mod exit;
 pub mod net;
 pub mod node;
 pub mod persist;
 pub mod sandbox;
 pub mod signer_client;
+#[cfg(test)]
+mod test_params;

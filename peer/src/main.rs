@@ -3,12 +3,12 @@
 #![forbid(unsafe_code)]
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use cvx_peer::config::Settings;
-use cvx_peer::devnet::{self, DevnetOptions};
 use cvx_peer::exit::Exit;
 use cvx_peer::net::client::PeerClient;
 use cvx_peer::node::Node;
@@ -16,40 +16,124 @@ use cvx_protocol::Canonical;
 use cvx_protocol::peer_wire::{Answer, Query};
 use cvx_protocol::txfile::TxFile;
 
-const USAGE: &str = "\
-cvx-peer: a cvx peer (consensus, store, network); never holds a key
+/// cvx-peer: a cvx peer (consensus, store, network); never holds a key.
+#[derive(Debug, Parser)]
+#[command(name = "cvx-peer", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
 
-USAGE:
-  cvx-peer run --config FILE [--require-landlock]
-                                        run the peer (prints `listening ADDR` on stdout) inside
-                                        its sandbox (Landlock to data_dir, seccomp allowlist)
-  cvx-peer submit FILE --peer HOST:PORT [--timeout SECS]
-                                        submit a signed-transaction file (cvx-vault's output)
-                                        and wait for its finalized result
-  cvx-peer query account ADDRESS --peer HOST:PORT
-  cvx-peer query peer KEYHEX --peer HOST:PORT
-  cvx-peer query tx IDHEX --peer HOST:PORT
-  cvx-peer query sync latest|POSITION --peer HOST:PORT
-                                        state-sync point: position, chain value, state hash,
-                                        tree root (what a joining peer syncs and confirms)
-  cvx-peer status --peer HOST:PORT      finality, state root, connection counts (JSON)
-  cvx-peer halt --config FILE           breach button: lock the signer, then stop the peer
-  cvx-peer gc --config FILE             collect the store's garbage once (peer stopped)
-  cvx-peer devnet [--peers N] [--duration SECS] [--dir DIR] [--rate TPS] [--accounts N] [--max-queue N] [--json]
-                 [--bench [--duration STEP_SECS]]
-                                        a local network of N signers + N peers + load
-                                        (--registered-hosts H0,H1,..: on-chain hosts, e.g. proxies)
-                                        (--spare N: also prepare N spare peers, not started and
-                                        not staked, that join by state sync; see DIR/spares)
-                                        (--gc-interval SECS: each peer's gc_interval_secs)
-                                        --bench: offered load 500..20000 tx/s in steps, finalized
-                                        tx/s and finality p50/p99 per step, next to the batch-
-                                        verification bound measured in the same run
-";
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the peer (prints `listening ADDR` on stdout) inside its sandbox (Landlock to
+    /// data_dir, seccomp allowlist).
+    Run {
+        /// The peer's config (peer.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Refuse to start unless Landlock is fully enforced.
+        #[arg(long)]
+        require_landlock: bool,
+    },
+    /// Submit a signed-transaction file (cvx-vault's output) and wait for its finalized
+    /// result.
+    Submit {
+        /// The signed-transaction file.
+        file: PathBuf,
+        /// The peer to submit to.
+        #[arg(long, value_name = "HOST:PORT")]
+        peer: String,
+        /// How long to wait for the result.
+        #[arg(long, value_name = "SECS", default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Ask a peer about an account, a peer, a transaction or a state-sync point.
+    #[command(subcommand)]
+    Query(QueryCmd),
+    /// Finality, state root, connection counts (JSON).
+    Status {
+        /// The peer to ask.
+        #[arg(long, value_name = "HOST:PORT")]
+        peer: String,
+    },
+    /// Breach button: lock the signer, then stop the peer (the peer is stopped even when
+    /// the lock fails; the exit code names the step that failed).
+    Halt {
+        /// The peer's config (peer.toml): its signer socket and data_dir.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Collect the store's garbage once (peer stopped).
+    Gc {
+        /// The peer's config (peer.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Test hook (tests/tests/peer_sandbox.rs): enter exactly `run`'s sandbox, do ACTION,
+    /// print `allowed ACTION` or `denied ACTION: ERROR`.
+    #[command(hide = true)]
+    SandboxProbe {
+        /// The peer's config.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Refuse to start unless Landlock is fully enforced.
+        #[arg(long)]
+        require_landlock: bool,
+        /// What to try.
+        action: String,
+        /// Its argument.
+        arg: Option<String>,
+    },
+    /// Moved: the devnet is its own binary, `cvx-devnet` (same flags).
+    #[command(hide = true, disable_help_flag = true)]
+    Devnet {
+        /// Whatever was passed.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
 
-fn help() -> String {
-    let mut s = USAGE.to_owned();
-    s.push_str("\nEXIT CODES:\n");
+#[derive(Debug, Subcommand)]
+enum QueryCmd {
+    /// An account by address.
+    Account {
+        /// The account's address (a number).
+        address: u64,
+        /// The peer to ask.
+        #[arg(long, value_name = "HOST:PORT")]
+        peer: String,
+    },
+    /// A peer record by its public key.
+    Peer {
+        /// The peer's public key (hex).
+        key: String,
+        /// The peer to ask.
+        #[arg(long, value_name = "HOST:PORT")]
+        peer: String,
+    },
+    /// A finalized transaction's result by its id.
+    Tx {
+        /// The transaction id (hex).
+        id: String,
+        /// The peer to ask.
+        #[arg(long, value_name = "HOST:PORT")]
+        peer: String,
+    },
+    /// A state-sync point: position, chain value, state hash, tree root (what a joining
+    /// peer syncs and confirms).
+    Sync {
+        /// `latest`, or a position.
+        position: String,
+        /// The peer to ask.
+        #[arg(long, value_name = "HOST:PORT")]
+        peer: String,
+    },
+}
+
+/// The exit codes, for `--help`.
+fn exit_codes() -> String {
+    let mut s = "EXIT CODES:\n".to_owned();
     for e in Exit::ALL {
         s.push_str(&format!("  {:>3}  {}\n", e.code(), e.meaning()));
     }
@@ -59,7 +143,7 @@ fn help() -> String {
 struct Failure(Exit, String);
 
 fn usage(msg: &str) -> Failure {
-    Failure(Exit::Usage, format!("{msg}\n\n{USAGE}"))
+    Failure(Exit::Usage, format!("{msg} (see cvx-peer --help)"))
 }
 
 fn out(text: &str) {
@@ -68,63 +152,9 @@ fn out(text: &str) {
     let _ = o.flush();
 }
 
-#[derive(Default)]
-struct Flags {
-    config: Option<PathBuf>,
-    peer: Option<String>,
-    dir: Option<PathBuf>,
-    peers: Option<usize>,
-    duration: Option<u64>,
-    rate: Option<u64>,
-    accounts: Option<usize>,
-    timeout: Option<u64>,
-    json: bool,
-    hosts: Option<Vec<String>>,
-    max_queue: Option<usize>,
-    bench: bool,
-    spare: Option<usize>,
-    gc_interval: Option<u64>,
-    require_landlock: bool,
-    positional: Vec<String>,
-}
-
 fn num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, Failure> {
     v.parse()
         .map_err(|_| usage(&format!("{name} {v}: not a number")))
-}
-
-fn parse_flags(args: &[String]) -> Result<Flags, Failure> {
-    let mut f = Flags::default();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| usage(&format!("{name} needs a value")))
-        };
-        match a.as_str() {
-            "--config" => f.config = Some(val(a)?.into()),
-            "--peer" => f.peer = Some(val(a)?),
-            "--dir" => f.dir = Some(val(a)?.into()),
-            "--peers" => f.peers = Some(num(a, &val(a)?)?),
-            "--duration" => f.duration = Some(num(a, &val(a)?)?),
-            "--rate" => f.rate = Some(num(a, &val(a)?)?),
-            "--accounts" => f.accounts = Some(num(a, &val(a)?)?),
-            "--timeout" => f.timeout = Some(num(a, &val(a)?)?),
-            "--max-queue" => f.max_queue = Some(num(a, &val(a)?)?),
-            "--spare" => f.spare = Some(num(a, &val(a)?)?),
-            "--gc-interval" => f.gc_interval = Some(num(a, &val(a)?)?),
-            "--json" => f.json = true,
-            "--bench" => f.bench = true,
-            "--require-landlock" => f.require_landlock = true,
-            "--registered-hosts" => {
-                f.hosts = Some(val(a)?.split(',').map(str::to_owned).collect());
-            }
-            s if s.starts_with("--") => return Err(usage(&format!("unknown flag {s}"))),
-            s => f.positional.push(s.to_owned()),
-        }
-    }
-    Ok(f)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
@@ -158,13 +188,9 @@ fn init_logs() {
         .try_init();
 }
 
-fn cmd_run(f: &Flags) -> Result<(), Failure> {
-    let path = f
-        .config
-        .clone()
-        .ok_or_else(|| usage("run needs --config FILE"))?;
-    let mut settings = Settings::load(&path).map_err(|e| Failure(Exit::Config, e.to_string()))?;
-    settings.require_landlock |= f.require_landlock;
+fn cmd_run(path: &Path, require_landlock: bool) -> Result<(), Failure> {
+    let mut settings = Settings::load(path).map_err(|e| Failure(Exit::Config, e.to_string()))?;
+    settings.require_landlock |= require_landlock;
     init_logs();
     // Before the runtime: every thread it starts inherits Landlock and seccomp.
     cvx_peer::sandbox::enter(&settings).map_err(|e| Failure(Exit::Sandbox, e.to_string()))?;
@@ -196,20 +222,16 @@ fn cmd_run(f: &Flags) -> Result<(), Failure> {
 /// [ARG]` enters exactly `run`'s sandbox (same settings, same function, same runtime),
 /// does ACTION and prints `allowed ACTION` or `denied ACTION: ERROR`. A forbidden call
 /// must kill the process by SIGSYS; if it returns, exit 12 (`NOT KILLED`).
-fn cmd_sandbox_probe(f: &Flags) -> Result<(), Failure> {
+fn cmd_sandbox_probe(
+    path: &Path,
+    require_landlock: bool,
+    name: &str,
+    arg: Option<&str>,
+) -> Result<(), Failure> {
     use cvx_peer::sandbox::{ProbeAction, ProbeOutcome};
-    let path = f
-        .config
-        .clone()
-        .ok_or_else(|| usage("sandbox-probe needs --config FILE"))?;
-    let name = f
-        .positional
-        .get(1)
-        .ok_or_else(|| usage("sandbox-probe needs an ACTION"))?;
-    let action =
-        ProbeAction::parse(name, f.positional.get(2).map(String::as_str)).map_err(|e| usage(&e))?;
-    let mut settings = Settings::load(&path).map_err(|e| Failure(Exit::Config, e.to_string()))?;
-    settings.require_landlock |= f.require_landlock;
+    let action = ProbeAction::parse(name, arg).map_err(|e| usage(&e))?;
+    let mut settings = Settings::load(path).map_err(|e| Failure(Exit::Config, e.to_string()))?;
+    settings.require_landlock |= require_landlock;
     init_logs();
     cvx_peer::sandbox::enter(&settings).map_err(|e| Failure(Exit::Sandbox, e.to_string()))?;
     let rt = runtime()?;
@@ -226,33 +248,23 @@ fn cmd_sandbox_probe(f: &Flags) -> Result<(), Failure> {
     Ok(())
 }
 
-fn peer_addr(f: &Flags) -> Result<String, Failure> {
-    f.peer
-        .clone()
-        .ok_or_else(|| usage("needs --peer HOST:PORT"))
-}
-
 fn client_err(e: &cvx_peer::net::client::ClientError) -> Failure {
     Failure(Exit::Client, e.to_string())
 }
 
-fn cmd_submit(f: &Flags) -> Result<(), Failure> {
-    let file = f
-        .positional
-        .get(1)
-        .ok_or_else(|| usage("submit needs a FILE"))?;
-    let bytes = std::fs::read(file).map_err(|e| Failure(Exit::Usage, format!("{file}: {e}")))?;
+fn cmd_submit(path: &Path, addr: &str, timeout: u64) -> Result<(), Failure> {
+    let file = path.display();
+    let bytes = std::fs::read(path).map_err(|e| Failure(Exit::Usage, format!("{file}: {e}")))?;
     let txf = TxFile::decode(&bytes).map_err(|e| {
         Failure(
             Exit::Usage,
             format!("{file}: not a cvx signed-transaction file: {e}"),
         )
     })?;
-    let addr = peer_addr(f)?;
-    let timeout = Duration::from_secs(f.timeout.unwrap_or(60));
+    let timeout = Duration::from_secs(timeout);
     let rt = runtime()?;
     rt.block_on(async {
-        let mut c = PeerClient::connect(&addr, Some(txf.network), timeout)
+        let mut c = PeerClient::connect(addr, Some(txf.network), timeout)
             .await
             .map_err(|e| match e {
                 cvx_peer::net::client::ClientError::WrongNetwork { .. } => Failure(
@@ -288,33 +300,35 @@ fn cmd_submit(f: &Flags) -> Result<(), Failure> {
     })
 }
 
-fn cmd_query(f: &Flags, status_only: bool) -> Result<(), Failure> {
-    let addr = peer_addr(f)?;
-    let q = if status_only {
-        Query::Status
-    } else {
-        let what = f.positional.get(1).map(String::as_str);
-        let arg = f
-            .positional
-            .get(2)
-            .ok_or_else(|| usage("query needs WHAT and a value"))?;
-        match what {
-            Some("account") => Query::Account(cvx_protocol::Address(num("ADDRESS", arg)?)),
-            Some("peer") => {
-                Query::Peer(cvx_protocol::PublicKey::from_hex(arg).map_err(|e| usage(&e))?)
-            }
-            Some("tx") => Query::Transaction(cvx_protocol::Hash::from_hex(arg).map_err(usage)?),
-            Some("sync") => Query::SyncPoint(if arg == "latest" {
+/// What to ask, and whom.
+fn query_of(cmd: &QueryCmd) -> Result<(Query, &str), Failure> {
+    Ok(match cmd {
+        QueryCmd::Account { address, peer } => {
+            (Query::Account(cvx_protocol::Address(*address)), peer)
+        }
+        QueryCmd::Peer { key, peer } => (
+            Query::Peer(cvx_protocol::PublicKey::from_hex(key).map_err(|e| usage(&e))?),
+            peer,
+        ),
+        QueryCmd::Tx { id, peer } => (
+            Query::Transaction(cvx_protocol::Hash::from_hex(id).map_err(usage)?),
+            peer,
+        ),
+        QueryCmd::Sync { position, peer } => (
+            Query::SyncPoint(if position == "latest" {
                 None
             } else {
-                Some(num("POSITION", arg)?)
+                Some(num("POSITION", position)?)
             }),
-            _ => return Err(usage("query account|peer|tx|sync VALUE")),
-        }
-    };
+            peer,
+        ),
+    })
+}
+
+fn cmd_query(q: Query, addr: &str) -> Result<(), Failure> {
     let rt = runtime()?;
     rt.block_on(async {
-        let mut c = PeerClient::connect(&addr, None, Duration::from_secs(10))
+        let mut c = PeerClient::connect(addr, None, Duration::from_secs(10))
             .await
             .map_err(|e| client_err(&e))?;
         let a = c.query(q).await.map_err(|e| client_err(&e))?;
@@ -344,12 +358,8 @@ fn cmd_query(f: &Flags, status_only: bool) -> Result<(), Failure> {
 
 /// Collect the store's garbage once, with the peer stopped (a running peer holds the
 /// store's lock, and collects periodically itself: `gc_interval_secs`).
-fn cmd_gc(f: &Flags) -> Result<(), Failure> {
-    let path = f
-        .config
-        .clone()
-        .ok_or_else(|| usage("gc needs --config FILE"))?;
-    let settings = Settings::load(&path).map_err(|e| Failure(Exit::Config, e.to_string()))?;
+fn cmd_gc(path: &Path) -> Result<(), Failure> {
+    let settings = Settings::load(path).map_err(|e| Failure(Exit::Config, e.to_string()))?;
     let store_path = settings.data_dir.join("peer.etch");
     let store_err = |e: &cvx_etch::EtchError| {
         if e.kind() == cvx_etch::ErrorKind::Locked {
@@ -384,127 +394,191 @@ fn cmd_gc(f: &Flags) -> Result<(), Failure> {
     Ok(())
 }
 
-fn cmd_halt(f: &Flags) -> Result<(), Failure> {
-    let path = f
-        .config
-        .clone()
-        .ok_or_else(|| usage("halt needs --config FILE"))?;
-    let settings = Settings::load(&path).map_err(|e| Failure(Exit::Config, e.to_string()))?;
-    let rt = runtime()?;
+/// How long halt's first step (connect to the signer, lock it) may take before halt goes on
+/// to stop the peer: a signer that hangs, or whose connection slots are all held, must not
+/// keep a breached peer running.
+const HALT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Halt, step 1: lock the signer through its socket.
+fn lock_signer(settings: &Settings) -> Result<(), String> {
+    let rt = runtime().map_err(|Failure(_, e)| e)?;
     rt.block_on(async {
-        let mut s = cvx_peer::signer_client::SignerClient::connect(&settings.signer_socket)
+        let lock = async {
+            let mut s = cvx_peer::signer_client::SignerClient::connect(&settings.signer_socket)
+                .await
+                .map_err(|e| e.to_string())?;
+            s.lock().await.map_err(|e| e.to_string())
+        };
+        tokio::time::timeout(HALT_LOCK_TIMEOUT, lock)
             .await
-            .map_err(|e| Failure(Exit::Signer, e.to_string()))?;
-        s.lock()
-            .await
-            .map_err(|e| Failure(Exit::Signer, e.to_string()))?;
-        out("signer locked: it refuses every signature from now on\n");
-        Ok::<(), Failure>(())
-    })?;
-    let pidfile = settings.data_dir.join("cvx-peer.pid");
-    match std::fs::read_to_string(&pidfile)
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok())
-    {
-        Some(pid) => {
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            )
-            .map_err(|e| Failure(Exit::Client, format!("cannot stop peer pid {pid}: {e}")))?;
-            out(&format!("peer (pid {pid}) stopped\n"));
-        }
-        None => out(&format!(
-            "no running peer found ({} missing)\n",
-            pidfile.display()
-        )),
-    }
-    Ok(())
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "the signer did not answer within {HALT_LOCK_TIMEOUT:?}"
+                ))
+            })
+    })
 }
 
-fn cmd_devnet(f: &Flags) -> Result<(), Failure> {
-    let opts = DevnetOptions {
-        peers: f.peers.unwrap_or(4),
-        duration: if f.bench {
-            None
-        } else {
-            f.duration.map(Duration::from_secs)
-        },
-        dir: f.dir.clone(),
-        accounts: f.accounts.unwrap_or(devnet::DEFAULT_ACCOUNTS),
-        rate: f.rate.unwrap_or(5_000),
-        progress: true,
-        registered_hosts: f.hosts.clone(),
-        max_queue: f.max_queue,
-        spares: f.spare.unwrap_or(0),
-        gc_interval: f.gc_interval,
-        bench: f.bench.then(|| {
-            let step = f.duration.unwrap_or(8);
-            [500, 1000, 2000, 4000, 8000, 12000, 16000, 20000]
-                .into_iter()
-                .map(|r| (r, step))
-                .collect()
-        }),
+/// Halt, step 2: stop the running peer (SIGKILL to the pid in `data_dir/cvx-peer.pid`,
+/// once `/proc` confirms that pid is a cvx-peer: a stale pid file never kills another
+/// process). `Ok(false)`: no peer was running.
+fn stop_peer(settings: &Settings) -> Result<bool, String> {
+    let pidfile = settings.data_dir.join("cvx-peer.pid");
+    let Some(pid) = std::fs::read_to_string(&pidfile)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+    else {
+        return Ok(false);
     };
-    let rt = runtime()?;
-    let summary = rt
-        .block_on(devnet::run(opts, terminated()))
-        .map_err(|e| Failure(Exit::Devnet, e.to_string()))?;
-    if f.bench && !f.json {
-        for st in &summary.bench_steps {
-            out(&format!(
-                "offered {:>6} tx/s -> finalized {:>8} tx/s, finality p50 {:>5} ms, p99 {:>5} ms\n",
-                st["offered_tx_per_sec"], st["tx_per_sec"], st["p50_ms"], st["p99_ms"]
-            ));
-        }
-        if let Some(v) = &summary.verify {
-            out(&format!(
-                "ingress bound (same run): batch verify {} us/sig = {} tx/s per core; single {} us/sig\n",
-                v["batch_us_per_sig"], v["batch_bound_tx_per_sec_per_core"], v["single_us_per_sig"]
-            ));
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if !comm.trim().starts_with("cvx-peer") {
+        return Ok(false);
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .map_err(|e| {
+        format!("cannot stop peer pid {pid}: {e} (run halt as root or as the peer's user)")
+    })?;
+    Ok(true)
+}
+
+/// The breach button: lock the signer, then stop the peer — the peer is stopped even when
+/// the lock fails, and the exit code names the step that failed.
+fn cmd_halt(path: &Path) -> Result<(), Failure> {
+    let settings = Settings::load(path).map_err(|e| Failure(Exit::Config, e.to_string()))?;
+    let locked = lock_signer(&settings);
+    match &locked {
+        Ok(()) => out("signer locked: it refuses every signature from now on\n"),
+        Err(e) => {
+            eprintln!("cvx-peer: halt: cannot lock the signer: {e}; stopping the peer anyway");
         }
     }
-    if f.json {
-        out(&format!("{}\n", summary.to_json()));
-    } else if !f.bench {
-        out(&format!(
-            "{} peers: {} transactions finalized, {:.0} tx/s, finality p50 {} ms, p99 {} ms (dir {})\n",
-            summary.peers,
-            summary.finalized_tx,
-            summary.tx_per_sec,
-            summary.finality_ms_p50,
-            summary.finality_ms_p99,
-            summary.dir.display()
-        ));
+    let stopped = stop_peer(&settings);
+    match &stopped {
+        Ok(true) => out("peer stopped\n"),
+        Ok(false) => out(&format!(
+            "no running peer found ({} missing or stale)\n",
+            settings.data_dir.join("cvx-peer.pid").display()
+        )),
+        Err(_) => {}
     }
-    Ok(())
+    let lock_fix = "lock it as the signer's user: `cvx-signer lock --config /etc/cvx-signer/signer.toml`, or stop cvx-signer.service";
+    match (locked, stopped) {
+        (Ok(()), Ok(_)) => Ok(()),
+        (Err(l), Ok(_)) => Err(Failure(
+            Exit::HaltLock,
+            format!("halt: the peer is stopped, but the signer is NOT locked ({l}): {lock_fix}"),
+        )),
+        (Ok(()), Err(s)) => Err(Failure(
+            Exit::HaltStop,
+            format!("halt: the signer is locked, but the peer is NOT stopped: {s}"),
+        )),
+        (Err(l), Err(s)) => Err(Failure(
+            Exit::HaltBoth,
+            format!(
+                "halt: the signer is NOT locked ({l}) and the peer is NOT stopped ({s}): {lock_fix}, and stop cvx-peer.service"
+            ),
+        )),
+    }
+}
+
+/// What `cvx-peer devnet` answers now.
+const DEVNET_MOVED: &str = "`cvx-peer devnet` moved to its own binary, cvx-devnet (same flags; never installed on a peer host): \
+build it with `cargo build --release --locked -p cvx-devnet -p cvx-peer -p cvx-signer -p cvx-loadgen`, \
+then run `target/release/cvx-devnet --help`";
+
+fn command() -> clap::Command {
+    Cli::command().after_help(exit_codes())
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let r = (|| {
-        let f = parse_flags(&args)?;
-        match f.positional.first().map(String::as_str) {
-            Some("run") => cmd_run(&f),
-            Some("submit") => cmd_submit(&f),
-            Some("query") => cmd_query(&f, false),
-            Some("status") => cmd_query(&f, true),
-            Some("halt") => cmd_halt(&f),
-            Some("gc") => cmd_gc(&f),
-            Some("devnet") => cmd_devnet(&f),
-            Some("sandbox-probe") => cmd_sandbox_probe(&f),
-            Some("help") | None => {
-                out(&help());
-                Ok(())
-            }
-            Some(other) => Err(usage(&format!("unknown command {other}"))),
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let r = match cli.cmd {
+        None => {
+            out(&command().render_help().to_string());
+            Ok(())
         }
-    })();
+        Some(Cmd::Run {
+            config,
+            require_landlock,
+        }) => cmd_run(&config, require_landlock),
+        Some(Cmd::Submit {
+            file,
+            peer,
+            timeout,
+        }) => cmd_submit(&file, &peer, timeout),
+        Some(Cmd::Query(q)) => query_of(&q).and_then(|(q, peer)| cmd_query(q, peer)),
+        Some(Cmd::Status { peer }) => cmd_query(Query::Status, &peer),
+        Some(Cmd::Halt { config }) => cmd_halt(&config),
+        Some(Cmd::Gc { config }) => cmd_gc(&config),
+        Some(Cmd::SandboxProbe {
+            config,
+            require_landlock,
+            action,
+            arg,
+        }) => cmd_sandbox_probe(&config, require_landlock, &action, arg.as_deref()),
+        Some(Cmd::Devnet { .. }) => Err(Failure(Exit::Usage, DEVNET_MOVED.to_owned())),
+    };
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(code, msg)) => {
             eprintln!("cvx-peer: {msg}");
             ExitCode::from(code.code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn documented_invocations_parse() {
+        for args in [
+            &[
+                "cvx-peer",
+                "run",
+                "--config",
+                "p.toml",
+                "--require-landlock",
+            ][..],
+            &[
+                "cvx-peer",
+                "submit",
+                "t.tx",
+                "--peer",
+                "h:1",
+                "--timeout",
+                "20",
+            ],
+            &["cvx-peer", "query", "account", "3", "--peer", "h:1"],
+            &["cvx-peer", "query", "sync", "latest", "--peer", "h:1"],
+            &["cvx-peer", "status", "--peer", "h:1"],
+            &["cvx-peer", "halt", "--config", "p.toml"],
+            &["cvx-peer", "gc", "--config", "p.toml"],
+            &[
+                "cvx-peer",
+                "sandbox-probe",
+                "--config",
+                "p.toml",
+                "connect",
+                "1.2.3.4:5",
+            ],
+            &["cvx-peer", "devnet", "--peers", "4", "--help"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
+        }
+        let e = Cli::try_parse_from(["cvx-peer", "status"]).expect_err("--peer is required");
+        assert_eq!(e.exit_code(), i32::from(Exit::Usage.code()));
     }
 }

@@ -62,6 +62,8 @@ pub const IO_CRATES: &[&str] = &[
     "cvx-peer",
     "cvx-vault",
     "cvx-loadgen",
+    "cvx-consensus",
+    "cvx-devnet",
 ];
 
 /// One rule: `krate`'s shipped closure must contain none of `forbidden`.
@@ -75,7 +77,15 @@ pub struct Rule {
     pub why: &'static str,
 }
 
-/// The rule table (ARCHITECTURE.md states the same rules in prose).
+/// The crates a sans-I/O crate must not reach (what `tests/src/rooms.rs` also keeps out of
+/// its sources: runtime, sockets, OS calls, the store, the sandbox).
+pub const CONSENSUS_FORBIDDEN: &[&str] =
+    &["tokio", "mio", "socket2", "nix", "cvx-etch", "cvx-sandbox"];
+
+/// The rule table (ARCHITECTURE.md states the same rules in prose; DESIGN.md §3 gives the
+/// direction: signer → protocol, sandbox · consensus → protocol · peer → protocol,
+/// consensus, sandbox, etch · devnet → protocol, loadgen · vault → protocol, sandbox ·
+/// etch → none of ours).
 pub const RULES: &[Rule] = &[
     Rule {
         krate: "cvx-protocol",
@@ -83,10 +93,22 @@ pub const RULES: &[Rule] = &[
         why: "cvx-protocol is pure: no I/O, no OS access, no randomness, no other room of cvx",
     },
     Rule {
+        krate: "cvx-consensus",
+        forbidden: &[CONSENSUS_FORBIDDEN, NETWORK_CRATES, IO_CRATES],
+        why: "cvx-consensus is sans-I/O: time and randomness come in as values; no runtime, socket, OS call, store, sandbox or other room of cvx but cvx-protocol",
+    },
+    Rule {
         krate: "cvx-signer",
         forbidden: &[
             NETWORK_CRATES,
-            &["cvx-peer", "cvx-etch", "cvx-vault", "cvx-loadgen"],
+            &[
+                "cvx-peer",
+                "cvx-etch",
+                "cvx-vault",
+                "cvx-loadgen",
+                "cvx-consensus",
+                "cvx-devnet",
+            ],
         ],
         why: "the key holder links no network, async or TLS code and no peer code",
     },
@@ -100,6 +122,8 @@ pub const RULES: &[Rule] = &[
                 "cvx-vault",
                 "cvx-loadgen",
                 "cvx-signer",
+                "cvx-consensus",
+                "cvx-devnet",
             ],
         ],
         why: "the sandbox is linked by the key holders, so it links no network code",
@@ -108,14 +132,52 @@ pub const RULES: &[Rule] = &[
         krate: "cvx-vault",
         forbidden: &[
             NETWORK_CRATES,
-            &["cvx-peer", "cvx-etch", "cvx-signer", "cvx-loadgen"],
+            &[
+                "cvx-peer",
+                "cvx-etch",
+                "cvx-signer",
+                "cvx-loadgen",
+                "cvx-consensus",
+                "cvx-devnet",
+            ],
         ],
         why: "the vault is offline by construction",
     },
     Rule {
         krate: "cvx-peer",
-        forbidden: &[&["cvx-signer", "cvx-vault", "cvx-loadgen", "age"]],
-        why: "the peer never holds a private key: it links no key-holding crate",
+        forbidden: &[&[
+            "cvx-signer",
+            "cvx-vault",
+            "cvx-loadgen",
+            "cvx-devnet",
+            "age",
+        ]],
+        why: "the peer never holds a private key: it links no key-holding crate, and no launcher",
+    },
+    Rule {
+        krate: "cvx-devnet",
+        forbidden: &[&[
+            "cvx-peer",
+            "cvx-signer",
+            "cvx-vault",
+            "cvx-etch",
+            "cvx-sandbox",
+            "cvx-consensus",
+        ]],
+        why: "the launcher starts cvx-signer and cvx-peer as processes and links none of their code (devnet → protocol, loadgen)",
+    },
+    Rule {
+        krate: "cvx-loadgen",
+        forbidden: &[&[
+            "cvx-peer",
+            "cvx-signer",
+            "cvx-vault",
+            "cvx-etch",
+            "cvx-sandbox",
+            "cvx-consensus",
+            "cvx-devnet",
+        ]],
+        why: "the load generator holds throwaway keys and speaks the client wire; it links no daemon code",
     },
     Rule {
         krate: "cvx-etch",
@@ -126,6 +188,8 @@ pub const RULES: &[Rule] = &[
             "cvx-peer",
             "cvx-vault",
             "cvx-loadgen",
+            "cvx-consensus",
+            "cvx-devnet",
         ]],
         why: "the store depends on none of cvx's own crates",
     },

@@ -1,4 +1,4 @@
-//! Helpers for the system tests that run `cvx-peer devnet` and talk to its peers
+//! Helpers for the system tests that run `cvx-devnet` and talk to its peers
 //! (`tests/tests/peer_*.rs`). Test support: failures panic with what went wrong.
 #![allow(clippy::expect_used, clippy::missing_panics_doc)]
 
@@ -17,11 +17,13 @@ pub fn serial() -> MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Build (once) and locate `cvx-peer`, `cvx-signer` and `cvx-loadgen`.
+/// Build (once) and locate `cvx-devnet`, `cvx-peer`, `cvx-signer` and `cvx-loadgen`.
 #[must_use]
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| crate::built_binaries(&["cvx-peer", "cvx-signer", "cvx-loadgen"]))
+    DIR.get_or_init(|| {
+        crate::built_binaries(&["cvx-devnet", "cvx-peer", "cvx-signer", "cvx-loadgen"])
+    })
 }
 
 /// A fresh (removed) directory under the temp dir, unique to this process.
@@ -32,12 +34,12 @@ pub fn tmp_dir(name: &str) -> PathBuf {
     d
 }
 
-/// Start a 4-peer `cvx-peer devnet --json` in `dir` for `secs` at `rate` tx/s, with
+/// Start a 4-peer `cvx-devnet --json` in `dir` for `secs` at `rate` tx/s, with
 /// `extra` flags; its summary comes from [`summary`].
 #[must_use]
 pub fn devnet(dir: &Path, secs: u64, rate: u64, extra: &[&str]) -> Child {
-    Command::new(bin_dir().join("cvx-peer"))
-        .args(["devnet", "--peers", "4", "--json", "--accounts", "200"])
+    Command::new(bin_dir().join("cvx-devnet"))
+        .args(["--peers", "4", "--json", "--accounts", "200"])
         .args(extra)
         .args(["--duration", &secs.to_string(), "--rate", &rate.to_string()])
         .arg("--dir")
@@ -45,7 +47,7 @@ pub fn devnet(dir: &Path, secs: u64, rate: u64, extra: &[&str]) -> Child {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start cvx-peer devnet")
+        .expect("start cvx-devnet")
 }
 
 /// Wait for the devnet to end and parse its `--json` summary.

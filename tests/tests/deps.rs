@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use cvx_systest::deps::{Graph, RULES, Rule, Verdict};
+use cvx_systest::rooms;
 use cvx_systest::workspace_root;
 use serde_json::json;
 
@@ -48,7 +49,16 @@ fn no_forbidden_crate_enters_a_shipped_closure() {
 #[test]
 fn the_key_holders_are_in_the_workspace() {
     let graph = Graph::of_workspace(&workspace_root()).expect("cargo metadata");
-    for krate in ["cvx-protocol", "cvx-signer", "cvx-vault", "cvx-sandbox"] {
+    for krate in [
+        "cvx-protocol",
+        "cvx-signer",
+        "cvx-vault",
+        "cvx-sandbox",
+        "cvx-consensus",
+        "cvx-peer",
+        "cvx-devnet",
+        "cvx-loadgen",
+    ] {
         assert!(
             graph.contains(krate),
             "{krate} missing: the rule table would pass vacuously"
@@ -169,4 +179,120 @@ fn checker_ignores_dev_dependencies_and_reports_absent_crates() {
         ..SIGNER_RULE
     };
     assert_eq!(g.check(&absent), Verdict::NotPresentYet);
+}
+
+fn rule(krate: &str) -> &'static Rule {
+    RULES.iter().find(|r| r.krate == krate).unwrap()
+}
+
+/// The real cvx-consensus rule fails on each crate the issue names, direct or transitive.
+#[test]
+fn the_consensus_rule_fails_on_io_runtime_store_or_sandbox() {
+    let r = rule("cvx-consensus");
+    for bad in ["tokio", "mio", "socket2", "nix", "cvx-etch", "cvx-sandbox"] {
+        let g = synthetic(&[("cvx-consensus", "helper", ""), ("helper", bad, "")]);
+        assert!(
+            matches!(g.check(r), Verdict::Violations(ref v) if v[0].0 == bad),
+            "{bad} must violate the cvx-consensus rule"
+        );
+    }
+    let g = synthetic(&[
+        ("cvx-consensus", "cvx-protocol", ""),
+        ("cvx-consensus", "proptest", "dev"),
+    ]);
+    assert!(matches!(g.check(r), Verdict::Clean { .. }));
+}
+
+/// The real cvx-devnet and cvx-peer rules: the launcher links no daemon, the peer no launcher.
+#[test]
+fn the_launcher_and_the_daemon_stay_apart() {
+    let g = synthetic(&[("cvx-devnet", "cvx-peer", "")]);
+    assert!(matches!(
+        g.check(rule("cvx-devnet")),
+        Verdict::Violations(_)
+    ));
+    let g = synthetic(&[("cvx-peer", "cvx-devnet", "")]);
+    assert!(matches!(g.check(rule("cvx-peer")), Verdict::Violations(_)));
+}
+
+/// cvx-consensus is sans-I/O in its sources too: no file, socket or clock.
+#[test]
+fn consensus_sources_name_no_io_or_clock() {
+    let files = rooms::rust_sources(&workspace_root().join("consensus/src")).unwrap();
+    assert!(files.len() > 3, "the consensus sources were not found");
+    let v = rooms::purity_violations(&files);
+    assert!(
+        v.is_empty(),
+        "cvx-consensus must stay sans-I/O (time and randomness come in as values):\n{}",
+        v.join("\n")
+    );
+}
+
+/// Files that are over the line limit today, each with the most lines it may keep until
+/// it is split (ARCHITECTURE.md names them as the next rooms to split). They may shrink,
+/// never grow.
+const GRANDFATHERED: &[(&str, usize)] = &[
+    ("consensus/src/machine/mod.rs", 1_430),
+    ("consensus/src/merge.rs", 960),
+    ("consensus/src/sim/mod.rs", 1_020),
+];
+
+/// House rule 11: no file of the peer, consensus, devnet or loadgen crates is over ~600
+/// lines (rooms::MAX_LINES), except the grandfathered ones, which may not grow.
+#[test]
+fn no_source_file_over_the_line_limit() {
+    let mut long = Vec::new();
+    for krate in ["peer", "consensus", "devnet", "loadgen"] {
+        let files = rooms::rust_sources(&workspace_root().join(krate).join("src")).unwrap();
+        assert!(!files.is_empty(), "{krate}/src not found");
+        long.extend(rooms::long_files(&files, rooms::MAX_LINES, GRANDFATHERED));
+    }
+    assert!(
+        long.is_empty(),
+        "over {} lines: split them into rooms (house rule 11):\n{}",
+        rooms::MAX_LINES,
+        long.iter()
+            .map(|(p, n)| format!("{}: {n}", p.display()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// No import cycle between the modules of any crate.
+#[test]
+fn no_import_cycle_between_modules() {
+    let root = workspace_root();
+    let mut cycles = Vec::new();
+    for krate in [
+        "protocol",
+        "sandbox",
+        "signer",
+        "consensus",
+        "peer",
+        "devnet",
+        "vault",
+        "etch",
+        "loadgen",
+        "tests",
+    ] {
+        let src = root.join(krate).join("src");
+        let files = rooms::rust_sources(&src).unwrap();
+        assert!(!files.is_empty(), "{krate}/src not found");
+        // A binary's main.rs is its own crate root: it is not a module of the library.
+        let lib: Vec<_> = files
+            .into_iter()
+            .filter(|(p, _)| !p.ends_with("main.rs") && !p.starts_with(src.join("bin")))
+            .collect();
+        let g = rooms::module_graph(&src, &lib);
+        cycles.extend(
+            rooms::module_cycles(&g)
+                .into_iter()
+                .map(|c| format!("{krate}: {c}")),
+        );
+    }
+    assert!(
+        cycles.is_empty(),
+        "import cycles (move what both sides need to where the dependency points one way):\n{}",
+        cycles.join("\n")
+    );
 }

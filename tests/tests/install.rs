@@ -104,6 +104,14 @@ fn install_into_a_staging_root_is_complete_idempotent_and_uninstall_keeps_state(
     ] {
         assert_eq!(mode(&dest.join(path)), want, "{path}");
     }
+    // A peer host gets its two daemons only: never cvx-devnet (a launcher that runs
+    // unsandboxed), cvx-loadgen (throwaway keys) or cvx-vault (offline keys).
+    let mut bins: Vec<String> = std::fs::read_dir(dest.join("usr/bin"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    bins.sort();
+    assert_eq!(bins, ["cvx-peer", "cvx-signer"]);
     // Owners, where the staging root has the users (systemd-sysusers --root) and we may chown.
     if have("systemd-sysusers") && is_root() {
         let signer =

@@ -1,4 +1,4 @@
-//! System tests of the networked peer with real processes: `cvx-peer devnet` starts N
+//! System tests of the networked peer with real processes: `cvx-devnet` starts N
 //! `cvx-signer` and N `cvx-peer` processes and `cvx-loadgen`; these tests check what the
 //! network did (issue 6 acceptance 1 and 6).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]

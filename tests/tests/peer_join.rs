@@ -1,5 +1,5 @@
 //! System test of joining by state sync with real processes (issue 6, acceptance 4): a
-//! 4-peer `cvx-peer devnet` runs with one spare peer prepared (`--spare 1`: its own
+//! 4-peer `cvx-devnet` runs with one spare peer prepared (`--spare 1`: its own
 //! running signer, a funded controller account, a config with `state_sync = true`); the
 //! spare starts with an empty store, syncs the ledger by hash from the others at a position
 //! past genesis (it replays nothing), catches up to the same finalized state, and once a

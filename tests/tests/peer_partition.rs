@@ -133,8 +133,8 @@ fn peer_partitioned_answers_network_then_heals_and_catches_up() {
         hosts.push(format!("127.0.0.1:{}", l.local_addr().unwrap().port()));
         proxy(l, dir.clone(), i, 3, Arc::clone(&cut));
     }
-    let devnet = Command::new(bin_dir().join("cvx-peer"))
-        .args(["devnet", "--peers", "4", "--json", "--accounts", "200"])
+    let devnet = Command::new(bin_dir().join("cvx-devnet"))
+        .args(["--peers", "4", "--json", "--accounts", "200"])
         .args(["--duration", "120", "--rate", "300"])
         .args(["--registered-hosts", &hosts.join(",")])
         .arg("--dir")

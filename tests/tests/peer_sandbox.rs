@@ -201,8 +201,8 @@ fn peer_devnet_peers_run_sandboxed() {
     let dir = tmp_dir("peer-sbx-devnet");
     std::fs::create_dir_all(&dir).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    let child = Command::new(bin_dir().join("cvx-peer"))
-        .args(["devnet", "--peers", "4", "--json", "--accounts", "200"])
+    let child = Command::new(bin_dir().join("cvx-devnet"))
+        .args(["--peers", "4", "--json", "--accounts", "200"])
         .args(["--duration", "6", "--rate", "500"])
         .arg("--dir")
         .arg(&dir)

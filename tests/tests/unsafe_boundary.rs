@@ -46,7 +46,16 @@ fn unsafe_appears_only_in_the_sandbox_and_the_store_mapping() {
     let root = workspace_root();
     let mut files = Vec::new();
     for krate in [
-        "protocol", "sandbox", "signer", "peer", "etch", "vault", "loadgen", "tests",
+        "protocol",
+        "sandbox",
+        "signer",
+        "consensus",
+        "peer",
+        "devnet",
+        "etch",
+        "vault",
+        "loadgen",
+        "tests",
     ] {
         rust_files(&root.join(krate), &mut files);
     }
@@ -81,7 +90,16 @@ fn unsafe_appears_only_in_the_sandbox_and_the_store_mapping() {
 fn every_other_crate_root_forbids_unsafe() {
     let root = workspace_root();
     let mut roots = Vec::new();
-    for krate in ["protocol", "signer", "peer", "vault", "loadgen", "tests"] {
+    for krate in [
+        "protocol",
+        "signer",
+        "consensus",
+        "peer",
+        "devnet",
+        "vault",
+        "loadgen",
+        "tests",
+    ] {
         let dir = root.join(krate);
         if !dir.exists() {
             println!("{krate}: not present yet");

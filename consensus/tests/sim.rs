@@ -7,7 +7,7 @@
 
 mod common;
 
-use cvx_peer::sim::{Failure, Tally, distribution};
+use cvx_consensus::sim::{Failure, Tally, distribution};
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())

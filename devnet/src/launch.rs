@@ -1,9 +1,5 @@
-//! `cvx-peer devnet`: a whole local network of real processes in one command.
-//!
-//! In a fresh directory: one key per peer made by `cvx-signer keygen` (age identity, no
-//! passphrase), account keys from `cvx-loadgen keys`, a genesis, then N `cvx-signer`
-//! (`init`, `run`) and N `cvx-peer run` child processes, and `cvx-loadgen run` driving
-//! demo traffic. The peer process never signs a transaction: the load generator does.
+//! Launching: keys, genesis, configs, the child processes, the load, the progress line
+//! and the summary.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -13,168 +9,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cvx_protocol::ledger::{Genesis, GenesisAccount, GenesisPeer, Params};
-use cvx_protocol::peer_wire::{Answer, Query, Status};
-use cvx_protocol::{Amount, BoundedVec, Canonical, Hash, HostAddr, PublicKey};
+use cvx_protocol::ledger::{Genesis, GenesisAccount, GenesisPeer};
+use cvx_protocol::peer_wire::Status;
+use cvx_protocol::{Amount, BoundedVec, Canonical, HostAddr, PublicKey};
 
-use crate::net::client::PeerClient;
-
-/// What to run.
-#[derive(Clone, Debug)]
-pub struct DevnetOptions {
-    /// Number of peers.
-    pub peers: usize,
-    /// Stop after this long (None: until Ctrl-C / SIGTERM).
-    pub duration: Option<Duration>,
-    /// Directory (None: a fresh one under the temp dir).
-    pub dir: Option<PathBuf>,
-    /// Demo accounts.
-    pub accounts: usize,
-    /// Offered load (transactions per second, 0: none).
-    pub rate: u64,
-    /// Print a progress line on stderr.
-    pub progress: bool,
-    /// Hosts to register on-chain instead of the peers' own addresses (one per peer;
-    /// e.g. a fault-injecting proxy in front of each peer, for partition tests).
-    pub registered_hosts: Option<Vec<String>>,
-    /// Each peer's `max_queue` (None: the default).
-    pub max_queue: Option<usize>,
-    /// Benchmark mode: offered load steps `(tx/s, seconds)`, run one after the other.
-    pub bench: Option<Vec<(u64, u64)>>,
-    /// Spare peers to prepare but not start (default 0): each gets its own running
-    /// signer, a funded controller account the load never touches, and a peer config
-    /// that joins by state sync from the devnet's peers (`peer-N/peer.toml`, listed in
-    /// `spares` in the devnet dir). Not in the genesis: stake it with create-peer.
-    pub spares: usize,
-    /// Each peer's `gc_interval_secs` (None: the default).
-    pub gc_interval: Option<u64>,
-}
-
-/// The summary (`--json`).
-#[derive(Clone, Debug)]
-pub struct Summary {
-    /// Peers.
-    pub peers: usize,
-    /// Finalized transactions seen by the load generator.
-    pub finalized_tx: u64,
-    /// Finalized per second over the run.
-    pub tx_per_sec: f64,
-    /// Finality latency p50 (ms).
-    pub finality_ms_p50: u64,
-    /// Finality latency p99 (ms).
-    pub finality_ms_p99: u64,
-    /// Each peer's final status.
-    pub positions: Vec<Status>,
-    /// Signer pids.
-    pub signer_pids: Vec<u32>,
-    /// Peer pids.
-    pub peer_pids: Vec<u32>,
-    /// Load generator pid.
-    pub loadgen_pid: Option<u32>,
-    /// The directory.
-    pub dir: PathBuf,
-    /// Processes that exited during the run (e.g. a halted peer).
-    pub exited: Vec<String>,
-    /// Benchmark mode: one report per offered-load step (JSON objects from cvx-loadgen).
-    pub bench_steps: Vec<serde_json::Value>,
-    /// Benchmark mode: single vs batch verification measured in the same run.
-    pub verify: Option<serde_json::Value>,
-    /// Refusals the load generator saw, by code name.
-    pub refused: String,
-    /// Agreement at a common position: (position, state hash of the first peer, running
-    /// peers whose state hash there equals it, running peers asked).
-    pub agreement: Option<(u64, Hash, usize, usize)>,
-}
-
-impl Summary {
-    /// One JSON object.
-    #[must_use]
-    pub fn to_json(&self) -> String {
-        let positions: Vec<serde_json::Value> = self
-            .positions
-            .iter()
-            .map(|s| {
-                serde_json::json!({
-                    "peer": s.peer.to_hex(),
-                    "proposal": s.proposal,
-                    "consensus": s.consensus,
-                    "finality": s.finality,
-                    "state_root": s.state_root.to_hex(),
-                    "in_consensus": s.in_consensus,
-                    "outgoing": s.outgoing,
-                    "incoming": s.incoming,
-                })
-            })
-            .collect();
-        serde_json::json!({
-            "peers": self.peers,
-            "finalized_tx": self.finalized_tx,
-            "tx_per_sec": (self.tx_per_sec * 10.0).round() / 10.0,
-            "finality_ms_p50": self.finality_ms_p50,
-            "finality_ms_p99": self.finality_ms_p99,
-            "positions": positions,
-            "signer_pids": self.signer_pids,
-            "peer_pids": self.peer_pids,
-            "loadgen_pid": self.loadgen_pid,
-            "dir": self.dir.display().to_string(),
-            "exited": self.exited,
-            "bench": self.bench_steps,
-            "verify": self.verify,
-            "refused": serde_json::from_str::<serde_json::Value>(&self.refused).unwrap_or_default(),
-            "agreement": self.agreement.map(|(position, h, agree, asked)| serde_json::json!({
-                "position": position,
-                "state_hash": h.to_hex(),
-                "agree": agree,
-                "asked": asked,
-            })),
-        })
-        .to_string()
-    }
-}
-
-/// Why the devnet failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DevnetError {
-    /// A sibling binary is missing.
-    #[error(
-        "{0} not found next to cvx-peer: build all three with `cargo build --release -p cvx-peer -p cvx-signer -p cvx-loadgen`"
-    )]
-    Missing(PathBuf),
-    /// A file or process operation failed.
-    #[error("{what}: {source}")]
-    Io {
-        /// What was being done.
-        what: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// A child failed.
-    #[error("{0}")]
-    Child(String),
-}
+use crate::query::{state_hashes_at, statuses};
+use crate::{DevnetError, DevnetOptions, Summary, devnet_params, now};
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DevnetError {
     let what = what.into();
     move |source| DevnetError::Io { what, source }
-}
-
-/// Parameters of the devnet's network (short times, as in simulations).
-#[must_use]
-pub fn devnet_params() -> Params {
-    Params {
-        min_stake: Amount::new(1_000).unwrap_or(Amount::ZERO),
-        fee: Amount::new(1).unwrap_or(Amount::ZERO),
-        max_block_txs: 1024,
-        min_block_time_ms: 20,
-        max_block_backdate_ms: 10_000,
-        max_future_ms: 1_000,
-        proposal_hold_ms: 100,
-        // An idle peer makes an empty block after half of this (the consensus machine's
-        // heartbeat), so an idle devnet still moves and reaches agreement.
-        decay_grace_ms: 4_000,
-        decay_time_ms: 3_600_000,
-        decay_floor_ppm: 100_000,
-    }
 }
 
 struct Children {
@@ -211,7 +55,7 @@ impl Drop for Children {
 }
 
 fn sibling(name: &str) -> Result<PathBuf, DevnetError> {
-    let exe = std::env::current_exe().map_err(io("locating cvx-peer"))?;
+    let exe = std::env::current_exe().map_err(io("locating cvx-devnet"))?;
     let dir = exe.parent().unwrap_or(Path::new("."));
     let p = dir.join(name);
     if p.is_file() {
@@ -281,14 +125,10 @@ pub async fn run(
 ) -> Result<Summary, DevnetError> {
     let signer_bin = sibling("cvx-signer")?;
     let loadgen_bin = sibling("cvx-loadgen")?;
-    let peer_bin = std::env::current_exe().map_err(io("locating cvx-peer"))?;
+    let peer_bin = sibling("cvx-peer")?;
     let dir = match &opts.dir {
         Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!(
-            "cvx-devnet-{}-{}",
-            std::process::id(),
-            crate::node::now().0
-        )),
+        None => std::env::temp_dir().join(format!("cvx-devnet-{}-{}", std::process::id(), now().0)),
     };
     mkdir_private(&dir)?;
     let uid = std::fs::metadata(&dir)
@@ -296,7 +136,7 @@ pub async fn run(
         .uid();
     let n = opts.peers.max(1);
     let spares = opts.spares;
-    let seed = crate::node::now().0;
+    let seed = now().0;
 
     // Keys (spares' last).
     let mut keys = Vec::with_capacity(n + spares);
@@ -367,7 +207,7 @@ pub async fn run(
         .collect();
     let genesis = Genesis {
         network_name: cvx_protocol::primitives::Name::new("cvx-devnet").unwrap_or_default(),
-        time: crate::node::now(),
+        time: now(),
         accounts: BoundedVec::try_from_vec(gaccounts)
             .map_err(|_| DevnetError::Child("too many accounts".into()))?,
         peers: BoundedVec::try_from_vec(gpeers)
@@ -752,40 +592,3 @@ fn check_alive(children: &mut Children) -> Result<(), DevnetError> {
     }
     Ok(())
 }
-
-async fn statuses(addrs: &[String]) -> Vec<Option<Status>> {
-    let mut v = Vec::with_capacity(addrs.len());
-    for a in addrs {
-        let s = async {
-            let mut c = PeerClient::connect(a, None, Duration::from_secs(2))
-                .await
-                .ok()?;
-            c.status().await.ok()
-        }
-        .await;
-        v.push(s);
-    }
-    v
-}
-
-/// Each peer's state hash at `position` (`None` where it cannot tell).
-async fn state_hashes_at(addrs: &[String], position: u64) -> Vec<Option<Hash>> {
-    let mut v = Vec::with_capacity(addrs.len());
-    for a in addrs {
-        let h = async {
-            let mut c = PeerClient::connect(a, None, Duration::from_secs(2))
-                .await
-                .ok()?;
-            match c.query(Query::SyncPoint(Some(position))).await.ok()? {
-                Answer::SyncPoint(Some(sp)) if sp.position == position => Some(sp.state_hash),
-                _ => None,
-            }
-        }
-        .await;
-        v.push(h);
-    }
-    v
-}
-
-/// Default account count for the demo traffic.
-pub const DEFAULT_ACCOUNTS: usize = 2000;

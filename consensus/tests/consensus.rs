@@ -5,9 +5,9 @@ mod common;
 
 use std::sync::Arc;
 
+use cvx_consensus::sim::{Member, Sim};
+use cvx_consensus::{Action, Config, ConnId, Event, Message, Peer};
 use cvx_loadgen::{Keypair, SimSigner, Wallet, fast_params, test_net};
-use cvx_peer::consensus::{Action, Config, ConnId, Event, Message, Peer};
-use cvx_peer::sim::{Member, Sim};
 use cvx_protocol::consensus::{
     Belief, Block, BlockBody, BlockHeader, Checkpoint, Order, SignedOrder, body_hash,
 };

@@ -8,12 +8,9 @@
 //! the signer has signed the new order, so what the peer acts on is always what the
 //! signer committed to.
 //!
-//! docs/consensus.md describes the rules; [`merge`] holds the merge itself.
+//! docs/consensus.md describes the rules; [`crate::merge`] holds the merge itself.
 
-pub mod merge;
-pub mod stake;
-
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use cvx_protocol::consensus::{
@@ -25,8 +22,10 @@ use cvx_protocol::ledger::{Genesis, Params, SignedTransaction};
 use cvx_protocol::policy::{MAX_BRIDGE, Refusal, RefuseCode, Request, SignRequest};
 use cvx_protocol::{BoundedVec, Hash, NetworkId, PublicKey, Signature, Timestamp};
 
+pub use crate::ids::IdHasher;
+use crate::ids::{IdMap, IdSet};
 use crate::ledger::{BlockOutcome, State};
-use merge::{BlockStatus, CatchUp, ForkDetected, MergeParams, OwnView, Voter};
+use crate::merge::{BlockStatus, CatchUp, ForkDetected, MergeParams, OwnView, Voter};
 
 /// Settings of one peer's state machine (network rules come from the genesis).
 #[derive(Clone, Debug)]
@@ -320,26 +319,6 @@ const REQUEST_RETRY_MS: u64 = 200;
 /// How many proposal hold times a dropped proposal still protects its blocks.
 const PROTECT_HOLDS: u64 = 5;
 
-/// Hasher for maps keyed by content hashes: the key is already uniformly distributed
-/// (a SHA-256 output, or an Ed25519 key), so its first 8 bytes are a fine hash. Fixed,
-/// so iteration order is deterministic too.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct IdHasher(u64);
-
-impl core::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut b = [0u8; 8];
-        let n = bytes.len().min(8);
-        b[..n].copy_from_slice(&bytes[..n]);
-        self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
-    }
-}
-
-type IdMap<K, V> = HashMap<K, V, core::hash::BuildHasherDefault<IdHasher>>;
-type IdSet<K> = HashSet<K, core::hash::BuildHasherDefault<IdHasher>>;
 const REFUSAL_BACKOFF_MS: u64 = 50;
 const MAX_GET_BLOCKS: usize = 256;
 
@@ -557,10 +536,10 @@ impl Peer {
                 o.finality,
                 o.timestamp.0
             );
-            let _ = match merge::divergence(&own, o) {
-                merge::Divergence::Agrees => write!(s, "agrees"),
-                merge::Divergence::DiffersAt(p) => write!(s, "differs at {p}"),
-                merge::Divergence::Unlinkable => write!(s, "cannot line up"),
+            let _ = match crate::merge::divergence(&own, o) {
+                crate::merge::Divergence::Agrees => write!(s, "agrees"),
+                crate::merge::Divergence::DiffersAt(p) => write!(s, "differs at {p}"),
+                crate::merge::Divergence::Unlinkable => write!(s, "cannot line up"),
             };
         }
         s
@@ -924,7 +903,7 @@ impl Peer {
             if rec.stake.get() >= min && rec.stake.get() > 0 {
                 raw_total += u128::from(rec.stake.get());
             }
-            let e = stake::effective_stake(rec, now, params);
+            let e = crate::stake::effective_stake(rec, now, params);
             if e >= min && e > 0 {
                 w.insert(rec.key, u128::from(e));
                 total += u128::from(e);
@@ -992,7 +971,7 @@ impl Peer {
             max_blocks,
         };
         let status = |id: &Hash| self.block_status(id, now);
-        let merged = match merge::merge(&own, &voters, &self.own_new, &status, &mp) {
+        let merged = match crate::merge::merge(&own, &voters, &self.own_new, &status, &mp) {
             Ok(m) => m,
             Err(fork) => {
                 self.halted = Some(fork);

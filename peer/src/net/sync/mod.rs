@@ -23,26 +23,20 @@ use std::time::Duration;
 
 use cvx_etch::Store;
 use cvx_etch::merkle;
-use cvx_protocol::consensus::{ChallengeResponse, Checkpoint, SignedChallengeResponse};
+use cvx_protocol::consensus::Checkpoint;
 use cvx_protocol::hash::chain_over;
-use cvx_protocol::peer_wire::{
-    Answer, Hello, MAX_BLOCK_IDS, MAX_REQUEST_IDS, Message, PEER_WIRE_VERSION, Query, Role,
-    SyncPoint,
-};
-use cvx_protocol::policy::{MAX_BRIDGE, Request, SignRequest};
-use cvx_protocol::{BoundedVec, ErrorCode, Hash, NetworkId, PublicKey, Token};
-use tokio::net::TcpStream;
+use cvx_protocol::peer_wire::{MAX_REQUEST_IDS, SyncPoint};
+use cvx_protocol::policy::MAX_BRIDGE;
+use cvx_protocol::{Hash, NetworkId, PublicKey};
 
-use super::{FrameError, read_frame, write_msg};
-use crate::ledger::State;
 use crate::signer_client::SignerClient;
+use cvx_consensus::ledger::State;
+use link::Link;
+
+mod link;
 
 /// How long one exchange with a bootstrap peer may take.
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a join waits after a `LOAD` answer to a state request, and how often in a row
-/// it does so before giving up on that peer.
-const STATE_LOAD_BACKOFF: Duration = Duration::from_millis(100);
-const STATE_LOAD_RETRIES: u32 = 50;
 /// Confirmation rounds at most (500 ms apart) while too little stake has answered.
 pub const CONFIRM_ATTEMPTS: u32 = 5;
 /// Rounds of `GetState` at most (a round fetches up to 256 nodes; each round goes one
@@ -113,180 +107,6 @@ pub struct Joined {
     pub total: u128,
     /// State nodes fetched.
     pub nodes: u64,
-}
-
-fn now() -> cvx_protocol::Timestamp {
-    crate::node::now()
-}
-
-/// One authenticated connection to a peer (we claim our key and prove it through our
-/// signer; the other side must prove its key too).
-struct Link {
-    stream: TcpStream,
-    host: String,
-    /// The other side's proven key (None until its proof arrived, or if it is a client).
-    key: Option<PublicKey>,
-}
-
-impl Link {
-    async fn open(
-        host: &str,
-        network: NetworkId,
-        me: PublicKey,
-        signer: &mut SignerClient,
-    ) -> Result<Self, String> {
-        let stream = tokio::time::timeout(SYNC_TIMEOUT, TcpStream::connect(host))
-            .await
-            .map_err(|_| "connect timed out".to_owned())?
-            .map_err(|e| format!("connect: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        let mut l = Self {
-            stream,
-            host: host.to_owned(),
-            key: None,
-        };
-        let mut token = [0u8; 32];
-        getrandom::fill(&mut token).map_err(|e| format!("no OS randomness: {e}"))?;
-        let token = Token(token);
-        write_msg(
-            &mut l.stream,
-            &Message::Hello(Hello {
-                version: PEER_WIRE_VERSION,
-                network,
-                role: Role::Peer(me),
-                challenge: token,
-                time: now(),
-            }),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let theirs = match l.next().await? {
-            Message::Hello(h) => h,
-            m => return Err(format!("expected Hello, got {}", super::kind(&m))),
-        };
-        if theirs.version != PEER_WIRE_VERSION || theirs.network != network {
-            return Err("another network or wire version".into());
-        }
-        let Role::Peer(claimed) = theirs.role else {
-            return Err("the host is not a peer".into());
-        };
-        // Prove our key (they keep us as an unprivileged client unless we are staked).
-        let response = ChallengeResponse {
-            challenger: claimed,
-            responder: me,
-            token: theirs.challenge,
-        };
-        let sig = signer
-            .sign(Request {
-                network,
-                body: SignRequest::ChallengeResponse(response.clone()),
-            })
-            .await
-            .map_err(|e| format!("signer: {e}"))?
-            .map_err(|r| format!("signer refused the challenge response: {}", r.code.name()))?;
-        write_msg(
-            &mut l.stream,
-            &Message::Proof(SignedChallengeResponse {
-                response,
-                signature: sig,
-            }),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        // Their proof of `claimed` over our token.
-        loop {
-            if let Message::Proof(p) = l.next().await? {
-                let r = &p.response;
-                let good = r.challenger == me
-                    && r.responder == claimed
-                    && r.token == token
-                    && claimed.verify(&network, r, &p.signature).is_ok();
-                if !good {
-                    return Err("bad proof of its key".into());
-                }
-                l.key = Some(claimed);
-                return Ok(l);
-            }
-        }
-    }
-
-    async fn next(&mut self) -> Result<Message, String> {
-        match read_frame(&mut self.stream, SYNC_TIMEOUT, SYNC_TIMEOUT).await {
-            Ok(Message::Error { code, detail }) => Err(format!("refused: {code}: {detail}")),
-            Ok(m) => Ok(m),
-            Err(FrameError::Slow(d)) => Err(format!("no answer within {d:?}")),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    async fn sync_point(&mut self, at: Option<u64>) -> Result<Option<SyncPoint>, String> {
-        write_msg(&mut self.stream, &Message::Query(Query::SyncPoint(at)))
-            .await
-            .map_err(|e| e.to_string())?;
-        loop {
-            if let Message::Answer(a) = self.next().await? {
-                return match a {
-                    Answer::SyncPoint(sp) => Ok(sp),
-                    _ => Err("unexpected answer".into()),
-                };
-            }
-        }
-    }
-
-    async fn block_ids(&mut self, from: u64) -> Result<Vec<Hash>, String> {
-        let count = u32::try_from(MAX_BLOCK_IDS).unwrap_or(1024);
-        write_msg(&mut self.stream, &Message::GetBlockIds { from, count })
-            .await
-            .map_err(|e| e.to_string())?;
-        loop {
-            if let Message::BlockIds { from: f, ids } = self.next().await? {
-                if f != from {
-                    return Err("ids from another position".into());
-                }
-                return Ok(ids.into_vec());
-            }
-        }
-    }
-
-    /// One `GetState` round. A `LOAD` answer (the serving peer's per-connection budget,
-    /// `node::STATE_REQUESTS_PER_SEC`) is waited out and the request repeated.
-    async fn get_state(&mut self, ids: &[cvx_etch::Hash]) -> Result<Vec<Vec<u8>>, String> {
-        let v: Vec<Hash> = ids.iter().map(|h| Hash(h.0)).collect();
-        let req = BoundedVec::try_from_vec(v).map_err(|_| "too many ids".to_owned())?;
-        for _ in 0..=STATE_LOAD_RETRIES {
-            write_msg(&mut self.stream, &Message::GetState(req.clone()))
-                .await
-                .map_err(|e| e.to_string())?;
-            loop {
-                match read_frame(&mut self.stream, SYNC_TIMEOUT, SYNC_TIMEOUT).await {
-                    Ok(Message::State(nodes)) => {
-                        return Ok(nodes
-                            .into_vec()
-                            .into_iter()
-                            .map(BoundedVec::into_vec)
-                            .collect());
-                    }
-                    Ok(Message::Error {
-                        code: ErrorCode::Load,
-                        ..
-                    }) => {
-                        tokio::time::sleep(STATE_LOAD_BACKOFF).await;
-                        break;
-                    }
-                    Ok(Message::Error { code, detail }) => {
-                        return Err(format!("refused: {code}: {detail}"));
-                    }
-                    Ok(_) => {}
-                    Err(FrameError::Slow(d)) => return Err(format!("no answer within {d:?}")),
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
-        }
-        Err(format!(
-            "state requests answered LOAD {} times in a row",
-            STATE_LOAD_RETRIES + 1
-        ))
-    }
 }
 
 /// Join: fetch, verify and confirm the newest state the bootstrap peers offer. The tree's
@@ -595,10 +415,14 @@ async fn confirm(
 
 #[cfg(test)]
 mod tests {
+    use super::link::STATE_LOAD_BACKOFF;
     use super::*;
+    use crate::net::{read_frame, write_msg};
     use crate::persist::write_state;
     use cvx_protocol::ledger::{Genesis, GenesisAccount, GenesisPeer};
-    use cvx_protocol::{Address, Amount};
+    use cvx_protocol::peer_wire::Message;
+    use cvx_protocol::{Address, Amount, BoundedVec, ErrorCode};
+    use tokio::net::TcpStream;
 
     fn pk(i: u8) -> PublicKey {
         (0u8..=255)
@@ -631,7 +455,7 @@ mod tests {
                     .collect(),
             )
             .unwrap(),
-            params: crate::devnet::devnet_params(),
+            params: crate::test_params::params(),
         };
         let state = State::from_genesis(&g);
         let (store, _) = Store::open(dir.join("source.etch")).unwrap();

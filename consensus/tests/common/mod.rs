@@ -1,9 +1,9 @@
 //! Shared test wiring: cvx-loadgen's key holders behind cvx-peer's simulation traits.
 #![allow(clippy::unwrap_used, dead_code)]
 
+use cvx_consensus::Config;
+use cvx_consensus::sim::{Member, RawKey, Rng, Sim, TxSource};
 use cvx_loadgen::{Keypair, SimSigner, TestNet, Wallet, fast_params, test_net};
-use cvx_peer::consensus::Config;
-use cvx_peer::sim::{Member, RawKey, Rng, Sim, TxSource};
 use cvx_protocol::consensus::{BlockHeader, Order};
 use cvx_protocol::ledger::{Params, SignedTransaction};
 use cvx_protocol::policy::{PolicyParams, Refusal, Request};
@@ -11,7 +11,7 @@ use cvx_protocol::{NetworkId, PublicKey, Signature, Timestamp};
 
 pub struct Signer(pub SimSigner);
 
-impl cvx_peer::sim::SimSigner for Signer {
+impl cvx_consensus::sim::SignerModel for Signer {
     fn sign(&mut self, req: &Request, now: Timestamp) -> Result<Signature, Refusal> {
         self.0.sign(req, now)
     }

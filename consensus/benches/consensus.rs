@@ -18,8 +18,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use cvx_consensus::{Action, Config, ConnId, Event, Peer};
 use cvx_loadgen::{SimSigner, Wallet, fast_params, test_net};
-use cvx_peer::consensus::{Action, Config, ConnId, Event, Peer};
 use cvx_protocol::policy::PolicyParams;
 use cvx_protocol::{Hash, Signable, Timestamp};
 

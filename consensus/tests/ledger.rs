@@ -2,8 +2,8 @@
 //! and coin conservation over random transaction streams.
 #![allow(clippy::unwrap_used)]
 
+use cvx_consensus::ledger::{BlockOutcome, BlockRejection, State};
 use cvx_loadgen::{Keypair, TestNet, fast_params, test_net};
-use cvx_peer::ledger::{BlockOutcome, BlockRejection, State};
 use cvx_protocol::consensus::{Block, BlockBody, BlockHeader, body_hash};
 use cvx_protocol::ledger::{Action, SignedTransaction, Transaction, TxOutcome};
 use cvx_protocol::{

@@ -1,8 +1,9 @@
 //! Ledger execution: the finalized state and how a finalized block changes it.
 //!
 //! The state sits behind [`State`]'s small method set (`account`, `peer`, `peers`,
-//! `apply_block`, `state_hash`, `total_coins`, `accounts_len`), so a later issue can move it
-//! into cvx-etch's Merkle tree without touching consensus.
+//! `apply_block`, `state_hash`, `total_coins`, `accounts_len`). It is a value in memory:
+//! cvx-peer writes it to the store as a cvx-etch Merkle state tree (`peer/src/persist/tree.rs`)
+//! and reads it back; this crate does no I/O.
 //!
 //! Rules (docs/consensus.md has the prose and the reasons):
 //! * a block is applied as a whole or rejected as a whole ([`BlockRejection`]): its
@@ -69,8 +70,8 @@ pub enum BlockOutcome {
     Rejected(BlockRejection),
 }
 
-/// The finalized ledger state. Serializable (postcard) so the networked peer can persist
-/// it next to the [`crate::consensus::Snapshot`] until it moves into cvx-etch.
+/// The finalized ledger state. Serializable (postcard): version 1 stores of cvx-peer held it
+/// as one blob next to the [`crate::Snapshot`], and are still read and converted.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct State {
     accounts: Vec<Account>,

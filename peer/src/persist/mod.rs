@@ -25,17 +25,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cvx_etch::Store;
-use cvx_etch::merkle::{self, Key, StateTx};
 use cvx_protocol::consensus::{Block, Checkpoint, SignedOrder};
-use cvx_protocol::hash::hash_parts;
-use cvx_protocol::ledger::{Account, PeerRecord};
 use cvx_protocol::peer_wire::SyncPoint;
-use cvx_protocol::{Canonical, Hash, NetworkId, PublicKey, Timestamp};
+use cvx_protocol::{Canonical, Hash, NetworkId, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::consensus::{Config, Snapshot};
-use crate::ledger::State;
-use crate::node::NodeError;
+use crate::error::NodeError;
+use cvx_consensus::ledger::State;
+use cvx_consensus::{Config, Snapshot};
 
 /// Write and checkpoint the snapshot at most this often (plus at shutdown).
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -43,141 +40,14 @@ pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// converted on open). 2: ledger in the state tree, root in the record.
 pub const RECORD_VERSION: u16 = 2;
 
-/// Domain tag of account keys in the state tree.
-pub const ACCOUNT_KEY_TAG: &[u8] = b"cvx1/state/account";
-/// Domain tag of peer keys in the state tree.
-pub const PEER_KEY_TAG: &[u8] = b"cvx1/state/peer";
-/// Domain tag of the one meta key in the state tree.
-pub const META_KEY_TAG: &[u8] = b"cvx1/state/meta";
-/// Length of the meta value: height, time, account count (u64 little-endian each).
-const META_LEN: usize = 24;
+mod gc;
+mod tree;
 
-/// State-tree key of the account at `address`: SHA-256(`"cvx1/state/account"` ‖ address
-/// u64 LE).
-#[must_use]
-pub fn account_key(address: u64) -> Key {
-    hash_parts(&[ACCOUNT_KEY_TAG, &address.to_le_bytes()]).0
-}
-
-/// State-tree key of the peer `k`: SHA-256(`"cvx1/state/peer"` ‖ key).
-#[must_use]
-pub fn peer_key(k: &PublicKey) -> Key {
-    hash_parts(&[PEER_KEY_TAG, k.as_bytes()]).0
-}
-
-/// State-tree key of the meta entry: SHA-256(`"cvx1/state/meta"`).
-#[must_use]
-pub fn meta_key() -> Key {
-    hash_parts(&[META_KEY_TAG]).0
-}
-
-fn meta_value(s: &State) -> [u8; META_LEN] {
-    let mut v = [0u8; META_LEN];
-    v[..8].copy_from_slice(&s.height().to_le_bytes());
-    v[8..16].copy_from_slice(&s.time().0.to_le_bytes());
-    v[16..].copy_from_slice(&s.accounts_len().to_le_bytes());
-    v
-}
-
-/// Write `new` into the state tree: every entry when `base` is `None`, otherwise only the
-/// entries that differ from `base` (the state the tree rooted at `base.0` holds). Returns
-/// the new root. Nothing is durable until the store's next checkpoint.
-///
-/// # Errors
-/// Store failures.
-pub fn write_state(
-    store: &Store,
-    base: Option<(&cvx_etch::Hash, &State)>,
-    new: &State,
-) -> Result<cvx_etch::Hash, cvx_etch::EtchError> {
-    let (root, old) = match base {
-        Some((r, s)) => (*r, Some(s)),
-        None => (merkle::empty_root(), None),
-    };
-    let mut tx = StateTx::new(store, root);
-    let old_accounts: &[Account] = old.map_or(&[], State::accounts);
-    for (i, a) in new.accounts().iter().enumerate() {
-        if old_accounts.get(i) != Some(a) {
-            tx.insert(&account_key(i as u64), &a.encode())?;
-        }
-    }
-    // Accounts are never deleted by the ledger; a shorter new state (only after a bad
-    // base) is handled for completeness.
-    for i in new.accounts().len()..old_accounts.len() {
-        tx.remove(&account_key(i as u64))?;
-    }
-    for p in new.peers() {
-        if old.and_then(|o| o.peer(&p.key)) != Some(p) {
-            tx.insert(&peer_key(&p.key), &p.encode())?;
-        }
-    }
-    if let Some(o) = old {
-        for p in o.peers() {
-            if new.peer(&p.key).is_none() {
-                tx.remove(&peer_key(&p.key))?;
-            }
-        }
-    }
-    let meta = meta_value(new);
-    if old.map(meta_value) != Some(meta) {
-        tx.insert(&meta_key(), &meta)?;
-    }
-    tx.commit()
-}
-
-/// Why a state tree does not describe a ledger state.
-#[derive(Debug, thiserror::Error)]
-pub enum StateTreeError {
-    /// A node is missing or malformed.
-    #[error("state tree: {0}")]
-    Store(#[from] cvx_etch::EtchError),
-    /// The entries do not form a ledger state.
-    #[error("state tree: {0}")]
-    Invalid(String),
-}
-
-/// Rebuild the ledger state from the tree rooted at `root` (checked strictly: the meta
-/// entry, exactly `accounts` account entries at addresses `0..accounts`, peer entries
-/// under their own keys, every value a canonical encoding, nothing else).
-///
-/// # Errors
-/// [`StateTreeError`].
-pub fn read_state(store: &Store, root: &cvx_etch::Hash) -> Result<State, StateTreeError> {
-    let bad = |m: String| StateTreeError::Invalid(m);
-    let entries = merkle::entries(store, root)?;
-    let mut map: std::collections::HashMap<Key, Vec<u8>> = entries.into_iter().collect();
-    let meta = map
-        .remove(&meta_key())
-        .ok_or_else(|| bad("no meta entry".into()))?;
-    if meta.len() != META_LEN {
-        return Err(bad("meta entry has the wrong length".into()));
-    }
-    let word = |i: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&meta[i * 8..i * 8 + 8]);
-        u64::from_le_bytes(b)
-    };
-    let (height, time, n) = (word(0), Timestamp(word(1)), word(2));
-    if n > map.len() as u64 {
-        return Err(bad(format!("meta says {n} accounts, the tree holds fewer")));
-    }
-    let mut accounts = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
-    for a in 0..n {
-        let v = map
-            .remove(&account_key(a))
-            .ok_or_else(|| bad(format!("account {a} is missing")))?;
-        accounts.push(Account::decode(&v).map_err(|e| bad(format!("account {a}: {e}")))?);
-    }
-    let mut peers = Vec::with_capacity(map.len());
-    for (k, v) in map {
-        let p = PeerRecord::decode(&v).map_err(|e| bad(format!("an entry is not a peer: {e}")))?;
-        if peer_key(&p.key) != k {
-            return Err(bad("a peer record is stored under another key".into()));
-        }
-        peers.push(p);
-    }
-    Ok(State::from_parts(accounts, peers, time, height))
-}
+pub use gc::{PeerChildren, PeriodicGc, collect_garbage};
+pub use tree::{
+    ACCOUNT_KEY_TAG, META_KEY_TAG, PEER_KEY_TAG, StateTreeError, account_key, meta_key, peer_key,
+    read_state, write_state,
+};
 
 /// The chain value at the ledger's position, from the own signed order (or the genesis).
 fn chain_at(order: Option<&SignedOrder>, position: u64, network: &NetworkId) -> Option<Hash> {
@@ -216,133 +86,6 @@ struct RecordV1 {
     ledger: State,
     last_block_ts: Timestamp,
     proposal_since: Timestamp,
-}
-
-/// [`cvx_etch::Children`] for the peer's store: what each record refers to, for garbage
-/// collection. Records carry no kind tag, so every reading that fits is taken and the
-/// union kept (keeping too much is harmless, dropping a live record is not): a snapshot
-/// record (version 1 or 2) refers to its block records and (version 2) its state root; a
-/// state-tree branch refers to its children ([`merkle::node_children`]); blocks, leaves
-/// and anything unknown refer to nothing. Never panics.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PeerChildren;
-
-impl cvx_etch::Children for PeerChildren {
-    fn children(&self, record: &[u8], out: &mut Vec<cvx_etch::Hash>) {
-        merkle::node_children(record, out);
-        match postcard::take_from_bytes::<u16>(record) {
-            Ok((RECORD_VERSION, _)) => {
-                if let Ok(r) = postcard::from_bytes::<Record>(record) {
-                    out.extend(r.blocks.iter().map(|b| cvx_etch::Hash(*b)));
-                    out.push(cvx_etch::Hash(r.state_root));
-                }
-            }
-            Ok((1, _)) => {
-                if let Ok(r) = postcard::from_bytes::<RecordV1>(record) {
-                    out.extend(r.blocks.iter().map(|b| cvx_etch::Hash(*b)));
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Collect the store's garbage once (online: readers and writers go on; see
-/// [`Store::collect_garbage`]). Returns the report, or `None` if interrupted.
-///
-/// # Errors
-/// Store failures ([`cvx_etch::ErrorKind`] `Busy` when a collection is already running).
-pub fn collect_garbage(store: &Store) -> Result<Option<cvx_etch::GcReport>, cvx_etch::EtchError> {
-    match store.collect_garbage(&PeerChildren, &mut |_| std::ops::ControlFlow::Continue(()))? {
-        cvx_etch::GcOutcome::Done(r) => Ok(Some(r)),
-        cvx_etch::GcOutcome::Interrupted => Ok(None),
-    }
-}
-
-/// Periodic online garbage collection of the peer's store: at most one at a time, on a
-/// blocking thread (consensus goes on; the store stays usable, etch's contract), with the
-/// counters `/metrics` shows.
-#[derive(Debug)]
-pub struct PeriodicGc {
-    interval: Duration,
-    next: std::sync::Mutex<Option<Instant>>,
-    running: Arc<std::sync::atomic::AtomicBool>,
-    /// Completed collections.
-    pub runs: Arc<std::sync::atomic::AtomicU64>,
-    /// Bytes reclaimed by completed collections.
-    pub reclaimed: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl PeriodicGc {
-    /// Every `interval_secs` seconds (0: never); the first one `interval_secs` after start.
-    #[must_use]
-    pub fn new(interval_secs: u64) -> Self {
-        let interval = Duration::from_secs(interval_secs);
-        Self {
-            interval,
-            next: std::sync::Mutex::new((interval_secs > 0).then(|| Instant::now() + interval)),
-            running: Arc::default(),
-            runs: Arc::default(),
-            reclaimed: Arc::default(),
-        }
-    }
-
-    /// Start a collection on a blocking thread if one is due and none is running (call
-    /// from the main loop's housekeeping, inside a Tokio runtime). Logs INFO at start and
-    /// end, WARN on failure (the peer keeps running; the next one is tried at the next
-    /// interval).
-    pub fn poll(&self, store: &Arc<Store>) {
-        use std::sync::atomic::Ordering;
-        let Ok(mut next) = self.next.lock() else {
-            return;
-        };
-        let Some(due) = *next else { return };
-        let now = Instant::now();
-        if now < due || self.running.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        *next = Some(now + self.interval);
-        drop(next);
-        let store = Arc::clone(store);
-        let running = Arc::clone(&self.running);
-        let runs = Arc::clone(&self.runs);
-        let reclaimed = Arc::clone(&self.reclaimed);
-        tokio::task::spawn_blocking(move || {
-            let t0 = Instant::now();
-            match store.stats() {
-                Ok(st) => tracing::info!(
-                    records = st.records,
-                    bytes = st.used_bytes,
-                    "store garbage collection started"
-                ),
-                Err(e) => tracing::info!(error = %e, "store garbage collection started"),
-            }
-            match collect_garbage(&store) {
-                Ok(Some(r)) => {
-                    runs.fetch_add(1, Ordering::Relaxed);
-                    reclaimed.fetch_add(
-                        r.bytes_before.saturating_sub(r.bytes_after),
-                        Ordering::Relaxed,
-                    );
-                    tracing::info!(
-                        records_before = r.records_before,
-                        records_after = r.records_after,
-                        bytes_before = r.bytes_before,
-                        bytes_after = r.bytes_after,
-                        dangling = r.dangling,
-                        ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
-                        "store garbage collection done"
-                    );
-                }
-                Ok(None) => tracing::warn!("store garbage collection interrupted"),
-                Err(e) => tracing::warn!(
-                    error = %e,
-                    "store garbage collection failed; the store is unchanged and the peer goes on (retried at the next interval; see docs/operations.md, Storage management)"
-                ),
-            }
-            running.store(false, Ordering::Release);
-        });
-    }
 }
 
 /// The store handle and its bookkeeping.
@@ -575,7 +318,11 @@ impl Persist {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cvx_etch::merkle;
+    use cvx_protocol::PublicKey;
     use cvx_protocol::consensus::Order;
+    use cvx_protocol::hash::hash_parts;
+    use cvx_protocol::ledger::{Account, PeerRecord};
     use cvx_protocol::ledger::{Genesis, GenesisAccount, GenesisPeer};
     use cvx_protocol::{Address, Amount, BoundedVec, Signature};
 
@@ -607,7 +354,7 @@ mod tests {
                 host: None,
             }])
             .unwrap(),
-            params: crate::devnet::devnet_params(),
+            params: crate::test_params::params(),
         }
     }
 

@@ -7,7 +7,7 @@ use cvx_protocol::ledger::{GenesisAccount, GenesisPeer};
 use cvx_protocol::primitives::Name;
 use cvx_protocol::{Address, Amount};
 
-use merge::tests::key;
+use crate::merge::tests::key;
 
 fn genesis(stakes: &[u64]) -> Genesis {
     Genesis {
@@ -139,7 +139,7 @@ fn rule_orders_are_accepted_by_stake_without_decay() {
     let mut p = peer(&[5_000, 1_500]);
     let now = 1_000_000 + 60_000 + 2 * 60_000;
     let rec = p.ledger.peer(&key(1)).unwrap();
-    assert!(stake::effective_stake(rec, Timestamp(now), p.params()) < 1_000);
+    assert!(crate::stake::effective_stake(rec, Timestamp(now), p.params()) < 1_000);
     let so = order(&p, 1, now, 0, (0, 0, 0));
     feed(&mut p, now, so);
     assert_eq!(dropped(&p, Dropped::OrderMinStake), 0);

@@ -6,7 +6,7 @@
 //! same seed replays the same run exactly.
 //!
 //! This module holds no key. Signers, byzantine keys and transactions are supplied
-//! through [`SimSigner`], [`RawKey`] and [`TxSource`] (cvx-loadgen implements them for the
+//! through [`SignerModel`], [`RawKey`] and [`TxSource`] (cvx-loadgen implements them for the
 //! tests and benchmarks).
 //!
 //! Invariants checked after every step: no two honest peers finalize different blocks or
@@ -27,10 +27,11 @@ use cvx_protocol::ledger::{Genesis, SignedTransaction};
 use cvx_protocol::policy::{Refusal, Request};
 use cvx_protocol::{BoundedVec, Hash, NetworkId, PublicKey, Signature, Timestamp};
 
-use crate::consensus::{Action, Config, ConnId, Event, Message, Peer, Snapshot};
+use crate::{Action, Config, ConnId, Event, Message, Peer, Snapshot};
 
-/// A signer as the simulation sees it.
-pub trait SimSigner {
+/// A signer as the simulation sees it (cvx-loadgen's `SimSigner`, wrapped by the tests,
+/// implements it with the real policy).
+pub trait SignerModel {
     /// Decide and sign at the signer's clock `now`.
     ///
     /// # Errors
@@ -102,7 +103,7 @@ impl Rng {
 /// A simulated network member.
 pub enum Member {
     /// An honest peer with its signer.
-    Honest(Box<dyn SimSigner>),
+    Honest(Box<dyn SignerModel>),
     /// A byzantine peer with its raw key.
     Byzantine(Box<dyn RawKey>),
 }
@@ -216,7 +217,7 @@ enum Ev {
     SignReply {
         node: usize,
         life: u64,
-        id: crate::consensus::RequestId,
+        id: crate::RequestId,
         req: Request,
     },
     Crash(usize),
@@ -251,7 +252,7 @@ impl Ord for Queued {
 
 struct HonestNode {
     peer: Option<Peer>,
-    signer: Box<dyn SimSigner>,
+    signer: Box<dyn SignerModel>,
     persisted: Option<Snapshot>,
     life: u64,
     finality: u64,

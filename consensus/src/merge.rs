@@ -426,7 +426,7 @@ pub fn merge(
     }
 
     // Rule 3: append new blocks in timestamp order.
-    let mut present: super::IdSet<Hash> = result.iter().copied().collect();
+    let mut present: crate::ids::IdSet<Hash> = result.iter().copied().collect();
     let mut fresh: Vec<(Timestamp, Hash)> = Vec::new();
     let all_ids = lined
         .iter()

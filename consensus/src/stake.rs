@@ -101,7 +101,7 @@ mod decay_tests {
 
     fn rec(stake: u64, last: u64) -> PeerRecord {
         PeerRecord {
-            key: crate::consensus::merge::tests::key(1),
+            key: crate::merge::tests::key(1),
             controller: Address(0),
             stake: Amount::new(stake).unwrap(),
             host: None,

@@ -1,0 +1,357 @@
+//! Connections, either direction: the accept loop, dialling, the handshake (Hello, the
+//! challenge and its proof), and one reader task per connection that checks every frame
+//! (caps, timeouts, canonical decode) and every submitted transaction before anything
+//! reaches the loop; `GetState` is served here, rate-limited per connection.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use cvx_protocol::consensus::{ChallengeResponse, SignedChallengeResponse};
+use cvx_protocol::peer_wire::{
+    Hello, MAX_STATE_NODE, MAX_STATE_NODES, Message, PEER_WIRE_VERSION, Role,
+};
+use cvx_protocol::policy::{Request, SignRequest};
+use cvx_protocol::{BoundedVec, ErrorCode, Hash, PublicKey, Token};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+use super::client::check_tx;
+use super::signer_jobs::SignJob;
+use super::{
+    CLIENT_IDLE, Ctx, FRAME_BODY, HELLO_TIMEOUT, Input, PEER_IDLE, STATE_REQUESTS_PER_SEC, Shared,
+    WRITE_QUEUE, error_frame, random_token,
+};
+use crate::clock::now;
+use crate::net::{self, FrameError};
+use cvx_consensus::ConnId;
+
+pub(super) async fn accept_loop(listener: TcpListener, ctx: Ctx) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _addr)) => {
+                let n = ctx.shared.incoming.load(Ordering::Relaxed);
+                if usize::try_from(n).unwrap_or(usize::MAX) >= ctx.shared.max_connections {
+                    drop(stream);
+                    continue;
+                }
+                ctx.shared.incoming.fetch_add(1, Ordering::Relaxed);
+                let c = ctx.clone();
+                tokio::spawn(async move {
+                    connection(stream, None, None, c.clone()).await;
+                    c.shared.incoming.fetch_sub(1, Ordering::Relaxed);
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+pub(super) async fn dial(host: String, expect: Option<PublicKey>, ctx: Ctx) {
+    let r = tokio::time::timeout(HELLO_TIMEOUT, TcpStream::connect(&host)).await;
+    match r {
+        Ok(Ok(stream)) => connection(stream, Some(host), expect, ctx).await,
+        _ => {
+            tracing::debug!(%host, "dial failed");
+            let _ = ctx.inputs.send(Input::DialFailed { host }).await;
+        }
+    }
+}
+
+/// One connection, either direction: handshake, then read frames into the loop.
+async fn connection(
+    stream: TcpStream,
+    dialed: Option<String>,
+    expect: Option<PublicKey>,
+    ctx: Ctx,
+) {
+    let _ = stream.set_nodelay(true);
+    let conn = ConnId(ctx.shared.next_conn.fetch_add(1, Ordering::Relaxed));
+    let (mut rd, mut wr) = stream.into_split();
+    let token = random_token();
+    let hello = Message::Hello(Hello {
+        version: PEER_WIRE_VERSION,
+        network: ctx.shared.network,
+        role: Role::Peer(ctx.shared.key),
+        challenge: token,
+        time: now(),
+    });
+    if net::write_msg(&mut wr, &hello).await.is_err() {
+        return fail_dial(dialed, &ctx).await;
+    }
+    let Ok(Message::Hello(theirs)) = net::read_frame(&mut rd, HELLO_TIMEOUT, HELLO_TIMEOUT).await
+    else {
+        return fail_dial(dialed, &ctx).await;
+    };
+    if theirs.version != PEER_WIRE_VERSION || theirs.network != ctx.shared.network {
+        let _ = net::write_msg(
+            &mut wr,
+            &error_frame(ErrorCode::Network, "another network or wire version"),
+        )
+        .await;
+        return fail_dial(dialed, &ctx).await;
+    }
+    let claimed = match theirs.role {
+        Role::Peer(k) if k != ctx.shared.key => Some(k),
+        Role::Peer(_) => return fail_dial(dialed, &ctx).await, // ourselves
+        Role::Client => None,
+    };
+    if let (Some(e), Some(c)) = (expect, claimed)
+        && e != c
+    {
+        tracing::debug!("dialled host answered with another peer key");
+        return fail_dial(dialed, &ctx).await;
+    }
+    let (wtx, mut wrx) = mpsc::channel::<Arc<Vec<u8>>>(WRITE_QUEUE);
+    tokio::spawn(async move {
+        while let Some(frame) = wrx.recv().await {
+            if wr.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    if ctx
+        .inputs
+        .send(Input::Opened {
+            conn,
+            tx: wtx.clone(),
+            dialed: dialed.clone(),
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    // Answer their challenge through the signer (only if they are a peer: clients do not
+    // ask, and the signer refuses zero tokens anyway).
+    if let Some(k) = claimed
+        && theirs.challenge.0 != [0; 32]
+    {
+        let (reply, rx) = oneshot::channel();
+        let response = ChallengeResponse {
+            challenger: k,
+            responder: ctx.shared.key,
+            token: theirs.challenge,
+        };
+        let req = Request {
+            network: ctx.shared.network,
+            body: SignRequest::ChallengeResponse(response.clone()),
+        };
+        if ctx
+            .signer
+            .send(SignJob {
+                request: req,
+                reply,
+            })
+            .await
+            .is_ok()
+            && let Ok(Ok(Ok(signature))) = rx.await
+        {
+            let proof = Message::Proof(SignedChallengeResponse {
+                response,
+                signature,
+            });
+            let _ = wtx
+                .send(Arc::new(cvx_protocol::peer_wire::encode_frame(&proof)))
+                .await;
+        }
+    }
+    let idle = if claimed.is_some() {
+        PEER_IDLE
+    } else {
+        CLIENT_IDLE
+    };
+    let why = read_loop(&mut rd, conn, claimed, token, &wtx, &ctx, idle).await;
+    tracing::debug!(conn = conn.0, why, "connection closed");
+    let _ = ctx.inputs.send(Input::Closed { conn }).await;
+}
+
+async fn fail_dial(dialed: Option<String>, ctx: &Ctx) {
+    if let Some(host) = dialed {
+        let _ = ctx.inputs.send(Input::DialFailed { host }).await;
+    }
+}
+
+async fn read_loop(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    conn: ConnId,
+    claimed: Option<PublicKey>,
+    token: Token,
+    wtx: &mpsc::Sender<Arc<Vec<u8>>>,
+    ctx: &Ctx,
+    idle: Duration,
+) -> &'static str {
+    let reply = |m: &Message| {
+        let _ = wtx.try_send(Arc::new(cvx_protocol::peer_wire::encode_frame(m)));
+    };
+    let mut state_budget = Budget::new(STATE_REQUESTS_PER_SEC);
+    loop {
+        let msg = match net::read_frame(rd, idle, FRAME_BODY).await {
+            Ok(m) => m,
+            Err(FrameError::Io(_)) => return "closed",
+            Err(e) => {
+                let code = match e {
+                    FrameError::Slow(_) => ErrorCode::Timeout,
+                    _ => ErrorCode::Format,
+                };
+                reply(&error_frame(code, &e.to_string()));
+                return "bad frame";
+            }
+        };
+        ctx.shared.frames_in.fetch_add(1, Ordering::Relaxed);
+        match msg {
+            Message::Proof(p) => {
+                let Some(k) = claimed else {
+                    return "proof from a client";
+                };
+                let r = &p.response;
+                let good = r.challenger == ctx.shared.key
+                    && r.responder == k
+                    && r.token == token
+                    && k.verify(&ctx.shared.network, r, &p.signature).is_ok();
+                if !good {
+                    reply(&error_frame(ErrorCode::Trust, "bad proof"));
+                    return "bad proof";
+                }
+                if ctx
+                    .inputs
+                    .send(Input::Proven { conn, key: k })
+                    .await
+                    .is_err()
+                {
+                    return "shutdown";
+                }
+            }
+            Message::Submit(tx) => {
+                let id = tx.id();
+                if let Err(code) = check_tx(&ctx.shared, &tx) {
+                    ctx.shared.refused_ingress.fetch_add(1, Ordering::Relaxed);
+                    reply(&Message::Submitted {
+                        id,
+                        result: Err(code),
+                    });
+                    continue;
+                }
+                if ctx.inputs.send(Input::Submit { conn, tx }).await.is_err() {
+                    return "shutdown";
+                }
+            }
+            Message::Goodbye => return "goodbye",
+            Message::Hello(_) | Message::Submitted { .. } | Message::Answer(_) => {
+                reply(&error_frame(ErrorCode::Format, "unexpected message"));
+                return "protocol violation";
+            }
+            Message::Error { .. } => return "error from the other side",
+            Message::GetState(ids) => {
+                if state_budget.take(Instant::now()) {
+                    reply(&serve_state(&ctx.shared, &ids));
+                } else {
+                    ctx.shared
+                        .state_requests_limited
+                        .fetch_add(1, Ordering::Relaxed);
+                    reply(&error_frame(
+                        ErrorCode::Load,
+                        &format!(
+                            "more than {STATE_REQUESTS_PER_SEC} state requests per second on this connection; wait and ask again"
+                        ),
+                    ));
+                }
+            }
+            // Unsolicited state nodes are ignored (a join uses its own connections).
+            Message::State(_) => {}
+            m => {
+                if ctx.inputs.send(Input::Wire { conn, msg: m }).await.is_err() {
+                    return "shutdown";
+                }
+            }
+        }
+    }
+}
+
+/// A token bucket: `per_sec` tokens a second, at most `per_sec` saved up.
+struct Budget {
+    per_sec: u32,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Budget {
+    fn new(per_sec: u32) -> Self {
+        Self {
+            per_sec,
+            tokens: f64::from(per_sec),
+            at: Instant::now(),
+        }
+    }
+
+    /// Take one token if there is one.
+    fn take(&mut self, now: Instant) -> bool {
+        let cap = f64::from(self.per_sec);
+        let earned = now.saturating_duration_since(self.at).as_secs_f64() * cap;
+        self.tokens = (self.tokens + earned).min(cap);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Answer a `GetState`: the requested state-tree nodes this peer holds (malformed records
+/// or other record kinds are never served), within the frame cap.
+fn serve_state(
+    shared: &Shared,
+    ids: &BoundedVec<Hash, { cvx_protocol::peer_wire::MAX_REQUEST_IDS }>,
+) -> Message {
+    // Leave room for the frame's own overhead below MAX_FRAME.
+    const BUDGET: usize = cvx_protocol::peer_wire::MAX_FRAME - 64 * 1024;
+    let mut out = Vec::new();
+    let mut used = 0usize;
+    for id in ids.iter().take(MAX_STATE_NODES) {
+        let h = cvx_etch::Hash(id.0);
+        let Ok(Some(bytes)) = shared.store.get(&h) else {
+            continue;
+        };
+        if bytes.len() > MAX_STATE_NODE
+            || used + bytes.len() + 8 > BUDGET
+            || cvx_etch::merkle::decode_node(&h, &bytes).is_err()
+        {
+            continue;
+        }
+        used += bytes.len() + 8;
+        if let Ok(b) = BoundedVec::try_from_vec(bytes) {
+            out.push(b);
+        }
+    }
+    shared
+        .state_nodes_served
+        .fetch_add(out.len() as u64, Ordering::Relaxed);
+    Message::State(BoundedVec::try_from_vec(out).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_request_budget_allows_a_burst_then_the_rate() {
+        let mut b = Budget::new(64);
+        let t0 = b.at;
+        assert_eq!((0..100).filter(|_| b.take(t0)).count(), 64, "a burst of 64");
+        assert!(!b.take(t0));
+        // 1/64 s later: one more; a second later: a full burst again, never more.
+        assert!(b.take(t0 + Duration::from_millis(16)));
+        assert!(!b.take(t0 + Duration::from_millis(16)));
+        let later = t0 + Duration::from_secs(10);
+        assert_eq!((0..100).filter(|_| b.take(later)).count(), 64);
+        // A clock that goes backwards earns nothing.
+        assert!(!b.take(t0));
+    }
+}

@@ -1,0 +1,130 @@
+//! Housekeeping, every 250 ms: followers promoted once staked, whether this peer takes
+//! part in consensus, stall reports, store garbage collection, and the outgoing
+//! connections (rotation and dialling).
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+
+use cvx_protocol::PublicKey;
+use cvx_protocol::peer_wire::Message;
+
+use super::connection::dial;
+use super::{HEARD_WINDOW_MS, MainLoop};
+use crate::clock::now;
+use crate::conn::Candidate;
+use cvx_consensus::ConnId;
+
+impl MainLoop {
+    /// Candidates for outgoing connections: hosts registered on-chain for staked peers
+    /// (not ourselves), and the operator's bootstrap hosts.
+    fn candidates(&self) -> Vec<Candidate> {
+        let ledger = self.peer.ledger();
+        let mut v: Vec<Candidate> = ledger
+            .peers()
+            .filter(|p| p.key != self.settings.key && !p.stake.is_zero())
+            .filter_map(|p| {
+                p.host.as_ref().map(|h| Candidate {
+                    host: h.as_str().to_owned(),
+                    key: Some(p.key),
+                    stake: p.stake.get(),
+                })
+            })
+            .collect();
+        let own_host = ledger
+            .peer(&self.settings.key)
+            .and_then(|p| p.host.as_ref().map(|h| h.as_str().to_owned()));
+        let mean = if v.is_empty() {
+            1
+        } else {
+            v.iter().map(|c| c.stake).sum::<u64>() / v.len() as u64
+        };
+        for b in &self.settings.bootstrap {
+            if !v.iter().any(|c| &c.host == b) && own_host.as_deref() != Some(b.as_str()) {
+                v.push(Candidate {
+                    host: b.clone(),
+                    key: None,
+                    stake: mean,
+                });
+            }
+        }
+        v
+    }
+
+    pub(super) fn housekeeping(&mut self) {
+        let t = now().0;
+        self.gc.poll(self.persist.store());
+        // Followers that the ledger has staked since they connected now count (and peers
+        // whose stake was withdrawn stop counting).
+        let ledger = self.peer.ledger();
+        for c in self.conns.values_mut() {
+            let Some(k) = c.proven else { continue };
+            let stake = ledger.peer(&k).map_or(0, |p| p.stake.get());
+            if stake > 0 && c.key.is_none() {
+                tracing::info!(peer = %k, "a connected follower is staked now: its orders count");
+                c.key = Some(k);
+                if let Some(h) = &c.dialed {
+                    self.manager.on_connected(t, h, stake);
+                }
+            } else if stake == 0 && c.key.is_some() {
+                c.key = None;
+            }
+        }
+        // Taking part: the stake of peers heard recently, with our own, reaches the
+        // consensus threshold (2/3 of the total).
+        let ledger = self.peer.ledger();
+        let total: u128 = ledger.peers().map(|p| u128::from(p.stake.get())).sum();
+        let mut heard: HashSet<PublicKey> = self
+            .conns
+            .values()
+            .filter(|c| t.saturating_sub(c.heard_ms) <= HEARD_WINDOW_MS)
+            .filter_map(|c| c.key)
+            .collect();
+        heard.insert(self.settings.key);
+        let have: u128 = heard
+            .iter()
+            .filter_map(|k| ledger.peer(k))
+            .map(|p| u128::from(p.stake.get()))
+            .sum();
+        let ok = total > 0 && have * 3 > total * 2;
+        // A stall while taking part: say why, at most every 5 s (docs/operations.md).
+        let fin = self.peer.points().2;
+        if fin != self.stall.0 {
+            self.stall = (fin, t, t);
+        } else if ok
+            && self.peer.has_work_pending()
+            && t.saturating_sub(self.stall.1) >= 3_000
+            && t.saturating_sub(self.stall.2) >= 5_000
+        {
+            self.stall.2 = t;
+            tracing::warn!(
+                finality = fin,
+                stalled_ms = t - self.stall.1,
+                report = %self.peer.stall_report(),
+                "finality is not advancing"
+            );
+        }
+        let was = self.ctx.shared.in_consensus.swap(ok, Ordering::Relaxed);
+        if was != ok {
+            tracing::info!(in_consensus = ok, "consensus participation changed");
+        }
+        // Outgoing connections.
+        let cands = self.candidates();
+        if let Some(victim) = self.manager.rotate(t, &cands) {
+            let ids: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.dialed.as_deref() == Some(victim.as_str()))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                self.send(id, &Message::Goodbye);
+                self.conns.remove(&id);
+            }
+            self.manager.on_closed(&victim);
+        }
+        for host in self.manager.plan(t, &cands) {
+            let expect = cands.iter().find(|c| c.host == host).and_then(|c| c.key);
+            tokio::spawn(dial(host, expect, self.ctx.clone()));
+        }
+    }
+}

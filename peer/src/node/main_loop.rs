@@ -1,0 +1,330 @@
+//! The main loop: the only owner of the consensus machine. It takes inputs from the
+//! connection tasks, the signer task, the timers and the HTTP API, and carries out the
+//! machine's actions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use cvx_protocol::ledger::{TxOutcome, TxResult};
+use cvx_protocol::peer_wire::Message;
+use cvx_protocol::policy::Refusal;
+use cvx_protocol::{BoundedVec, ErrorCode, PublicKey};
+use tokio::sync::mpsc;
+
+use super::{CHAIN_LOG, ConnState, Input, MAX_FOLLOWERS, MainLoop, RESULTS_KEPT, chain_at_height};
+use crate::api::ApiRequest;
+use crate::clock::now;
+use crate::conn::ConnManager;
+use crate::error::NodeError;
+use crate::net;
+use cvx_consensus::ledger::BlockOutcome;
+use cvx_consensus::{self as consensus, Action, ConnId, Event};
+
+impl MainLoop {
+    pub(super) async fn run(
+        mut self,
+        mut inputs: mpsc::Receiver<Input>,
+        mut api: mpsc::Receiver<ApiRequest>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), NodeError> {
+        self.manager = ConnManager::new(self.settings.target_outgoing, {
+            let mut s = [0u8; 8];
+            let _ = getrandom::fill(&mut s);
+            u64::from_le_bytes(s)
+        });
+        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut slow = tokio::time::interval(Duration::from_millis(250));
+        slow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(input) = inputs.recv() => {
+                    let mut batch = vec![input];
+                    while batch.len() < 4096 {
+                        match inputs.try_recv() {
+                            Ok(i) => batch.push(i),
+                            Err(_) => break,
+                        }
+                    }
+                    for i in batch {
+                        self.on_input(i)?;
+                    }
+                }
+                _ = tick.tick() => {
+                    let acts = self.peer.handle(now(), Event::Tick);
+                    self.carry_out(acts)?;
+                }
+                _ = slow.tick() => self.housekeeping(),
+                Some((q, reply)) = api.recv() => {
+                    let _ = reply.send(self.api_answer(&q));
+                }
+            }
+        }
+        tracing::info!("shutting down: goodbye to peers, checkpoint, close");
+        let bye = Arc::new(cvx_protocol::peer_wire::encode_frame(&Message::Goodbye));
+        for c in self.conns.values() {
+            let _ = c.tx.try_send(Arc::clone(&bye));
+        }
+        self.persist
+            .save(&self.peer.snapshot(), self.ctx.shared.network.0, true)
+            .map_err(|e| self.persist.error(&e))?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(())
+    }
+
+    pub(super) fn send(&self, conn: ConnId, m: &Message) {
+        if let Some(c) = self.conns.get(&conn) {
+            let _ =
+                c.tx.try_send(Arc::new(cvx_protocol::peer_wire::encode_frame(m)));
+        }
+    }
+
+    fn on_input(&mut self, input: Input) -> Result<(), NodeError> {
+        match input {
+            Input::Opened { conn, tx, dialed } => {
+                self.conns.insert(
+                    conn,
+                    ConnState {
+                        tx,
+                        key: None,
+                        proven: None,
+                        dialed,
+                        heard_ms: now().0,
+                        known: net::delta::Known::default(),
+                    },
+                );
+            }
+            Input::Proven { conn, key } => {
+                let staked = self
+                    .peer
+                    .ledger()
+                    .peer(&key)
+                    .is_some_and(|p| !p.stake.is_zero());
+                let followers = self
+                    .conns
+                    .values()
+                    .filter(|c| c.proven.is_some() && c.key.is_none())
+                    .count();
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    if staked || followers < MAX_FOLLOWERS {
+                        c.proven = Some(key);
+                    }
+                    if staked {
+                        c.key = Some(key);
+                        if let Some(h) = &c.dialed {
+                            let stake = self.peer.ledger().peer(&key).map_or(0, |p| p.stake.get());
+                            self.manager.on_connected(now().0, h, stake);
+                        }
+                        tracing::debug!(conn = conn.0, peer = %key, "peer proved its key");
+                    } else {
+                        tracing::debug!(
+                            conn = conn.0,
+                            "proof of an unstaked key: a follower (beliefs sent, not counted)"
+                        );
+                    }
+                }
+            }
+            Input::Wire { conn, msg } => self.on_wire(conn, msg)?,
+            Input::Submit { conn, tx } => self.on_submit(conn, tx)?,
+            Input::Closed { conn } => {
+                if let Some(c) = self.conns.remove(&conn)
+                    && let Some(h) = c.dialed
+                {
+                    self.manager.on_failed(now().0, &h);
+                }
+                self.waiting.retain(|_, v| {
+                    v.retain(|c| *c != conn);
+                    !v.is_empty()
+                });
+            }
+            Input::DialFailed { host } => self.manager.on_failed(now().0, &host),
+            Input::Signed { id, result } => {
+                self.sign_pending.remove(&id);
+                let result = result.unwrap_or_else(|e| {
+                    Err(Refusal {
+                        code: cvx_protocol::policy::RefuseCode::StateUnavailable,
+                        detail: e,
+                    })
+                });
+                let acts = self
+                    .peer
+                    .handle(now(), Event::SignatureReturned { id, result });
+                self.carry_out(acts)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_wire(&mut self, conn: ConnId, msg: Message) -> Result<(), NodeError> {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Ok(());
+        };
+        c.heard_ms = now().0;
+        let is_peer = c.key.is_some();
+        let cmsg = match msg {
+            Message::Query(q) => {
+                let a = self.answer(&q);
+                self.send(conn, &Message::Answer(a));
+                return Ok(());
+            }
+            // Beliefs count only from proven, staked peers; block and id requests are
+            // served to anyone (they are public data).
+            Message::Belief(b) if is_peer => {
+                c.known.received(&b.orders);
+                consensus::Message::Belief(b)
+            }
+            Message::Block(b) if is_peer => consensus::Message::Block(Arc::new(b)),
+            Message::GetBlocks(ids) => consensus::Message::GetBlocks(ids.into_vec()),
+            Message::GetBlockIds { from, .. } => consensus::Message::GetChain(from),
+            Message::BlockIds { from, ids } if is_peer => consensus::Message::Chain {
+                start: from,
+                ids: ids.into_vec(),
+            },
+            _ => return Ok(()),
+        };
+        let acts = self.peer.handle(
+            now(),
+            Event::Message {
+                from: conn,
+                msg: cmsg,
+            },
+        );
+        self.carry_out(acts)
+    }
+
+    pub(super) fn carry_out(&mut self, acts: Vec<Action>) -> Result<(), NodeError> {
+        for a in acts {
+            match a {
+                Action::Sign { id, request } => self.sign(id, request)?,
+                Action::Broadcast(consensus::Message::Belief(b)) => {
+                    // Deltas: each connection gets the orders it does not hold yet (and
+                    // the whole belief every few seconds); one encoding per distinct set.
+                    let t = now().0;
+                    let mut frames: HashMap<Vec<(PublicKey, u64)>, Arc<Vec<u8>>> = HashMap::new();
+                    let total = b.orders.len() as u64;
+                    for c in self.conns.values_mut().filter(|c| c.proven.is_some()) {
+                        let Some(d) = c.known.outgoing(&b, t) else {
+                            self.ctx
+                                .shared
+                                .belief_orders_saved
+                                .fetch_add(total, Ordering::Relaxed);
+                            continue;
+                        };
+                        let n = d.orders.len() as u64;
+                        self.ctx
+                            .shared
+                            .belief_orders_sent
+                            .fetch_add(n, Ordering::Relaxed);
+                        self.ctx
+                            .shared
+                            .belief_orders_saved
+                            .fetch_add(total - n, Ordering::Relaxed);
+                        let sig: Vec<(PublicKey, u64)> = d
+                            .orders
+                            .iter()
+                            .map(|s| (s.order.peer, s.order.timestamp.0))
+                            .collect();
+                        let frame = frames.entry(sig).or_insert_with(|| {
+                            Arc::new(cvx_protocol::peer_wire::encode_frame(&Message::Belief(d)))
+                        });
+                        let _ = c.tx.try_send(Arc::clone(frame));
+                    }
+                }
+                Action::Broadcast(m) => {
+                    let frame = Arc::new(cvx_protocol::peer_wire::encode_frame(&to_wire(m)));
+                    for c in self.conns.values().filter(|c| c.proven.is_some()) {
+                        let _ = c.tx.try_send(Arc::clone(&frame));
+                    }
+                }
+                Action::Send { to, msg } => self.send(to, &to_wire(msg)),
+                Action::Persist(snap) => {
+                    self.persist
+                        .save(&snap, self.ctx.shared.network.0, false)
+                        .map_err(|e| self.persist.error(&e))?;
+                }
+                Action::Finalized(f) => self.on_finalized(&f),
+                Action::Halted(fork) => {
+                    tracing::error!(?fork, "fork detected: consensus halted");
+                    return Err(NodeError::Halted(format!("{fork:?}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_finalized(&mut self, f: &consensus::Finalized) {
+        let outcomes: Vec<TxOutcome> = match &f.outcome {
+            BlockOutcome::Applied(o) => o.clone(),
+            BlockOutcome::Rejected(_) => vec![TxOutcome::Failed(ErrorCode::State); f.tx_ids.len()],
+        };
+        for (i, (id, outcome)) in f.tx_ids.iter().zip(outcomes).enumerate() {
+            let r = TxResult {
+                id: *id,
+                block_position: f.position,
+                index: u32::try_from(i).unwrap_or(u32::MAX),
+                outcome,
+            };
+            self.finalized_tx += 1;
+            if let Some(conns) = self.waiting.remove(id) {
+                let m = Message::Submitted {
+                    id: *id,
+                    result: Ok(r.clone()),
+                };
+                for c in conns {
+                    self.send(c, &m);
+                }
+            }
+            self.results.insert(*id, r);
+            self.results_order.push_back(*id);
+            while self.results_order.len() > RESULTS_KEPT {
+                if let Some(old) = self.results_order.pop_front() {
+                    self.results.remove(&old);
+                }
+            }
+        }
+        self.executed += 1;
+        let height = f.position + 1;
+        let chain = match self.chain_log.back() {
+            Some((h, c, _)) if *h == f.position => Some(cvx_protocol::hash::chain_step(c, &f.id)),
+            _ => chain_at_height(&self.peer, height),
+        };
+        match chain {
+            Some(c) => {
+                self.chain_log.push_back((height, c, f.state_hash));
+                while self.chain_log.len() > CHAIN_LOG {
+                    self.chain_log.pop_front();
+                }
+            }
+            None => self.chain_log.clear(),
+        }
+        if let Ok(mut g) = self.ctx.shared.state.write() {
+            *g = Arc::new(self.peer.ledger().clone());
+        }
+    }
+}
+
+fn to_wire(m: consensus::Message) -> Message {
+    match m {
+        consensus::Message::Belief(b) => Message::Belief(b),
+        consensus::Message::Block(b) => Message::Block(Arc::unwrap_or_clone(b)),
+        consensus::Message::GetBlocks(mut ids) => {
+            ids.truncate(cvx_protocol::peer_wire::MAX_REQUEST_IDS);
+            Message::GetBlocks(BoundedVec::try_from_vec(ids).unwrap_or_default())
+        }
+        consensus::Message::GetChain(from) => Message::GetBlockIds {
+            from,
+            count: u32::try_from(cvx_protocol::peer_wire::MAX_BLOCK_IDS).unwrap_or(1024),
+        },
+        consensus::Message::Chain { start, mut ids } => {
+            ids.truncate(cvx_protocol::peer_wire::MAX_BLOCK_IDS);
+            Message::BlockIds {
+                from: start,
+                ids: BoundedVec::try_from_vec(ids).unwrap_or_default(),
+            }
+        }
+    }
+}

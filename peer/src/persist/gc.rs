@@ -1,0 +1,137 @@
+//! Garbage collection of the peer's store: what each record refers to, and the periodic
+//! online collection.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cvx_etch::Store;
+use cvx_etch::merkle;
+
+use super::{RECORD_VERSION, Record, RecordV1};
+
+/// [`cvx_etch::Children`] for the peer's store: what each record refers to, for garbage
+/// collection. Records carry no kind tag, so every reading that fits is taken and the
+/// union kept (keeping too much is harmless, dropping a live record is not): a snapshot
+/// record (version 1 or 2) refers to its block records and (version 2) its state root; a
+/// state-tree branch refers to its children ([`merkle::node_children`]); blocks, leaves
+/// and anything unknown refer to nothing. Never panics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PeerChildren;
+
+impl cvx_etch::Children for PeerChildren {
+    fn children(&self, record: &[u8], out: &mut Vec<cvx_etch::Hash>) {
+        merkle::node_children(record, out);
+        match postcard::take_from_bytes::<u16>(record) {
+            Ok((RECORD_VERSION, _)) => {
+                if let Ok(r) = postcard::from_bytes::<Record>(record) {
+                    out.extend(r.blocks.iter().map(|b| cvx_etch::Hash(*b)));
+                    out.push(cvx_etch::Hash(r.state_root));
+                }
+            }
+            Ok((1, _)) => {
+                if let Ok(r) = postcard::from_bytes::<RecordV1>(record) {
+                    out.extend(r.blocks.iter().map(|b| cvx_etch::Hash(*b)));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Collect the store's garbage once (online: readers and writers go on; see
+/// [`Store::collect_garbage`]). Returns the report, or `None` if interrupted.
+///
+/// # Errors
+/// Store failures ([`cvx_etch::ErrorKind`] `Busy` when a collection is already running).
+pub fn collect_garbage(store: &Store) -> Result<Option<cvx_etch::GcReport>, cvx_etch::EtchError> {
+    match store.collect_garbage(&PeerChildren, &mut |_| std::ops::ControlFlow::Continue(()))? {
+        cvx_etch::GcOutcome::Done(r) => Ok(Some(r)),
+        cvx_etch::GcOutcome::Interrupted => Ok(None),
+    }
+}
+
+/// Periodic online garbage collection of the peer's store: at most one at a time, on a
+/// blocking thread (consensus goes on; the store stays usable, etch's contract), with the
+/// counters `/metrics` shows.
+#[derive(Debug)]
+pub struct PeriodicGc {
+    interval: Duration,
+    next: std::sync::Mutex<Option<Instant>>,
+    running: Arc<std::sync::atomic::AtomicBool>,
+    /// Completed collections.
+    pub runs: Arc<std::sync::atomic::AtomicU64>,
+    /// Bytes reclaimed by completed collections.
+    pub reclaimed: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl PeriodicGc {
+    /// Every `interval_secs` seconds (0: never); the first one `interval_secs` after start.
+    #[must_use]
+    pub fn new(interval_secs: u64) -> Self {
+        let interval = Duration::from_secs(interval_secs);
+        Self {
+            interval,
+            next: std::sync::Mutex::new((interval_secs > 0).then(|| Instant::now() + interval)),
+            running: Arc::default(),
+            runs: Arc::default(),
+            reclaimed: Arc::default(),
+        }
+    }
+
+    /// Start a collection on a blocking thread if one is due and none is running (call
+    /// from the main loop's housekeeping, inside a Tokio runtime). Logs INFO at start and
+    /// end, WARN on failure (the peer keeps running; the next one is tried at the next
+    /// interval).
+    pub fn poll(&self, store: &Arc<Store>) {
+        use std::sync::atomic::Ordering;
+        let Ok(mut next) = self.next.lock() else {
+            return;
+        };
+        let Some(due) = *next else { return };
+        let now = Instant::now();
+        if now < due || self.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        *next = Some(now + self.interval);
+        drop(next);
+        let store = Arc::clone(store);
+        let running = Arc::clone(&self.running);
+        let runs = Arc::clone(&self.runs);
+        let reclaimed = Arc::clone(&self.reclaimed);
+        tokio::task::spawn_blocking(move || {
+            let t0 = Instant::now();
+            match store.stats() {
+                Ok(st) => tracing::info!(
+                    records = st.records,
+                    bytes = st.used_bytes,
+                    "store garbage collection started"
+                ),
+                Err(e) => tracing::info!(error = %e, "store garbage collection started"),
+            }
+            match collect_garbage(&store) {
+                Ok(Some(r)) => {
+                    runs.fetch_add(1, Ordering::Relaxed);
+                    reclaimed.fetch_add(
+                        r.bytes_before.saturating_sub(r.bytes_after),
+                        Ordering::Relaxed,
+                    );
+                    tracing::info!(
+                        records_before = r.records_before,
+                        records_after = r.records_after,
+                        bytes_before = r.bytes_before,
+                        bytes_after = r.bytes_after,
+                        dangling = r.dangling,
+                        ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+                        "store garbage collection done"
+                    );
+                }
+                Ok(None) => tracing::warn!("store garbage collection interrupted"),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "store garbage collection failed; the store is unchanged and the peer goes on (retried at the next interval; see docs/operations.md, Storage management)"
+                ),
+            }
+            running.store(false, Ordering::Release);
+        });
+    }
+}
