@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::signer_client::SignerClientError;
+use crate::signer_session::SignError;
 
 /// Why the peer could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -26,21 +26,9 @@ pub enum NodeError {
         /// What is wrong.
         problem: String,
     },
-    /// The signer could not be used.
+    /// The signer could not be used at start (unreachable, another key or network...).
     #[error(transparent)]
-    Signer(#[from] SignerClientError),
-    /// The signer holds another key or serves another network.
-    #[error(
-        "the signer's {what} is {theirs}, but the config says {ours}: point signer_socket at this peer's signer, or fix `key`"
-    )]
-    SignerMismatch {
-        /// Key or network.
-        what: &'static str,
-        /// The signer's.
-        theirs: String,
-        /// Ours.
-        ours: String,
-    },
+    Signer(#[from] SignError),
     /// Cannot bind the port.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -121,7 +121,7 @@ impl From<&crate::error::NodeError> for Exit {
         match e {
             E::Genesis { .. } => Self::Genesis,
             E::Store { .. } => Self::Store,
-            E::Signer(_) | E::SignerMismatch { .. } => Self::Signer,
+            E::Signer(_) => Self::Signer,
             E::Bind { .. } => Self::Bind,
             E::Halted(_) => Self::Halted,
             E::Join(_) => Self::Join,

@@ -274,7 +274,16 @@ fn cmd_submit(path: &Path, addr: &str, timeout: u64) -> Result<(), Failure> {
                 e => client_err(&e),
             })?;
         let id = txf.signed.id();
-        match c.submit(txf.signed).await.map_err(|e| client_err(&e))? {
+        let answer = c.submit(txf.signed).await.map_err(|e| match e {
+            // An error frame in answer to the submission (e.g. NETWORK naming the
+            // peer's signer): a refusal, with the peer's reason.
+            cvx_peer::net::client::ClientError::Refused { code, detail } => Failure(
+                Exit::TxFailed,
+                format!("the peer refused the transaction: {code}: {detail}"),
+            ),
+            e => client_err(&e),
+        })?;
+        match answer {
             Ok(r) => {
                 let outcome = match r.outcome {
                     cvx_protocol::ledger::TxOutcome::Applied => "applied".to_owned(),
@@ -404,10 +413,9 @@ fn lock_signer(settings: &Settings) -> Result<(), String> {
     let rt = runtime().map_err(|Failure(_, e)| e)?;
     rt.block_on(async {
         let lock = async {
-            let mut s = cvx_peer::signer_client::SignerClient::connect(&settings.signer_socket)
+            cvx_peer::signer_session::lock(&settings.signer_socket)
                 .await
-                .map_err(|e| e.to_string())?;
-            s.lock().await.map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())
         };
         tokio::time::timeout(HALT_LOCK_TIMEOUT, lock)
             .await

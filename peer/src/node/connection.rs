@@ -15,16 +15,16 @@ use cvx_protocol::policy::{Request, SignRequest};
 use cvx_protocol::{BoundedVec, ErrorCode, Hash, PublicKey, Token};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::client::check_tx;
-use super::signer_jobs::SignJob;
 use super::{
     CLIENT_IDLE, Ctx, FRAME_BODY, HELLO_TIMEOUT, Input, PEER_IDLE, STATE_REQUESTS_PER_SEC, Shared,
     WRITE_QUEUE, error_frame, random_token,
 };
 use crate::clock::now;
 use crate::net::{self, FrameError};
+use crate::signer_session::{Health, SignError};
 use cvx_consensus::ConnId;
 
 pub(super) async fn accept_loop(listener: TcpListener, ctx: Ctx) {
@@ -127,48 +127,62 @@ async fn connection(
     {
         return;
     }
-    // Answer their challenge through the signer (only if they are a peer: clients do not
-    // ask, and the signer refuses zero tokens anyway).
-    if let Some(k) = claimed
-        && theirs.challenge.0 != [0; 32]
-    {
-        let (reply, rx) = oneshot::channel();
-        let response = ChallengeResponse {
-            challenger: k,
-            responder: ctx.shared.key,
-            token: theirs.challenge,
-        };
-        let req = Request {
-            network: ctx.shared.network,
-            body: SignRequest::ChallengeResponse(response.clone()),
-        };
-        if ctx
-            .signer
-            .send(SignJob {
-                request: req,
-                reply,
-            })
-            .await
-            .is_ok()
-            && let Ok(Ok(Ok(signature))) = rx.await
-        {
-            let proof = Message::Proof(SignedChallengeResponse {
-                response,
-                signature,
-            });
-            let _ = wtx
-                .send(Arc::new(cvx_protocol::peer_wire::encode_frame(&proof)))
-                .await;
-        }
-    }
     let idle = if claimed.is_some() {
         PEER_IDLE
     } else {
         CLIENT_IDLE
     };
-    let why = read_loop(&mut rd, conn, claimed, token, &wtx, &ctx, idle).await;
+    let read = read_loop(&mut rd, conn, claimed, token, &wtx, &ctx, idle);
+    tokio::pin!(read);
+    // Answer their challenge through the signer (only if they are a peer: clients do not
+    // ask, and the signer refuses zero tokens anyway), while reading: without a signer
+    // the proof waits until the session is up again.
+    let why = match claimed {
+        Some(k) if theirs.challenge.0 != [0; 32] => {
+            tokio::select! {
+                why = &mut read => why,
+                () = prove(k, theirs.challenge, &wtx, &ctx) => read.await,
+            }
+        }
+        _ => read.await,
+    };
     tracing::debug!(conn = conn.0, why, "connection closed");
     let _ = ctx.inputs.send(Input::Closed { conn }).await;
+}
+
+/// Prove our key to `challenger` over its token, through the signer session; while the
+/// session is down (or the signer locked), wait until it is up and ask again.
+async fn prove(challenger: PublicKey, token: Token, wtx: &mpsc::Sender<Arc<Vec<u8>>>, ctx: &Ctx) {
+    let response = ChallengeResponse {
+        challenger,
+        responder: ctx.shared.key,
+        token,
+    };
+    let request = Request {
+        network: ctx.shared.network,
+        body: SignRequest::ChallengeResponse(response.clone()),
+    };
+    let mut health = ctx.signer.watch();
+    loop {
+        match ctx.signer.sign(request.clone()).await {
+            Ok(signature) => {
+                let proof = Message::Proof(SignedChallengeResponse {
+                    response,
+                    signature,
+                });
+                let _ = wtx
+                    .send(Arc::new(cvx_protocol::peer_wire::encode_frame(&proof)))
+                    .await;
+                return;
+            }
+            Err(SignError::Refused { .. } | SignError::Stopped) => return,
+            Err(_) => {
+                if health.wait_for(Health::is_up).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 async fn fail_dial(dialed: Option<String>, ctx: &Ctx) {

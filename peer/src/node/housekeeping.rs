@@ -85,7 +85,9 @@ impl MainLoop {
             .filter_map(|k| ledger.peer(k))
             .map(|p| u128::from(p.stake.get()))
             .sum();
-        let ok = total > 0 && have * 3 > total * 2;
+        // Without a signer it can neither order nor prove: it does not take part.
+        let ok = total > 0 && have * 3 > total * 2 && self.ctx.signer.is_up();
+        self.flush_held();
         // A stall while taking part: say why, at most every 5 s (docs/operations.md).
         let fin = self.peer.points().2;
         if fin != self.stall.0 {

@@ -11,7 +11,7 @@ use crate::clock::now;
 use crate::config::Settings;
 use crate::error::NodeError;
 use crate::net;
-use crate::signer_client::SignerClient;
+use crate::signer_session::{SignError, SignerSession};
 use cvx_consensus as consensus;
 
 /// Rounds (1 s apart) a join waits for a state at or past its signer's committed point.
@@ -25,7 +25,7 @@ pub(super) async fn join_by_state_sync(
     settings: &Settings,
     cfg: &consensus::Config,
     persist: &mut crate::persist::Persist,
-    signer: &mut SignerClient,
+    signer: &SignerSession,
 ) -> Result<consensus::Snapshot, NodeError> {
     use cvx_protocol::consensus::{Checkpoint, Order, SignedOrder};
     let network = cfg.genesis.network_id();
@@ -111,16 +111,12 @@ pub(super) async fn join_by_state_sync(
             bridge,
         },
     };
-    let signature = signer
-        .sign(request)
-        .await?
-        .map_err(|r| {
-            fail(format!(
-                "the signer refused to commit to the synced position ({}: {}); a signer that already signed for this network keeps its watermark: restore this peer's store from a backup instead (docs/operations.md, Joining by state sync)",
-                r.code.name(),
-                r.detail
-            ))
-        })?;
+    let signature = signer.sign(request).await.map_err(|e| match e {
+        SignError::Refused { code, detail } => fail(format!(
+            "the signer refused to commit to the synced position ({code}: {detail}); a signer that already signed for this network keeps its watermark: restore this peer's store from a backup instead (docs/operations.md, Joining by state sync)"
+        )),
+        e => NodeError::Signer(e),
+    })?;
     let snap = consensus::Snapshot {
         order: Some(SignedOrder { order, signature }),
         blocks: Vec::new(),

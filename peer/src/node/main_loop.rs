@@ -1,5 +1,5 @@
 //! The main loop: the only owner of the consensus machine. It takes inputs from the
-//! connection tasks, the signer task, the timers and the HTTP API, and carries out the
+//! connection tasks, the signer session, the timers and the HTTP API, and carries out the
 //! machine's actions.
 
 use std::collections::HashMap;
@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use cvx_protocol::ledger::{TxOutcome, TxResult};
 use cvx_protocol::peer_wire::Message;
-use cvx_protocol::policy::Refusal;
 use cvx_protocol::{BoundedVec, ErrorCode, PublicKey};
 use tokio::sync::mpsc;
 
@@ -19,6 +18,7 @@ use crate::clock::now;
 use crate::conn::ConnManager;
 use crate::error::NodeError;
 use crate::net;
+use crate::signer_session::Signed;
 use cvx_consensus::ledger::BlockOutcome;
 use cvx_consensus::{self as consensus, Action, ConnId, Event};
 
@@ -27,8 +27,10 @@ impl MainLoop {
         mut self,
         mut inputs: mpsc::Receiver<Input>,
         mut api: mpsc::Receiver<ApiRequest>,
+        mut signed: mpsc::Receiver<Signed>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), NodeError> {
+        let mut signer_health = self.ctx.signer.watch();
         self.manager = ConnManager::new(self.settings.target_outgoing, {
             let mut s = [0u8; 8];
             let _ = getrandom::fill(&mut s);
@@ -57,6 +59,11 @@ impl MainLoop {
                 _ = tick.tick() => {
                     let acts = self.peer.handle(now(), Event::Tick);
                     self.carry_out(acts)?;
+                }
+                Some(s) = signed.recv() => self.on_signed(s)?,
+                Ok(()) = signer_health.changed() => {
+                    let up = signer_health.borrow_and_update().is_up();
+                    self.on_signer_health(up);
                 }
                 _ = slow.tick() => self.housekeeping(),
                 Some((q, reply)) = api.recv() => {
@@ -142,19 +149,6 @@ impl MainLoop {
                 });
             }
             Input::DialFailed { host } => self.manager.on_failed(now().0, &host),
-            Input::Signed { id, result } => {
-                self.sign_pending.remove(&id);
-                let result = result.unwrap_or_else(|e| {
-                    Err(Refusal {
-                        code: cvx_protocol::policy::RefuseCode::StateUnavailable,
-                        detail: e,
-                    })
-                });
-                let acts = self
-                    .peer
-                    .handle(now(), Event::SignatureReturned { id, result });
-                self.carry_out(acts)?;
-            }
         }
         Ok(())
     }
@@ -199,7 +193,7 @@ impl MainLoop {
     pub(super) fn carry_out(&mut self, acts: Vec<Action>) -> Result<(), NodeError> {
         for a in acts {
             match a {
-                Action::Sign { id, request } => self.sign(id, request)?,
+                Action::Sign { id, request } => self.sign(id, request),
                 Action::Broadcast(consensus::Message::Belief(b)) => {
                     // Deltas: each connection gets the orders it does not hold yet (and
                     // the whole belief every few seconds); one encoding per distinct set.

@@ -42,6 +42,12 @@ impl MainLoop {
             u64::from(st.in_consensus),
         );
         g(
+            "signer_up",
+            "1 while the signer session is up (connected, not locked); 0 while the peer cannot sign.",
+            "gauge",
+            u64::from(self.ctx.signer.is_up()),
+        );
+        g(
             "connections_outgoing",
             "Outgoing connections (count only: the list is never revealed).",
             "gauge",

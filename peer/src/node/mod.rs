@@ -1,8 +1,8 @@
 //! The runtime of a networked peer: it owns the consensus state machine, the cvx-etch
-//! store, the signer client and the sockets, and carries out the machine's actions.
+//! store, the signer session and the sockets, and carries out the machine's actions.
 //!
-//! Tasks: one main loop (the only owner of [`consensus::Peer`]), one signer task (the
-//! only user of the signer socket), one accept loop, one reader and one writer task per
+//! Tasks: one main loop (the only owner of [`consensus::Peer`]), the signer session (the
+//! only owner of the signer socket, [`crate::signer_session`]), one accept loop, one reader and one writer task per
 //! connection. Readers check every frame (caps, timeouts, canonical decode) and every
 //! submitted transaction (sequence, strict signature) before anything reaches the loop.
 //!
@@ -10,7 +10,8 @@
 //! [`connection`] (accept, dial, handshake, the reader of each connection), [`client`]
 //! (submitted transactions), [`answers`] (queries, status and the HTTP API's answers),
 //! [`metrics`], [`housekeeping`] (participation, stalls, outgoing connections), [`join`]
-//! (joining by state sync) and [`signer_jobs`] (requests to the signer task).
+//! (joining by state sync) and [`signer_jobs`] (the consensus machine's sign requests, held
+//! while the signer session is down).
 
 mod answers;
 mod client;
@@ -21,18 +22,18 @@ mod main_loop;
 mod metrics;
 mod signer_jobs;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use cvx_etch::Store;
+use cvx_protocol::Token;
 use cvx_protocol::ledger::{Genesis, SignedTransaction, TxResult};
 use cvx_protocol::peer_wire::Message;
-use cvx_protocol::policy::Refusal;
+use cvx_protocol::policy::Request;
 use cvx_protocol::{BoundedString, Canonical, ErrorCode, Hash, NetworkId, PublicKey};
-use cvx_protocol::{Signature, Token};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -40,7 +41,7 @@ use crate::api::ApiRequest;
 use crate::config::Settings;
 use crate::conn::ConnManager;
 use crate::net;
-use crate::signer_client::SignerClient;
+use crate::signer_session::{self, SessionSettings, Signed, SignerSession};
 use cvx_consensus::ledger::State;
 use cvx_consensus::{self as consensus, ConnId, RequestId};
 
@@ -51,7 +52,6 @@ pub use join::JOIN_WAIT_ROUNDS;
 
 use connection::accept_loop;
 use join::join_by_state_sync;
-use signer_jobs::{SignJob, signer_task};
 
 /// How long the other side's Hello may take.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -133,17 +133,13 @@ enum Input {
     DialFailed {
         host: String,
     },
-    Signed {
-        id: RequestId,
-        result: Result<Result<Signature, Refusal>, String>,
-    },
 }
 
 #[derive(Clone)]
 struct Ctx {
     shared: Arc<Shared>,
     inputs: mpsc::Sender<Input>,
-    signer: mpsc::Sender<SignJob>,
+    signer: SignerSession,
 }
 
 fn random_token() -> Token {
@@ -181,7 +177,8 @@ pub struct Node {
     settings: Settings,
     genesis: Genesis,
     store: Store,
-    signer: SignerClient,
+    signer: SignerSession,
+    signed: mpsc::Receiver<Signed>,
     listener: TcpListener,
     api: Option<TcpListener>,
 }
@@ -206,21 +203,13 @@ impl Node {
         if !report.is_clean() {
             tracing::warn!(?report, "store recovered after an unclean stop");
         }
-        let signer = SignerClient::connect(&settings.signer_socket).await?;
-        if signer.public_key != settings.key {
-            return Err(NodeError::SignerMismatch {
-                what: "public key",
-                theirs: signer.public_key.to_hex(),
-                ours: settings.key.to_hex(),
-            });
-        }
-        if signer.network != network {
-            return Err(NodeError::SignerMismatch {
-                what: "network",
-                theirs: signer.network.0.to_hex(),
-                ours: network.0.to_hex(),
-            });
-        }
+        let (signer, signed) = SignerSession::start(SessionSettings {
+            socket: settings.signer_socket.clone(),
+            key: settings.key,
+            network,
+            reply_timeout: signer_session::REPLY_TIMEOUT,
+        })
+        .await?;
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -241,6 +230,7 @@ impl Node {
             genesis,
             store,
             signer,
+            signed,
             listener,
             api,
         })
@@ -277,6 +267,7 @@ impl Node {
             genesis,
             store,
             signer,
+            signed,
             listener,
             api,
         } = self;
@@ -285,7 +276,6 @@ impl Node {
         let store = Arc::new(store);
         let mut persist =
             crate::persist::Persist::new(Arc::clone(&store), settings.data_dir.join("peer.etch"));
-        let mut signer = signer;
         let mut synced_from = 0;
         let peer = match persist.load(&cfg)? {
             Some(snap) => {
@@ -293,7 +283,7 @@ impl Node {
                 consensus::Peer::restore(cfg, snap)
             }
             None if settings.state_sync => {
-                let snap = join_by_state_sync(&settings, &cfg, &mut persist, &mut signer).await?;
+                let snap = join_by_state_sync(&settings, &cfg, &mut persist, &signer).await?;
                 synced_from = snap.ledger.height();
                 consensus::Peer::restore(cfg, snap)
             }
@@ -327,12 +317,10 @@ impl Node {
             state_requests_limited: AtomicU64::new(0),
         });
         let (in_tx, in_rx) = mpsc::channel::<Input>(65_536);
-        let (sign_tx, sign_rx) = mpsc::channel::<SignJob>(1024);
-        tokio::spawn(signer_task(signer, sign_rx));
         let ctx = Ctx {
             shared: Arc::clone(&shared),
             inputs: in_tx,
-            signer: sign_tx,
+            signer,
         };
         tokio::spawn(accept_loop(listener, ctx.clone()));
         let (api_tx, api_rx) = mpsc::channel::<ApiRequest>(64);
@@ -352,7 +340,8 @@ impl Node {
             waiting: HashMap::new(),
             results: HashMap::new(),
             results_order: VecDeque::new(),
-            sign_pending: HashSet::new(),
+            sign_pending: HashMap::new(),
+            sign_held: Vec::new(),
             finalized_tx: 0,
             stall: (0, now().0, 0),
             chain_log,
@@ -361,7 +350,7 @@ impl Node {
             executed: 0,
             gc: crate::persist::PeriodicGc::new(gc_interval_secs),
         };
-        main.run(in_rx, api_rx, shutdown).await
+        main.run(in_rx, api_rx, signed, shutdown).await
     }
 }
 
@@ -389,7 +378,11 @@ struct MainLoop {
     waiting: HashMap<Hash, Vec<ConnId>>,
     results: HashMap<Hash, TxResult>,
     results_order: VecDeque<Hash>,
-    sign_pending: HashSet<RequestId>,
+    /// Sign requests with the session, kept until answered (to ask again after a
+    /// connection failure).
+    sign_pending: HashMap<RequestId, Request>,
+    /// Sign requests waiting for the session to be up again ([`signer_jobs`]).
+    sign_held: Vec<(RequestId, Request)>,
     finalized_tx: u64,
     /// (finality, when it last moved, when a stall was last reported), ms.
     stall: (u64, u64, u64),

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 
 use super::SYNC_TIMEOUT;
 use crate::net::{FrameError, read_frame, write_msg};
-use crate::signer_client::SignerClient;
+use crate::signer_session::{SignError, SignerSession};
 
 /// How long a join waits after a `LOAD` answer to a state request, and how often in a row
 /// it does so before giving up on that peer.
@@ -38,7 +38,7 @@ impl Link {
         host: &str,
         network: NetworkId,
         me: PublicKey,
-        signer: &mut SignerClient,
+        signer: &SignerSession,
     ) -> Result<Self, String> {
         let stream = tokio::time::timeout(SYNC_TIMEOUT, TcpStream::connect(host))
             .await
@@ -87,8 +87,12 @@ impl Link {
                 body: SignRequest::ChallengeResponse(response.clone()),
             })
             .await
-            .map_err(|e| format!("signer: {e}"))?
-            .map_err(|r| format!("signer refused the challenge response: {}", r.code.name()))?;
+            .map_err(|e| match e {
+                SignError::Refused { code, .. } => {
+                    format!("signer refused the challenge response: {code}")
+                }
+                e => format!("signer: {e}"),
+            })?;
         write_msg(
             &mut l.stream,
             &Message::Proof(SignedChallengeResponse {

@@ -29,7 +29,7 @@ use cvx_protocol::peer_wire::{MAX_REQUEST_IDS, SyncPoint};
 use cvx_protocol::policy::MAX_BRIDGE;
 use cvx_protocol::{Hash, NetworkId, PublicKey};
 
-use crate::signer_client::SignerClient;
+use crate::signer_session::SignerSession;
 use cvx_consensus::ledger::State;
 use link::Link;
 
@@ -121,7 +121,7 @@ pub async fn join(
     me: PublicKey,
     min_stake: u64,
     store: &Store,
-    signer: &mut SignerClient,
+    signer: &SignerSession,
 ) -> Result<Joined, SyncError> {
     if bootstrap.is_empty() {
         return Err(SyncError::NoBootstrap);
@@ -206,7 +206,7 @@ pub async fn fetch_bridge(
     me: PublicKey,
     from: Checkpoint,
     to: Checkpoint,
-    signer: &mut SignerClient,
+    signer: &SignerSession,
 ) -> Result<Vec<Hash>, SyncError> {
     let n = to.position.saturating_sub(from.position);
     let Ok(count) = usize::try_from(n) else {
@@ -347,7 +347,7 @@ async fn confirm(
     min_stake: u64,
     state: &State,
     point: &SyncPoint,
-    signer: &mut SignerClient,
+    signer: &SignerSession,
 ) -> Result<(u128, u128), SyncError> {
     let stake_of: HashMap<PublicKey, u128> = state
         .peers()
