@@ -429,18 +429,18 @@ fn lock_signer(settings: &Settings) -> Result<(), String> {
 
 /// Halt, step 2: stop the running peer (SIGKILL to the pid in `data_dir/cvx-peer.pid`,
 /// once `/proc` confirms that pid is a cvx-peer: a stale pid file never kills another
-/// process). `Ok(false)`: no peer was running.
-fn stop_peer(settings: &Settings) -> Result<bool, String> {
+/// process). `Ok(None)`: no peer was running.
+fn stop_peer(settings: &Settings) -> Result<Option<i32>, String> {
     let pidfile = settings.data_dir.join("cvx-peer.pid");
     let Some(pid) = std::fs::read_to_string(&pidfile)
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok())
     else {
-        return Ok(false);
+        return Ok(None);
     };
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
     if !comm.trim().starts_with("cvx-peer") {
-        return Ok(false);
+        return Ok(None);
     }
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
@@ -449,7 +449,7 @@ fn stop_peer(settings: &Settings) -> Result<bool, String> {
     .map_err(|e| {
         format!("cannot stop peer pid {pid}: {e} (run halt as root or as the peer's user)")
     })?;
-    Ok(true)
+    Ok(Some(pid))
 }
 
 /// The breach button: lock the signer, then stop the peer — the peer is stopped even when
@@ -465,30 +465,44 @@ fn cmd_halt(path: &Path) -> Result<(), Failure> {
     }
     let stopped = stop_peer(&settings);
     match &stopped {
-        Ok(true) => out("peer stopped\n"),
-        Ok(false) => out(&format!(
+        Ok(Some(pid)) => out(&format!("peer (pid {pid}) stopped\n")),
+        Ok(None) => out(&format!(
             "no running peer found ({} missing or stale)\n",
             settings.data_dir.join("cvx-peer.pid").display()
         )),
         Err(_) => {}
     }
     let lock_fix = "lock it as the signer's user: `cvx-signer lock --config /etc/cvx-signer/signer.toml`, or stop cvx-signer.service";
-    match (locked, stopped) {
-        (Ok(()), Ok(_)) => Ok(()),
-        (Err(l), Ok(_)) => Err(Failure(
+    let lock_err = locked.as_ref().err().cloned().unwrap_or_default();
+    let stop_err = stopped.as_ref().err().cloned().unwrap_or_default();
+    match halt_exit(locked.is_ok(), stopped.is_ok()) {
+        Exit::Ok => Ok(()),
+        Exit::HaltLock => Err(Failure(
             Exit::HaltLock,
-            format!("halt: the peer is stopped, but the signer is NOT locked ({l}): {lock_fix}"),
-        )),
-        (Ok(()), Err(s)) => Err(Failure(
-            Exit::HaltStop,
-            format!("halt: the signer is locked, but the peer is NOT stopped: {s}"),
-        )),
-        (Err(l), Err(s)) => Err(Failure(
-            Exit::HaltBoth,
             format!(
-                "halt: the signer is NOT locked ({l}) and the peer is NOT stopped ({s}): {lock_fix}, and stop cvx-peer.service"
+                "halt: the peer is stopped, but the signer is NOT locked ({lock_err}): {lock_fix}"
             ),
         )),
+        Exit::HaltStop => Err(Failure(
+            Exit::HaltStop,
+            format!("halt: the signer is locked, but the peer is NOT stopped: {stop_err}"),
+        )),
+        code => Err(Failure(
+            code,
+            format!(
+                "halt: the signer is NOT locked ({lock_err}) and the peer is NOT stopped ({stop_err}): {lock_fix}, and stop cvx-peer.service"
+            ),
+        )),
+    }
+}
+
+/// Halt's exit code from which of its two steps succeeded.
+const fn halt_exit(locked: bool, stopped: bool) -> Exit {
+    match (locked, stopped) {
+        (true, true) => Exit::Ok,
+        (false, true) => Exit::HaltLock,
+        (true, false) => Exit::HaltStop,
+        (false, false) => Exit::HaltBoth,
     }
 }
 
@@ -548,6 +562,14 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         command().debug_assert();
+    }
+
+    #[test]
+    fn halt_names_the_step_that_failed() {
+        assert_eq!(halt_exit(true, true).code(), 0);
+        assert_eq!(halt_exit(false, true).code(), 14);
+        assert_eq!(halt_exit(true, false).code(), 15);
+        assert_eq!(halt_exit(false, false).code(), 16);
     }
 
     #[test]
