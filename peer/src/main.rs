@@ -472,7 +472,7 @@ fn cmd_halt(path: &Path) -> Result<(), Failure> {
         )),
         Err(_) => {}
     }
-    let lock_fix = "lock it as the signer's user: `cvx-signer lock --config /etc/cvx-signer/signer.toml`, or stop cvx-signer.service";
+    let lock_fix = "lock it as root, whose connections have slots of their own (`sudo cvx-signer lock --socket /run/cvx-signer/signer.sock`), or as the signer's user (`cvx-signer lock --config /etc/cvx-signer/signer.toml`), or stop cvx-signer.service";
     let lock_err = locked.as_ref().err().cloned().unwrap_or_default();
     let stop_err = stopped.as_ref().err().cloned().unwrap_or_default();
     match halt_exit(locked.is_ok(), stopped.is_ok()) {
