@@ -16,6 +16,7 @@
 //! are heap buffers that are only zeroized on drop (docs/vault.md, "Shares").
 
 pub mod cipher;
+pub mod command;
 pub mod gf256;
 pub mod rs1024;
 pub mod share;
@@ -555,6 +556,14 @@ impl Recovery {
             .iter()
             .filter(|(_, t, v)| v.len() >= usize::from(*t))
             .count();
+        if first.group_count == 1
+            && let Some((_, t, v)) = gs.first()
+        {
+            return Progress {
+                complete: done >= 1,
+                text: format!("{} of the {t} shares needed", v.len().min(usize::from(*t))),
+            };
+        }
         let mut parts: Vec<String> = gs
             .iter()
             .map(|(g, t, v)| {
