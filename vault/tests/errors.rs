@@ -182,6 +182,28 @@ fn every_user_facing_error_matches_the_snapshot() {
         );
         v
     };
+    // Trezor's SLIP-39 vectors (see shares_vectors.rs): share `k` of vector `i` (0-based).
+    let vectors: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/slip39-vectors.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let vector = |i: usize, k: usize| vectors[i][1][k].as_str().unwrap().to_owned();
+    let combine = s(&[
+        "shares",
+        "combine",
+        "--role",
+        "peer",
+        "--out",
+        "s.age",
+        "--words-fd",
+        "0",
+        "--passphrase-fd",
+        "0",
+    ]);
     let cases: Vec<(&str, Vec<String>, String)> = vec![
         ("no command", vec![], String::new()),
         ("unknown command", s(&["frobnicate"]), String::new()),
@@ -815,6 +837,89 @@ fn every_user_facing_error_matches_the_snapshot() {
             String::new(),
         ),
         ("qr not a tx", s(&["qr", "--in", "junk.age"]), String::new()),
+        (
+            "shares split without a terminal",
+            s(&[
+                "shares",
+                "split",
+                "--key",
+                "acct.age",
+                "--threshold",
+                "2",
+                "--count",
+                "3",
+                "--passphrase-fd",
+                "0",
+            ]),
+            format!("{pass}\n\n"),
+        ),
+        (
+            "shares split 1 of 3",
+            s(&[
+                "shares",
+                "split",
+                "--key",
+                "acct.age",
+                "--threshold",
+                "1",
+                "--count",
+                "3",
+            ]),
+            String::new(),
+        ),
+        (
+            "shares split bad groups",
+            s(&[
+                "shares",
+                "split",
+                "--key",
+                "acct.age",
+                "--groups",
+                "2of3,3",
+                "--group-threshold",
+                "2",
+            ]),
+            String::new(),
+        ),
+        (
+            "shares split without a threshold",
+            s(&["shares", "split", "--key", "acct.age"]),
+            String::new(),
+        ),
+        (
+            "shares combine checksum",
+            combine.clone(),
+            format!("{}\n", vector(1, 0)),
+        ),
+        (
+            "shares combine mismatched set",
+            combine.clone(),
+            format!("{}\n{}\n", vector(5, 0), vector(5, 1)),
+        ),
+        (
+            "shares combine too few",
+            combine.clone(),
+            format!("{}\n\n", vector(4, 0)),
+        ),
+        (
+            "shares combine 128-bit secret",
+            combine.clone(),
+            format!("{}\nTREZOR\n", vector(0, 0)),
+        ),
+        (
+            "shares combine bad expected key",
+            {
+                let mut c = combine.clone();
+                c.extend(s(&["--expect-key", "00"]));
+                c
+            },
+            String::new(),
+        ),
+        (
+            "shares combine output exists",
+            s(&["shares", "combine", "--role", "peer", "--out", "acct.age"]),
+            String::new(),
+        ),
         ("audit without subcommand", s(&["audit"]), String::new()),
         (
             "convex verify not a transaction",
@@ -998,6 +1103,7 @@ fn every_user_facing_error_matches_the_snapshot() {
         "Invalid",
         "HashMismatch",
         "NoTerminal",
+        "Shares",
         "Audit",
         "ConvexFile",
     ] {

@@ -34,7 +34,7 @@ def main():
     if pid == 0:
         if out_fd is not None:
             os.dup2(out_fd, 1)
-        os.execv(spec["argv"][0], spec["argv"])
+        os.execvp(spec["argv"][0], spec["argv"])
     deadline = time.time() + spec.get("timeout", 60)
     buf = b""
     transcript = b""
