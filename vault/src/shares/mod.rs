@@ -333,9 +333,10 @@ fn split_secret(threshold: u8, count: u8, secret: &[u8]) -> Result<Vec<Point>> {
         .iter()
         .map(|(x, v)| (*x, Zeroizing::new(v.to_vec())))
         .collect();
-    base.push((DIGEST_INDEX, digest_share));
-    base.push((SECRET_INDEX, Zeroizing::new(secret.to_vec())));
-    let pts: Vec<(u8, &[u8])> = base.iter().map(|(x, v)| (*x, &v[..])).collect();
+    // The base points, the secret borrowed in place (no copy of it is made).
+    let mut pts: Vec<(u8, &[u8])> = base.iter().map(|(x, v)| (*x, &v[..])).collect();
+    pts.push((DIGEST_INDEX, &digest_share[..]));
+    pts.push((SECRET_INDEX, secret));
     for i in threshold - 2..count {
         let v = gf256::interpolate_new(&pts, i).map_err(|e| ShareError::Plan(format!("{e:?}")))?;
         out.push((i, v));
