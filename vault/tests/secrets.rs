@@ -368,6 +368,55 @@ fn without_lockable_memory_the_vault_refuses_and_writes_nothing() {
     let o = run("1048576:1048576");
     assert_eq!(code(&o), 0, "control run failed: {}", stderr(&o));
     assert!(d.path("peer.age").exists());
+
+    // The same for `shares combine` (issue 19): the rebuilt secret needs locked memory.
+    // Trezor's vector 20 is one 256-bit share (passphrase "TREZOR").
+    let share = "theory painting academic academic armed sweater year military elder discuss acne wildlife boring employer fused large satoshi bundle carbon diagnose anatomy hamster leaves tracks paces beyond phantom capital marvel lips brave detect luck";
+    let input = d.path("shares.txt");
+    std::fs::write(&input, format!("{share}\nTREZOR\ncorrect horse battery\n")).unwrap();
+    std::fs::set_permissions(&input, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let combine = |memlock: &str| {
+        std::process::Command::new("prlimit")
+            .arg(format!("--memlock={memlock}"))
+            .args([
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--",
+            ])
+            .arg(&bin)
+            .args([
+                "--audit",
+                "audit.log",
+                "shares",
+                "combine",
+                "--role",
+                "peer",
+                "--out",
+                "s.age",
+            ])
+            .args([
+                "--work-factor",
+                "10",
+                "--words-fd",
+                "0",
+                "--passphrase-fd",
+                "0",
+            ])
+            .current_dir(&d.0)
+            .stdin(std::fs::File::open(&input).unwrap())
+            .output()
+            .unwrap()
+    };
+    let o = combine("0:0");
+    let err = stderr(&o);
+    assert_eq!(code(&o), 13, "stderr: {err}");
+    assert!(err.contains("master secret in locked memory"), "{err}");
+    assert!(!d.path("s.age").exists() && !d.path("s.age.manifest.json").exists());
+    let o = combine("1048576:1048576");
+    assert_eq!(code(&o), 0, "control run failed: {}", stderr(&o));
+    assert!(d.path("s.age").exists());
 }
 
 /// Issue 19: `shares split` and `shares combine` leak neither the seed, nor a
