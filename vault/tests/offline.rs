@@ -392,8 +392,18 @@ fn every_subcommand_runs_without_a_network_and_makes_no_socket_call() {
         (
             "shares combine (Trezor's vector 20: one 256-bit share)",
             [
-                "shares", "combine", "--role", "peer", "--out", "shares.age", "--work-factor", &wf,
-                "--words-fd", "0", "--passphrase-fd", "0",
+                "shares",
+                "combine",
+                "--role",
+                "peer",
+                "--out",
+                "shares.age",
+                "--work-factor",
+                &wf,
+                "--words-fd",
+                "0",
+                "--passphrase-fd",
+                "0",
             ]
             .into_iter()
             .map(String::from)
@@ -405,8 +415,16 @@ fn every_subcommand_runs_without_a_network_and_makes_no_socket_call() {
             // either (`shares_split_and_combine_make_no_socket_call`).
             "a failing command: shares split without a terminal",
             [
-                "shares", "split", "--key", "peer.age", "--threshold", "2", "--count", "3",
-                "--passphrase-fd", "0",
+                "shares",
+                "split",
+                "--key",
+                "peer.age",
+                "--threshold",
+                "2",
+                "--count",
+                "3",
+                "--passphrase-fd",
+                "0",
             ]
             .into_iter()
             .map(String::from)
