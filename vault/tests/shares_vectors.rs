@@ -118,3 +118,66 @@ fn invalid_vectors_are_refused_for_the_stated_reason() {
         assert!(matches!(cause(i), E::Length { share: 1, .. }), "vector {i}");
     }
 }
+
+/// Base58 (Bitcoin alphabet) of `bytes` with its 4-byte double-SHA-256 checksum.
+fn base58check(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    const ALPHABET: &[u8] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+    let sum = Sha256::digest(Sha256::digest(bytes));
+    let mut data = bytes.to_vec();
+    data.extend_from_slice(&sum[..4]);
+    let mut digits: Vec<u8> = Vec::new(); // base 58, least significant first
+    for &b in &data {
+        let mut carry = u32::from(b);
+        for d in &mut digits {
+            carry += u32::from(*d) << 8;
+            *d = (carry % 58) as u8;
+            carry /= 58;
+        }
+        while carry > 0 {
+            digits.push((carry % 58) as u8);
+            carry /= 58;
+        }
+    }
+    let zeros = data.iter().take_while(|&&b| b == 0).count();
+    std::iter::repeat_n('1', zeros)
+        .chain(
+            digits
+                .iter()
+                .rev()
+                .map(|&d| char::from(ALPHABET[usize::from(d)])),
+        )
+        .collect()
+}
+
+/// BIP-32: the master extended private key (mainnet xprv) of a seed.
+fn xprv(seed: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = <Hmac<sha2::Sha512> as KeyInit>::new_from_slice(b"Bitcoin seed").unwrap();
+    mac.update(seed);
+    let i = mac.finalize().into_bytes();
+    let mut raw = vec![0x04, 0x88, 0xAD, 0xE4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    raw.extend_from_slice(&i[32..]);
+    raw.push(0);
+    raw.extend_from_slice(&i[..32]);
+    base58check(&raw)
+}
+
+/// The vectors' xprv column: the recovered master secret is the seed of exactly that
+/// BIP-32 master key.
+#[test]
+#[allow(clippy::cast_possible_truncation)]
+fn recovered_secrets_give_the_vectors_xprv() {
+    let mut all = load("slip39-vectors.json");
+    all.extend(load("slip39-vectors-41-45.json"));
+    let path = format!("{}/tests/data/slip39-xprv.json", env!("CARGO_MANIFEST_DIR"));
+    let x: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let x = x.as_object().unwrap();
+    assert_eq!(x.len(), 4);
+    for (n, want) in x {
+        let (name, mnemonics, _) = &all[n.parse::<usize>().unwrap() - 1];
+        let refs: Vec<&str> = mnemonics.iter().map(String::as_str).collect();
+        let s = shares::combine(&refs, b"TREZOR").unwrap();
+        assert_eq!(xprv(s.bytes()), want.as_str().unwrap(), "{name}");
+    }
+}
