@@ -78,6 +78,8 @@ pub enum Origin {
     Bip39,
     /// Existing BIP-39 words typed in, derived the same way.
     Imported,
+    /// Rebuilt from SLIP-39 shares (`shares combine`).
+    Slip39,
 }
 
 /// The public sidecar of a backup (JSON, no secrets).

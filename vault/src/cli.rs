@@ -99,6 +99,8 @@ pub enum Command {
     Audit(AuditArgs),
     /// Convex's own transactions for a real Convex network (withdraw, transfer, verify).
     Convex(ConvexArgs),
+    /// SLIP-39 Shamir shares of a key: split it into word shares, or rebuild it from them.
+    Shares(SharesArgs),
     /// Print this help, or the help of the given command (`help tx`, `help audit verify`).
     Help(HelpArgs),
 }
@@ -455,6 +457,94 @@ pub struct ConvexVerifyArgs {
     /// The signed file: the wrapper bytes (.cvx) or the submit body (.submit.json) [required]
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+}
+
+/// `cvx-vault shares`.
+#[derive(Debug, Args)]
+#[command(disable_help_subcommand = true)]
+pub struct SharesArgs {
+    /// Split or combine.
+    #[command(subcommand)]
+    pub command: SharesCommand,
+}
+
+/// `cvx-vault shares ...`.
+#[derive(Debug, Subcommand)]
+pub enum SharesCommand {
+    /// Split a key into SLIP-39 word shares, each shown once on the terminal and retyped.
+    Split(SharesSplitArgs),
+    /// Rebuild a key from SLIP-39 shares typed in; write a new backup and its manifest.
+    Combine(SharesCombineArgs),
+}
+
+/// `cvx-vault shares split`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "The shares are shown on the terminal only (never on stdout or in a file). \
+--passphrase-fd N reads two lines: the backup's passphrase, then the SLIP-39 passphrase \
+(an empty line for none)."
+)]
+pub struct SharesSplitArgs {
+    /// The key's age backup [required]
+    #[arg(long, value_name = "BACKUP")]
+    pub key: PathBuf,
+    /// Its manifest [default: BACKUP.manifest.json]
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// How many shares rebuild the key, 2..=COUNT (one group) [required without --groups]
+    #[arg(
+        long,
+        value_name = "T",
+        required_unless_present = "groups",
+        requires = "count"
+    )]
+    pub threshold: Option<u8>,
+    /// How many shares to make, up to 16 (one group) [required without --groups]
+    #[arg(long, value_name = "N", requires = "threshold")]
+    pub count: Option<u8>,
+    /// Groups instead: THRESHOLDofCOUNT per group, comma-separated, e.g. 1of1,2of3,3of5 [default: one group]
+    #[arg(long, value_name = "TofN,...", conflicts_with_all = ["threshold", "count"], requires = "group_threshold")]
+    pub groups: Option<String>,
+    /// How many of the --groups rebuild the key [required with --groups]
+    #[arg(long, value_name = "G", requires = "groups")]
+    pub group_threshold: Option<u8>,
+    /// SLIP-39 iteration exponent E: the passphrase encryption runs 10000 * 2^E PBKDF2 rounds, 0..=15 [default: 1]
+    #[arg(long, value_name = "E", default_value_t = 1, hide_default_value = true)]
+    pub iteration_exponent: u8,
+    /// The passphrase and work-factor limit.
+    #[command(flatten)]
+    pub decrypt: DecryptArgs,
+}
+
+/// `cvx-vault shares combine`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Shares are typed on the terminal (echo off) or read from --words-fd, one per line; \
+the prompt says which groups and members are still needed. --passphrase-fd N reads two lines: \
+the SLIP-39 passphrase (an empty line for none), then the new backup's passphrase."
+)]
+pub struct SharesCombineArgs {
+    /// What the key is for: peer or account (shares do not record it) [required]
+    #[arg(long, value_enum)]
+    pub role: RoleArg,
+    /// The backup to write (age, passphrase; created new, mode 0600) [required]
+    #[arg(long, value_name = "BACKUP")]
+    pub out: PathBuf,
+    /// Where to write the public manifest [default: BACKUP.manifest.json]
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// The public key the shares must rebuild, 64 hex digits (old manifest, records) [default: none: compare by eye]
+    #[arg(long, value_name = "KEY")]
+    pub expect_key: Option<String>,
+    /// The scrypt work factor log2(N) of the new backup, 10..=22 [default: 18]
+    #[arg(long, value_name = "N")]
+    pub work_factor: Option<u8>,
+    /// Read the SLIP-39 passphrase, then the new backup's passphrase, one line each, from file descriptor N [default: the terminal]
+    #[arg(long, value_name = "N")]
+    pub passphrase_fd: Option<u32>,
+    /// Read the shares, one per line, from file descriptor N [default: the terminal]
+    #[arg(long, value_name = "N")]
+    pub words_fd: Option<u32>,
 }
 
 #[cfg(test)]

@@ -28,7 +28,8 @@ pub enum ExitKind {
     WorkFactor = 8,
     /// 9: the decrypted key is not the key the manifest names, or not a cvx key.
     KeyMismatch = 9,
-    /// 10: an input value is invalid (transaction field, request file, words, network id).
+    /// 10: an input value is invalid (transaction field, request file, words, shares,
+    /// network id).
     Invalid = 10,
     /// 11: the operator declined (or could not be asked) to confirm.
     Declined = 11,
@@ -263,6 +264,9 @@ pub enum VaultError {
     /// Encryption failed inside age.
     #[error("encryption failed: {0}")]
     Encrypt(String),
+    /// SLIP-39 shares that cannot be split or combined as asked.
+    #[error("{0}")]
+    Shares(#[from] crate::shares::ShareError),
 }
 
 impl VaultError {
@@ -290,7 +294,8 @@ impl VaultError {
             | Self::Mnemonic(_)
             | Self::Invalid { .. }
             | Self::HashMismatch { .. }
-            | Self::ConvexFile { .. } => ExitKind::Invalid,
+            | Self::ConvexFile { .. }
+            | Self::Shares(_) => ExitKind::Invalid,
             Self::Declined | Self::NoTerminal { .. } => ExitKind::Declined,
             Self::Audit { .. } => ExitKind::AuditBroken,
             Self::Sandbox(_) | Self::Memory { .. } => ExitKind::Sandbox,

@@ -13,6 +13,7 @@
 //! * [`convex`] — Convex's own transactions (CAD3), signed offline for a Convex peer;
 //! * [`qr`] — QR payloads, terminal and SVG rendering;
 //! * [`audit`] — the hash-chained audit log;
+//! * [`shares`] — SLIP-39 Shamir shares of a key (split and combine);
 //! * [`prompt`] — the terminal and file-descriptor inputs;
 //! * [`ops`] — the commands;
 //! * [`cli`] — the command line (clap), one line of help per flag.
@@ -35,6 +36,7 @@ pub mod ops;
 pub mod prompt;
 pub mod qr;
 pub mod secret;
+pub mod shares;
 pub mod txbuild;
 
 pub use error::{Damage, ExitKind, VaultError};

@@ -16,7 +16,7 @@ use cvx_vault::convex::tx::{self as convex_tx, Action};
 use cvx_vault::ops::{self, KeySource};
 use cvx_vault::prompt::Console;
 use cvx_vault::txbuild::{Fields, Kind, LADDER_WARNING};
-use cvx_vault::{ExitKind, VaultError, backup, cli, offline};
+use cvx_vault::{ExitKind, VaultError, backup, cli, offline, shares};
 
 fn usage(msg: impl Into<String>) -> VaultError {
     VaultError::Usage(msg.into())
@@ -101,6 +101,10 @@ fn run(cli: Cli) -> Result<(), VaultError> {
             Ok(())
         }
         Command::Convex(a) => convex(&audit, a),
+        Command::Shares(a) => match a.command {
+            cli::SharesCommand::Split(a) => shares_split(&audit, a),
+            cli::SharesCommand::Combine(a) => shares_combine(&audit, a),
+        },
         Command::Help(_) => Ok(()), // answered in main, before run
         Command::Audit(a) => match a.command {
             Some(AuditCommand::Verify) => {
@@ -331,6 +335,84 @@ fn ladder(audit: &AuditLog, a: cli::LadderArgs) -> Result<(), VaultError> {
     for (seq, p) in &r.files {
         println!("  sequence {seq:>6}  {}", p.display());
     }
+    println!(
+        "  audit     record {} head {}",
+        r.audit.records, r.audit.head
+    );
+    Ok(())
+}
+
+fn shares_split(audit: &AuditLog, a: cli::SharesSplitArgs) -> Result<(), VaultError> {
+    let (group_threshold, groups) = match (&a.groups, a.threshold, a.count) {
+        (Some(g), _, _) => (
+            a.group_threshold.unwrap_or(0),
+            shares::command::parse_groups(g)?,
+        ),
+        (None, Some(threshold), Some(count)) => (1, vec![shares::Group { threshold, count }]),
+        _ => {
+            return Err(usage(
+                "give --threshold T --count N, or --groups ... --group-threshold G",
+            ));
+        }
+    };
+    let o = shares::command::SplitOptions {
+        backup: a.key,
+        manifest: a.manifest,
+        plan: shares::Plan {
+            group_threshold,
+            groups,
+            iteration_exponent: a.iteration_exponent,
+            extendable: true,
+        },
+        max_work_factor: a.decrypt.max_work_factor()?,
+    };
+    let mut console = Console::new(a.decrypt.passphrase_fd, None, false)?;
+    let r = shares::command::split(audit, &mut console, &o)?;
+    println!(
+        "shares split: {} key {} into {} SLIP-39 shares, {}",
+        r.role.name(),
+        r.public_key,
+        r.shares,
+        r.plan
+    );
+    println!(
+        "  each share was shown once on the terminal; SLIP-39 passphrase: {}",
+        if r.passphrase { "set" } else { "none" }
+    );
+    println!(
+        "  audit     record {} head {}",
+        r.audit.records, r.audit.head
+    );
+    Ok(())
+}
+
+fn shares_combine(audit: &AuditLog, a: cli::SharesCombineArgs) -> Result<(), VaultError> {
+    let o = shares::command::CombineOptions {
+        role: a.role.into(),
+        backup: a.out,
+        manifest: a.manifest,
+        expect_key: a.expect_key,
+        work_factor: a.work_factor.unwrap_or(backup::DEFAULT_LOG_N),
+    };
+    let mut console = Console::new(a.passphrase_fd, a.words_fd, false)?;
+    let r = shares::command::combine(audit, &mut console, &o)?;
+    println!(
+        "shares combine: {} key {} rebuilt from {} shares",
+        o.role.name(),
+        r.public_key,
+        r.shares
+    );
+    if r.expected_checked {
+        println!("  the key matches the expected public key");
+    } else {
+        println!("  no key was given to compare: check the key above against your records");
+    }
+    println!(
+        "  backup    {} (age, passphrase, scrypt work factor {})",
+        r.backup.display(),
+        o.work_factor
+    );
+    println!("  manifest  {}", r.manifest.display());
     println!(
         "  audit     record {} head {}",
         r.audit.records, r.audit.head

@@ -56,7 +56,7 @@ pub struct KeygenReport {
     pub audit: Summary,
 }
 
-fn now_unix() -> u64 {
+pub(crate) fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -87,52 +87,97 @@ pub fn keygen(audit: &AuditLog, op: &mut dyn Operator, o: &KeygenOptions) -> Res
         }
         KeySource::ImportWords => (op.existing_words()?.seed()?, Origin::Imported),
     };
+    let nb = write_new_backup(op, &seed, o.role, origin, &o.backup, &mpath, o.work_factor)?;
+    let (public_key, ciphertext, mjson) = (nb.public_key, &nb.ciphertext, &nb.manifest_json);
+    let mut e = Entry::new("keygen", Some(public_key.to_hex()));
+    e.file("wrote", &o.backup, ciphertext);
+    e.file("wrote", &mpath, mjson);
+    e.detail("role", o.role.name());
+    e.detail("origin", format!("{origin:?}").to_lowercase());
+    e.detail("scrypt_log_n", o.work_factor.to_string());
+    let summary = audit.append(e)?;
+    nb.keep();
+    Ok(KeygenReport {
+        public_key,
+        backup: o.backup.clone(),
+        manifest: mpath,
+        audit: summary,
+    })
+}
+
+/// A backup and its manifest just written (removed again on drop unless kept).
+pub(crate) struct NewBackup {
+    /// The key in it.
+    pub(crate) public_key: PublicKey,
+    /// The backup's bytes.
+    pub(crate) ciphertext: Vec<u8>,
+    /// The manifest's bytes.
+    pub(crate) manifest_json: Vec<u8>,
+    written: [fsio::Written; 2],
+}
+
+impl NewBackup {
+    /// Keep both files (after the audit record was written).
+    pub(crate) fn keep(self) {
+        for w in self.written {
+            w.keep();
+        }
+    }
+}
+
+/// Ask for a new passphrase, encrypt `seed`'s key file with it, check that the fresh
+/// backup decrypts to the same key, and write the backup and its manifest (both
+/// created new). Shared by `keygen` and `shares combine`.
+///
+/// # Errors
+/// Any [`VaultError`]; nothing is left behind on failure.
+pub(crate) fn write_new_backup(
+    op: &mut dyn Operator,
+    seed: &Seed,
+    role: Role,
+    origin: Origin,
+    backup_path: &Path,
+    mpath: &Path,
+    work_factor: u8,
+) -> Result<NewBackup> {
     let public_key = seed.public_key()?;
     let pass = op.new_passphrase(&format!(
         "the {} key backup {}",
-        o.role.name(),
-        o.backup.display()
+        role.name(),
+        backup_path.display()
     ))?;
     let plain = seed.key_plaintext()?;
-    let ciphertext = backup::encrypt_with_passphrase(&plain, &pass, o.work_factor)?;
+    let ciphertext = backup::encrypt_with_passphrase(&plain, &pass, work_factor)?;
     // A backup that was never decrypted is not a backup: check it now.
-    let back = backup::decrypt_with_passphrase(&o.backup, &ciphertext, &pass, o.work_factor, true)?;
-    let (_, check) = back.open(&o.backup)?;
+    let back = backup::decrypt_with_passphrase(backup_path, &ciphertext, &pass, work_factor, true)?;
+    let (_, check) = back.open(backup_path)?;
     if check != public_key {
         return Err(VaultError::KeyMismatch {
-            path: o.backup.clone(),
+            path: backup_path.to_owned(),
             reason: "the fresh backup decrypts to another key".into(),
         });
     }
     let manifest = Manifest {
         format: backup::MANIFEST_FORMAT.into(),
         version: backup::MANIFEST_VERSION,
-        role: o.role,
+        role,
         public_key: public_key.to_hex(),
         ciphertext_sha256: fsio::sha256_hex(&ciphertext),
         ciphertext_len: ciphertext.len() as u64,
-        scrypt_log_n: o.work_factor,
+        scrypt_log_n: work_factor,
         created_unix: now_unix(),
         origin,
-        derivation: (origin != Origin::Random).then(|| CONVEX_PATH_TEXT.to_owned()),
+        derivation: matches!(origin, Origin::Bip39 | Origin::Imported)
+            .then(|| CONVEX_PATH_TEXT.to_owned()),
     };
     let mjson = manifest.to_json();
-    let w1 = fsio::write_new(&o.backup, &ciphertext, SECRET_MODE)?;
-    let w2 = fsio::write_new(&mpath, &mjson, PUBLIC_MODE)?;
-    let mut e = Entry::new("keygen", Some(public_key.to_hex()));
-    e.file("wrote", &o.backup, &ciphertext);
-    e.file("wrote", &mpath, &mjson);
-    e.detail("role", o.role.name());
-    e.detail("origin", format!("{origin:?}").to_lowercase());
-    e.detail("scrypt_log_n", o.work_factor.to_string());
-    let summary = audit.append(e)?;
-    w1.keep();
-    w2.keep();
-    Ok(KeygenReport {
+    let w1 = fsio::write_new(backup_path, &ciphertext, SECRET_MODE)?;
+    let w2 = fsio::write_new(mpath, &mjson, PUBLIC_MODE)?;
+    Ok(NewBackup {
         public_key,
-        backup: o.backup.clone(),
-        manifest: mpath,
-        audit: summary,
+        ciphertext,
+        manifest_json: mjson,
+        written: [w1, w2],
     })
 }
 
@@ -200,7 +245,7 @@ pub struct RestoreReport {
 
 /// Decrypt a backup that matched its manifest (or, with `no_manifest`, any passphrase
 /// age file) into the key plaintext, checking the key.
-fn open_backup(
+pub(crate) fn open_backup(
     op: &mut dyn Operator,
     backup_path: &Path,
     manifest: Option<&PathBuf>,

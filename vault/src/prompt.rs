@@ -45,7 +45,28 @@ pub trait Operator {
     /// # Errors
     /// [`VaultError::Declined`], [`VaultError::NoTerminal`].
     fn confirm(&mut self, action: &'static str, summary: &str) -> Result<()>;
+    /// The optional SLIP-39 passphrase of a set of shares (empty for none); `new`:
+    /// asked twice on a terminal.
+    ///
+    /// # Errors
+    /// Input failures, [`VaultError::PassphraseMismatch`].
+    fn shares_passphrase(&mut self, new: bool) -> Result<Zeroizing<String>>;
+    /// Show one new share once (on the terminal only, like new recovery words), clear
+    /// the screen, and return the share as retyped.
+    ///
+    /// # Errors
+    /// No terminal, input failures.
+    fn show_share(&mut self, heading: &str, words: &str) -> Result<Zeroizing<String>>;
+    /// The `n`th share typed in; `progress` says what the recovery has so far. An
+    /// empty line (or the end of a descriptor's input) means there are no more.
+    ///
+    /// # Errors
+    /// No terminal (without a descriptor), input failures.
+    fn share(&mut self, n: usize, progress: &str) -> Result<Zeroizing<String>>;
 }
+
+/// Clears the screen and its scroll-back.
+const CLEAR_SCREEN: &str = "\x1b[2J\x1b[3J\x1b[H";
 
 /// The terminal and/or an inherited descriptor.
 #[derive(Debug)]
@@ -77,16 +98,21 @@ fn open_fd(n: u32, what: &'static str) -> Result<File> {
 /// shared descriptor), into a zeroizing buffer. The newline (and a CR before it) is
 /// dropped.
 fn read_line(f: &mut File, what: &'static str) -> Result<Zeroizing<String>> {
+    read_line_or_end(f, what)?.ok_or_else(|| VaultError::Input {
+        what,
+        reason: "end of input before a line was read".into(),
+    })
+}
+
+/// [`read_line`], with `None` at the end of the input (nothing left to read).
+fn read_line_or_end(f: &mut File, what: &'static str) -> Result<Option<Zeroizing<String>>> {
     let mut buf = Zeroizing::new(Vec::with_capacity(LINE_CAP));
     let mut byte = [0u8; 1];
     loop {
         let n = f.read(&mut byte).map_err(input_err(what))?;
         if n == 0 {
             if buf.is_empty() {
-                return Err(VaultError::Input {
-                    what,
-                    reason: "end of input before a line was read".into(),
-                });
+                return Ok(None);
             }
             break;
         }
@@ -110,7 +136,7 @@ fn read_line(f: &mut File, what: &'static str) -> Result<Zeroizing<String>> {
     })?;
     let mut out = Zeroizing::new(String::with_capacity(text.len()));
     out.push_str(text);
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// What to do instead of using the terminal, per action.
@@ -121,6 +147,12 @@ const fn hint_for(action: &str) -> &'static str {
             "run keygen --words on a terminal, or import existing words with --import-words --words-fd N"
         }
         b"typing recovery words" => "pass --words-fd N to read them from a file descriptor",
+        b"showing shares" => {
+            "run cvx-vault shares split on a terminal: shares are shown there only, never written to stdout or a file"
+        }
+        b"typing shares" => {
+            "pass --words-fd N to read them from a file descriptor, one share per line"
+        }
         _ => "check the output of the same command with --dry-run, then pass --yes",
     }
 }
@@ -200,6 +232,23 @@ impl Console {
         line
     }
 
+    /// Show `text`, wait for Enter, clear the screen (new words and new shares).
+    fn show_once(&mut self, action: &'static str, text: &str) -> Result<()> {
+        self.say(action, text)?;
+        let _ = self.read_visible(action, "", "confirmation")?;
+        self.say(action, CLEAR_SCREEN)
+    }
+
+    /// Numbered words, four to a row, into `text`.
+    fn number_words<'a>(text: &mut String, words: impl Iterator<Item = &'a str>) {
+        for (i, w) in words.enumerate() {
+            text.push_str(&format!("{:>4}. {w:<10}", i + 1));
+            if i % 4 == 3 {
+                text.push('\n');
+            }
+        }
+    }
+
     fn read_visible(
         &mut self,
         action: &'static str,
@@ -251,16 +300,9 @@ impl Operator for Console {
         text.push_str(
             "\nRecovery words (shown once; write them down on paper, in order, and keep them offline):\n\n",
         );
-        for (i, w) in words.words().enumerate() {
-            text.push_str(&format!("{:>4}. {w:<10}", i + 1));
-            if i % 4 == 3 {
-                text.push('\n');
-            }
-        }
+        Self::number_words(&mut text, words.words());
         text.push_str("\nPress Enter when they are written down; the screen is then cleared.");
-        self.say(action, &text)?;
-        let _ = self.read_visible(action, "", "confirmation")?;
-        self.say(action, "\x1b[2J\x1b[3J\x1b[H")?;
+        self.show_once(action, &text)?;
         let typed = self.read_hidden(
             action,
             "Type the recovery words again, separated by spaces: ",
@@ -287,6 +329,57 @@ impl Operator for Console {
             )?
         };
         Words::parse(&line)
+    }
+
+    fn shares_passphrase(&mut self, new: bool) -> Result<Zeroizing<String>> {
+        let what = "SLIP-39 passphrase";
+        if let Some(f) = self.fd.as_mut() {
+            return read_line(f, what);
+        }
+        let a = self.read_hidden(
+            "a passphrase",
+            "SLIP-39 passphrase of the shares (Enter for none): ",
+            what,
+        )?;
+        if new {
+            let b = self.read_hidden("a passphrase", "Repeat the SLIP-39 passphrase: ", what)?;
+            if *a != *b {
+                return Err(VaultError::PassphraseMismatch);
+            }
+        }
+        Ok(a)
+    }
+
+    fn show_share(&mut self, heading: &str, words: &str) -> Result<Zeroizing<String>> {
+        let action = "showing shares";
+        let mut text = Zeroizing::new(String::with_capacity(1024));
+        text.push_str(&format!(
+            "\n{heading} (shown once; write it down on paper, in order, and keep it apart from the other shares):\n\n"
+        ));
+        Self::number_words(&mut text, words.split(' '));
+        text.push_str("\nPress Enter when it is written down; the screen is then cleared.");
+        self.show_once(action, &text)?;
+        self.read_hidden(
+            action,
+            "Type the share again, separated by spaces: ",
+            "share",
+        )
+    }
+
+    fn share(&mut self, n: usize, progress: &str) -> Result<Zeroizing<String>> {
+        // The end of a descriptor's input reads as an empty line: no more shares.
+        let none = || Zeroizing::new(String::new());
+        if let Some(f) = self.words_fd.as_mut() {
+            return Ok(read_line_or_end(f, "share")?.unwrap_or_else(none));
+        }
+        if let Some(f) = self.fd.as_mut().filter(|_| self.words_shared) {
+            return Ok(read_line_or_end(f, "share")?.unwrap_or_else(none));
+        }
+        self.read_hidden(
+            "typing shares",
+            &format!("{progress}\nShare {n}, words separated by spaces (Enter alone if you have no more): "),
+            "share",
+        )
     }
 
     fn confirm(&mut self, action: &'static str, summary: &str) -> Result<()> {

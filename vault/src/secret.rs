@@ -32,7 +32,7 @@ use ed25519_dalek::{Signer as _, SigningKey};
 use crate::error::{Result, VaultError};
 
 /// Place the value `init` builds in locked memory (its frame is scrubbed afterwards).
-fn locked<T>(what: &'static str, init: impl FnOnce() -> T) -> Result<Locked<T>> {
+pub(crate) fn locked<T>(what: &'static str, init: impl FnOnce() -> T) -> Result<Locked<T>> {
     Locked::new_with(0, Prefer::Auto, |_| {
         Ok::<T, core::convert::Infallible>(init())
     })
@@ -276,7 +276,7 @@ impl Passphrase {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The VmFlags of the mapping holding `addr`, from /proc/self/smaps.
@@ -301,7 +301,7 @@ mod tests {
         panic!("no mapping holds {addr:#x}");
     }
 
-    fn assert_locked(what: &str, addr: usize) {
+    pub(crate) fn assert_locked(what: &str, addr: usize) {
         let flags = flags_at(addr);
         assert!(
             flags.contains(" lo ") && flags.contains(" dd"),

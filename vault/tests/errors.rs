@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use common::{LOW, TempDir, code, vault};
+use cvx_vault::shares::ShareError;
 use cvx_vault::{Damage, VaultError};
 
 /// Every variant, by name: adding a variant without a snapshot case fails to compile.
@@ -43,6 +44,7 @@ fn variant(e: &VaultError) -> &'static str {
         VaultError::Memory { .. } => "Memory",
         VaultError::Encrypt(_) => "Encrypt",
         VaultError::ConvexFile { .. } => "ConvexFile",
+        VaultError::Shares(_) => "Shares",
     }
 }
 
@@ -180,6 +182,28 @@ fn every_user_facing_error_matches_the_snapshot() {
         );
         v
     };
+    // Trezor's SLIP-39 vectors (see shares_vectors.rs): share `k` of vector `i` (0-based).
+    let vectors: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/slip39-vectors.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let vector = |i: usize, k: usize| vectors[i][1][k].as_str().unwrap().to_owned();
+    let combine = s(&[
+        "shares",
+        "combine",
+        "--role",
+        "peer",
+        "--out",
+        "s.age",
+        "--words-fd",
+        "0",
+        "--passphrase-fd",
+        "0",
+    ]);
     let cases: Vec<(&str, Vec<String>, String)> = vec![
         ("no command", vec![], String::new()),
         ("unknown command", s(&["frobnicate"]), String::new()),
@@ -813,6 +837,89 @@ fn every_user_facing_error_matches_the_snapshot() {
             String::new(),
         ),
         ("qr not a tx", s(&["qr", "--in", "junk.age"]), String::new()),
+        (
+            "shares split without a terminal",
+            s(&[
+                "shares",
+                "split",
+                "--key",
+                "acct.age",
+                "--threshold",
+                "2",
+                "--count",
+                "3",
+                "--passphrase-fd",
+                "0",
+            ]),
+            format!("{pass}\n\n"),
+        ),
+        (
+            "shares split 1 of 3",
+            s(&[
+                "shares",
+                "split",
+                "--key",
+                "acct.age",
+                "--threshold",
+                "1",
+                "--count",
+                "3",
+            ]),
+            String::new(),
+        ),
+        (
+            "shares split bad groups",
+            s(&[
+                "shares",
+                "split",
+                "--key",
+                "acct.age",
+                "--groups",
+                "2of3,3",
+                "--group-threshold",
+                "2",
+            ]),
+            String::new(),
+        ),
+        (
+            "shares split without a threshold",
+            s(&["shares", "split", "--key", "acct.age"]),
+            String::new(),
+        ),
+        (
+            "shares combine checksum",
+            combine.clone(),
+            format!("{}\n", vector(1, 0)),
+        ),
+        (
+            "shares combine mismatched set",
+            combine.clone(),
+            format!("{}\n{}\n", vector(5, 0), vector(5, 1)),
+        ),
+        (
+            "shares combine too few",
+            combine.clone(),
+            format!("{}\n\n", vector(4, 0)),
+        ),
+        (
+            "shares combine 128-bit secret",
+            combine.clone(),
+            format!("{}\nTREZOR\n", vector(0, 0)),
+        ),
+        (
+            "shares combine bad expected key",
+            {
+                let mut c = combine.clone();
+                c.extend(s(&["--expect-key", "00"]));
+                c
+            },
+            String::new(),
+        ),
+        (
+            "shares combine output exists",
+            s(&["shares", "combine", "--role", "peer", "--out", "acct.age"]),
+            String::new(),
+        ),
         ("audit without subcommand", s(&["audit"]), String::new()),
         (
             "convex verify not a transaction",
@@ -927,6 +1034,44 @@ fn every_user_facing_error_matches_the_snapshot() {
             damage: Damage::Truncated,
         },
     ];
+    // Every SLIP-39 refusal (each is also provoked for real by shares_vectors.rs or
+    // shares.rs).
+    let lib: Vec<VaultError> = lib
+        .into_iter()
+        .chain(
+            [
+                ShareError::UnknownWord {
+                    share: 2,
+                    position: 7,
+                },
+                ShareError::Length {
+                    share: 1,
+                    words: 19,
+                },
+                ShareError::Checksum { share: 3 },
+                ShareError::Padding { share: 1 },
+                ShareError::Parameters {
+                    share: 1,
+                    reason: "its group threshold is above its group count",
+                },
+                ShareError::Mismatch {
+                    share: 2,
+                    first: 1,
+                    field: "identifiers (first words)",
+                },
+                ShareError::Duplicate { share: 2, other: 1 },
+                ShareError::TooFew("group 1 has 1 of the 2 shares it needs".into()),
+                ShareError::TooMany("group 1 has 3 shares, exactly 2 are used".into()),
+                ShareError::Digest,
+                ShareError::Passphrase,
+                ShareError::Plan("group 1: 1 of 3 would make 3 copies of one share".into()),
+                ShareError::SecretLength(16),
+                ShareError::Retyped(2),
+            ]
+            .into_iter()
+            .map(VaultError::from),
+        )
+        .collect();
     for e in &lib {
         writeln!(
             snap,
@@ -958,12 +1103,13 @@ fn every_user_facing_error_matches_the_snapshot() {
         "Invalid",
         "HashMismatch",
         "NoTerminal",
+        "Shares",
         "Audit",
         "ConvexFile",
     ] {
         seen.insert(v);
     }
-    assert_eq!(seen.len(), 27, "a VaultError variant has no snapshot case");
+    assert_eq!(seen.len(), 28, "a VaultError variant has no snapshot case");
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots/errors.txt");
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
         std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots")).unwrap();

@@ -146,6 +146,9 @@ fn skip_reason() -> Option<String> {
     None
 }
 
+/// Trezor's SLIP-39 vector 20: one share of a 256-bit secret (passphrase "TREZOR").
+const VECTOR_20: &str = "theory painting academic academic armed sweater year military elder discuss acne wildlife boring employer fused large satoshi bundle carbon diagnose anatomy hamster leaves tracks paces beyond phantom capital marvel lips brave detect luck";
+
 #[test]
 fn every_subcommand_runs_without_a_network_and_makes_no_socket_call() {
     if let Some(why) = skip_reason() {
@@ -386,6 +389,48 @@ fn every_subcommand_runs_without_a_network_and_makes_no_socket_call() {
             .collect(),
             "wrong\n".into(),
         ),
+        (
+            "shares combine (Trezor's vector 20: one 256-bit share)",
+            [
+                "shares",
+                "combine",
+                "--role",
+                "peer",
+                "--out",
+                "shares.age",
+                "--work-factor",
+                &wf,
+                "--words-fd",
+                "0",
+                "--passphrase-fd",
+                "0",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            format!("{VECTOR_20}\nTREZOR\n{pass}"),
+        ),
+        (
+            // Shares are shown on a terminal only; with one it makes no network call
+            // either (`shares_split_and_combine_make_no_socket_call`).
+            "a failing command: shares split without a terminal",
+            [
+                "shares",
+                "split",
+                "--key",
+                "peer.age",
+                "--threshold",
+                "2",
+                "--count",
+                "3",
+                "--passphrase-fd",
+                "0",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            format!("{pass}\n"),
+        ),
     ];
     // Every leaf command the help texts list is among the steps (a new subcommand
     // without an offline step fails here).
@@ -430,7 +475,7 @@ fn every_subcommand_runs_without_a_network_and_makes_no_socket_call() {
                 .unwrap();
         }
         let out = child.wait_with_output().unwrap();
-        let expect_ok = name != "a failing command";
+        let expect_ok = !name.starts_with("a failing command");
         assert_eq!(
             out.status.success(),
             expect_ok,
@@ -469,4 +514,123 @@ fn leaf_commands(path: &[String]) -> Vec<Vec<String>> {
             leaf_commands(&p)
         })
         .collect()
+}
+
+/// Issue 19: `shares split` (on a pseudo-terminal, where the shares are shown) and
+/// `shares combine` (shares from a descriptor) run in a network namespace with no
+/// interfaces and make no network system call.
+#[test]
+fn shares_split_and_combine_make_no_socket_call() {
+    if let Some(why) = skip_reason() {
+        println!("SKIPPED: {why}");
+        return;
+    }
+    if !have("python3") {
+        println!("SKIPPED: python3 is not installed (the pty driver needs it)");
+        return;
+    }
+    let d = TempDir::new("offline-shares");
+    let pass = "offline pass";
+    let key = common::keygen(&d.0, "peer", "peer.age", pass, LOW);
+    let trace = d.path("split-trace.txt");
+    let captures = d.path("captures.json");
+    let spec = serde_json::json!({
+        "argv": ["unshare", "-n", "--", "strace", "-f", "-qq", "-e", "trace=%network",
+                 "-o", trace.to_str().unwrap(), common::BIN,
+                 "--audit", d.path("audit.log").to_str().unwrap(), "shares", "split",
+                 "--key", d.path("peer.age").to_str().unwrap(), "--threshold", "2", "--count", "2"],
+        "stdout": d.path("split-stdout.txt").to_str().unwrap(),
+        "transcript": d.path("split-transcript.txt").to_str().unwrap(),
+        "captures_out": captures.to_str().unwrap(),
+        "timeout": 120,
+        "steps": [
+            {"expect": "Passphrase for [^:]*: ", "send": format!("{pass}\n")},
+            {"expect": "SLIP-39 passphrase of the shares[^:]*: ", "send": "\n"},
+            {"expect": "Repeat the SLIP-39 passphrase: ", "send": "\n"},
+            {"expect": "Share 1 of 2.*?Press Enter[^\n]*", "capture_words": "s1", "send": "\n"},
+            {"expect": "Type the share again[^:]*: ", "send": "{s1}\n"},
+            {"expect": "Share 2 of 2.*?Press Enter[^\n]*", "capture_words": "s2", "send": "\n"},
+            {"expect": "Type the share again[^:]*: ", "send": "{s2}\n"},
+        ],
+    });
+    let rc = common::pty(&spec, &d.0);
+    assert_eq!(
+        rc,
+        0,
+        "shares split: {}",
+        String::from_utf8_lossy(&std::fs::read(d.path("split-transcript.txt")).unwrap())
+    );
+    let calls = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        calls.trim().is_empty(),
+        "shares split made network system calls:\n{calls}"
+    );
+    println!("shares split: ok, no network system call");
+    let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&captures).unwrap()).unwrap();
+    let input = format!(
+        "{}\n{}\n\n{pass}\n",
+        c["s2"].as_str().unwrap(),
+        c["s1"].as_str().unwrap()
+    );
+    let trace = d.path("combine-trace.txt");
+    let mut child = Command::new("unshare")
+        .current_dir(&d.0)
+        .args([
+            "-n",
+            "--",
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=%network",
+            "-o",
+        ])
+        .arg(&trace)
+        .arg(common::BIN)
+        .args([
+            "--audit",
+            "audit.log",
+            "shares",
+            "combine",
+            "--role",
+            "peer",
+            "--out",
+            "back.age",
+        ])
+        .args([
+            "--expect-key",
+            &key,
+            "--work-factor",
+            "10",
+            "--words-fd",
+            "0",
+            "--passphrase-fd",
+            "0",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "shares combine: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calls = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        calls.trim().is_empty(),
+        "shares combine made network system calls:\n{calls}"
+    );
+    println!("shares combine: ok, no network system call");
 }

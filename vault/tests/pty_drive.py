@@ -6,12 +6,14 @@ usage: pty_drive.py SPEC.json
 
 SPEC: {"argv": [...], "stdout": path or null, "transcript": path,
        "timeout": seconds,
-       "steps": [{"expect": regex, "send": text, "capture_words": bool}, ...]}
+       "steps": [{"expect": regex, "send": text, "capture_words": bool or NAME}, ...],
+       "words_out": path, "captures_out": path}
 
 The child gets the pty as its controlling terminal and as stdin/stderr; its stdout
 goes to the "stdout" file when given (so tests can check that nothing secret reaches
 stdout), else to the pty. "send" may contain {words}: the recovery words captured by
-an earlier step with capture_words. Exit status: the child's, or 124 on a timeout, or
+an earlier step with capture_words: true (or {NAME} for capture_words: "NAME").
+"captures_out" gets every capture as a JSON object. Exit status: the child's, or 124 on a timeout, or
 125 when an expected prompt never came.
 """
 import json
@@ -32,7 +34,7 @@ def main():
     if pid == 0:
         if out_fd is not None:
             os.dup2(out_fd, 1)
-        os.execv(spec["argv"][0], spec["argv"])
+        os.execvp(spec["argv"][0], spec["argv"])
     deadline = time.time() + spec.get("timeout", 60)
     buf = b""
     transcript = b""
@@ -68,14 +70,17 @@ def main():
                 break
         if status is not None:
             break
-        if step.get("capture_words"):
+        cap = step.get("capture_words")
+        if cap:
             words = re.findall(rb"\d+\.\s+([a-z]+)", m.group(0))
-            captured["words"] = b" ".join(words).decode()
+            captured["words" if cap is True else cap] = b" ".join(words).decode()
         buf = buf[m.end():]
         send = step.get("send")
         if send is not None:
             time.sleep(0.05)
-            os.write(master, send.replace("{words}", captured.get("words", "")).encode())
+            for name, value in captured.items():
+                send = send.replace("{" + name + "}", value)
+            os.write(master, send.encode())
     while status is None and time.time() < deadline:
         done, st = os.waitpid(pid, os.WNOHANG)
         if done:
@@ -95,6 +100,9 @@ def main():
     if spec.get("transcript"):
         with open(spec["transcript"], "wb") as f:
             f.write(transcript)
+    if spec.get("captures_out"):
+        with open(spec["captures_out"], "w") as f:
+            json.dump(captured, f)
     if "words" in captured and spec.get("words_out"):
         with open(spec["words_out"], "w") as f:
             f.write(captured["words"])

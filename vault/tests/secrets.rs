@@ -368,4 +368,221 @@ fn without_lockable_memory_the_vault_refuses_and_writes_nothing() {
     let o = run("1048576:1048576");
     assert_eq!(code(&o), 0, "control run failed: {}", stderr(&o));
     assert!(d.path("peer.age").exists());
+
+    // The same for `shares combine` (issue 19): the rebuilt secret needs locked memory.
+    // Trezor's vector 20 is one 256-bit share (passphrase "TREZOR").
+    let share = "theory painting academic academic armed sweater year military elder discuss acne wildlife boring employer fused large satoshi bundle carbon diagnose anatomy hamster leaves tracks paces beyond phantom capital marvel lips brave detect luck";
+    let input = d.path("shares.txt");
+    std::fs::write(&input, format!("{share}\nTREZOR\ncorrect horse battery\n")).unwrap();
+    std::fs::set_permissions(&input, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let combine = |memlock: &str| {
+        std::process::Command::new("prlimit")
+            .arg(format!("--memlock={memlock}"))
+            .args([
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--",
+            ])
+            .arg(&bin)
+            .args([
+                "--audit",
+                "audit.log",
+                "shares",
+                "combine",
+                "--role",
+                "peer",
+                "--out",
+                "s.age",
+            ])
+            .args([
+                "--work-factor",
+                "10",
+                "--words-fd",
+                "0",
+                "--passphrase-fd",
+                "0",
+            ])
+            .current_dir(&d.0)
+            .stdin(std::fs::File::open(&input).unwrap())
+            .output()
+            .unwrap()
+    };
+    let o = combine("0:0");
+    let err = stderr(&o);
+    assert_eq!(code(&o), 13, "stderr: {err}");
+    assert!(err.contains("master secret in locked memory"), "{err}");
+    assert!(!d.path("s.age").exists() && !d.path("s.age.manifest.json").exists());
+    let o = combine("1048576:1048576");
+    assert_eq!(code(&o), 0, "control run failed: {}", stderr(&o));
+    assert!(d.path("s.age").exists());
+}
+
+/// Issue 19: `shares split` and `shares combine` leak neither the seed, nor a
+/// passphrase (the backup's or the SLIP-39 one), nor any share: argv, stdout, stderr,
+/// the audit log, the new backup and manifests are scanned (the shares reach only the
+/// terminal, whose transcript is kept apart).
+#[test]
+fn shares_leak_no_seed_share_or_passphrase() {
+    if !common::have("python3") {
+        println!("SKIPPED: python3 is not installed (the pty driver needs it)");
+        return;
+    }
+    let d = TempDir::new("secrets-shares");
+    let side = TempDir::new("secrets-shares-tty");
+    let pass = "s3cret-Passphrase-for-scan";
+    let slip = "slip39-Passphrase-for-scan";
+    let key = common::keygen(&d.0, "account", "acct.age", pass, 10);
+    let mut outputs: Vec<(String, Vec<u8>)> = Vec::new();
+    let (audit_log, backup) = (d.path("audit.log"), d.path("acct.age"));
+    let split_argv = [
+        common::BIN,
+        "--audit",
+        audit_log.to_str().unwrap(),
+        "shares",
+        "split",
+        "--key",
+        backup.to_str().unwrap(),
+        "--groups",
+        "2of3,2of2",
+        "--group-threshold",
+        "1",
+    ];
+    outputs.push(("split argv".into(), split_argv.join(" ").into_bytes()));
+    let mut steps = vec![
+        serde_json::json!({"expect": "Passphrase for [^:]*: ", "send": format!("{pass}\n")}),
+        serde_json::json!({"expect": "SLIP-39 passphrase of the shares[^:]*: ", "send": format!("{slip}\n")}),
+        serde_json::json!({"expect": "Repeat the SLIP-39 passphrase: ", "send": format!("{slip}\n")}),
+    ];
+    for k in 1..=5 {
+        steps.push(
+            serde_json::json!({"expect": format!("Share {k} of 5.*?Press Enter[^\n]*"),
+            "capture_words": format!("s{k}"), "send": "\n"}),
+        );
+        steps.push(serde_json::json!({"expect": "Type the share again[^:]*: ", "send": format!("{{s{k}}}\n")}));
+    }
+    let spec = serde_json::json!({
+        "argv": split_argv,
+        "stdout": d.path("split-stdout.txt").to_str().unwrap(),
+        "transcript": side.path("transcript.txt").to_str().unwrap(),
+        "captures_out": side.path("captures.json").to_str().unwrap(),
+        "timeout": 120,
+        "steps": steps,
+    });
+    assert_eq!(common::pty(&spec, &side.0), 0);
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(side.path("captures.json")).unwrap()).unwrap();
+    let shares: Vec<String> = (1..=5)
+        .map(|k| c[format!("s{k}")].as_str().unwrap().to_owned())
+        .collect();
+    // Combine the second group (shares 4 and 5) from stdin.
+    let args = [
+        "--audit",
+        "audit.log",
+        "shares",
+        "combine",
+        "--role",
+        "account",
+        "--out",
+        "back.age",
+        "--expect-key",
+        &key,
+        "--work-factor",
+        "10",
+        "--words-fd",
+        "0",
+        "--passphrase-fd",
+        "0",
+    ];
+    outputs.push(("combine argv".into(), args.join(" ").into_bytes()));
+    let o = vault(
+        &d.0,
+        &args,
+        &format!("{}\n{}\n{slip}\n{pass}\n", shares[4], shares[3]),
+    );
+    assert_eq!(code(&o), 0, "combine: {}", stderr(&o));
+    outputs.push(("combine stdout".into(), o.stdout));
+    outputs.push(("combine stderr".into(), o.stderr));
+    // A failing combine (a mistyped share) prints nothing secret either.
+    let mut w: Vec<&str> = shares[3].split(' ').collect();
+    w[9] = if w[9] == "acid" { "academic" } else { "acid" };
+    let typo = w.join(" ");
+    let o = vault(
+        &d.0,
+        &[
+            "--audit",
+            "audit.log",
+            "shares",
+            "combine",
+            "--role",
+            "account",
+            "--out",
+            "x.age",
+            "--words-fd",
+            "0",
+            "--passphrase-fd",
+            "0",
+        ],
+        &format!("{}\n{typo}\n{slip}\n{pass}\n", shares[4]),
+    );
+    assert_eq!(code(&o), 10, "{}", stderr(&o));
+    outputs.push(("failing combine stderr".into(), o.stderr));
+    outputs.push(("failing combine stdout".into(), o.stdout));
+    for e in std::fs::read_dir(&d.0).unwrap() {
+        let p = e.unwrap().path();
+        outputs.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+    }
+    // The seed, from a restore into the side directory.
+    let o = vault(
+        &d.0,
+        &[
+            "--audit",
+            side.path("audit.log").to_str().unwrap(),
+            "restore",
+            "--backup",
+            "acct.age",
+            "--out",
+            side.path("acct.key").to_str().unwrap(),
+            "--passphrase-fd",
+            "0",
+        ],
+        &format!("{pass}\n"),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let plain = std::fs::read(side.path("acct.key")).unwrap();
+    let seed = &plain[keyfile::SEED];
+    let mut needles: Vec<(String, Vec<u8>)> = vec![
+        ("seed bytes".into(), seed.to_vec()),
+        ("seed hex".into(), hex::encode(seed).into_bytes()),
+        ("passphrase".into(), pass.as_bytes().to_vec()),
+        ("SLIP-39 passphrase".into(), slip.as_bytes().to_vec()),
+    ];
+    for (k, s) in shares.iter().enumerate() {
+        let w: Vec<&str> = s.split(' ').collect();
+        // Words 5.. carry the share value (1-4: the identifier and parameters).
+        for pair in w[4..].windows(2) {
+            needles.push((
+                format!("share {} words {pair:?}", k + 1),
+                pair.join(" ").into_bytes(),
+            ));
+        }
+    }
+    assert!(
+        outputs.len() > 10,
+        "the scan covers {} outputs",
+        outputs.len()
+    );
+    for (what, hay) in &outputs {
+        for (secret, needle) in &needles {
+            assert!(!contains(hay, needle), "{secret} found in {what}");
+        }
+    }
+    // The scan has teeth: the needles are the shares the terminal showed (as captured
+    // from it), and the terminal showed their words.
+    let caught = std::fs::read(side.path("captures.json")).unwrap();
+    assert!(needles[4..].iter().all(|(_, n)| contains(&caught, n)));
+    let t =
+        String::from_utf8_lossy(&std::fs::read(side.path("transcript.txt")).unwrap()).into_owned();
+    assert!(shares.iter().all(|s| s.split(' ').all(|w| t.contains(w))));
 }

@@ -111,6 +111,12 @@ pub struct Script {
     pub words: Option<String>,
     pub confirm: bool,
     pub shown_words: Option<String>,
+    /// The SLIP-39 passphrase to give.
+    pub shares_passphrase: String,
+    /// Shares to type in, in order.
+    pub shares: Vec<String>,
+    /// Shares shown by `shares split` (each is "retyped" as shown).
+    pub shown_shares: Vec<String>,
 }
 
 impl Operator for Script {
@@ -126,6 +132,26 @@ impl Operator for Script {
     }
     fn existing_words(&mut self) -> Result<Words, VaultError> {
         Words::parse(self.words.as_deref().unwrap())
+    }
+    fn shares_passphrase(&mut self, _: bool) -> Result<zeroize::Zeroizing<String>, VaultError> {
+        Ok(zeroize::Zeroizing::new(self.shares_passphrase.clone()))
+    }
+    fn show_share(
+        &mut self,
+        _: &str,
+        words: &str,
+    ) -> Result<zeroize::Zeroizing<String>, VaultError> {
+        self.shown_shares.push(words.to_owned());
+        Ok(zeroize::Zeroizing::new(words.to_owned()))
+    }
+    fn share(&mut self, _: usize, _: &str) -> Result<zeroize::Zeroizing<String>, VaultError> {
+        if self.shares.is_empty() {
+            return Err(VaultError::Input {
+                what: "share",
+                reason: "end of input before a line was read".into(),
+            });
+        }
+        Ok(zeroize::Zeroizing::new(self.shares.remove(0)))
     }
     fn confirm(&mut self, _: &'static str, _: &str) -> Result<(), VaultError> {
         if self.confirm {
