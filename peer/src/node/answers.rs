@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use cvx_protocol::peer_wire::{Answer, Query, Status, SyncPoint};
 
 use super::MainLoop;
-use crate::api::ApiQuery;
+use crate::api::{ApiQuery, ApiReply};
 
 impl MainLoop {
     pub(super) fn answer(&self, q: &Query) -> Answer {
@@ -43,43 +43,24 @@ impl MainLoop {
         }
     }
 
-    pub(super) fn api_answer(&self, q: &ApiQuery) -> (&'static str, String) {
-        const JSON: &str = "application/json";
+    #[allow(clippy::needless_pass_by_value)] // the submit arm consumes it once wired
+    pub(super) fn api_answer(&self, q: ApiQuery) -> ApiReply {
         let ledger = self.peer.ledger();
         match q {
-            ApiQuery::Status => (JSON, status_json(&self.status())),
-            ApiQuery::Account(n) => (
-                JSON,
-                ledger.account(cvx_protocol::Address(*n)).map_or_else(
-                    || "null".to_owned(),
-                    |a| {
-                        serde_json::json!({
-                            "address": n,
-                            "key": a.key.to_hex(),
-                            "balance": a.balance.get(),
-                            "sequence": a.sequence,
-                        })
-                        .to_string()
-                    },
-                ),
-            ),
-            ApiQuery::Peer(k) => (
-                JSON,
-                ledger.peer(k).map_or_else(
-                    || "null".to_owned(),
-                    |p| {
-                        serde_json::json!({
-                            "key": p.key.to_hex(),
-                            "controller": p.controller.0,
-                            "stake": p.stake.get(),
-                            "host": p.host.as_ref().map(|h| h.as_str().to_owned()),
-                            "last_block_time": p.last_block_time.0,
-                        })
-                        .to_string()
-                    },
-                ),
-            ),
-            ApiQuery::Metrics => ("text/plain; version=0.0.4", self.metrics()),
+            ApiQuery::Status => ApiReply::Status {
+                status: self.status(),
+                network: self.ctx.shared.network,
+            },
+            ApiQuery::Account(n) => {
+                ApiReply::Account(ledger.account(cvx_protocol::Address(n)).cloned())
+            }
+            ApiQuery::Peer(k) => ApiReply::Peer(ledger.peer(&k).cloned()),
+            ApiQuery::Tx(id) => ApiReply::Tx(self.results.get(&id).cloned()),
+            ApiQuery::Metrics => ApiReply::Metrics(self.metrics()),
+            ApiQuery::Submit(_) | ApiQuery::Wait(_) | ApiQuery::Events => ApiReply::Refused {
+                code: cvx_protocol::ErrorCode::State,
+                detail: "not wired yet".into(),
+            },
         }
     }
 

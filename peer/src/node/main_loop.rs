@@ -60,7 +60,7 @@ impl MainLoop {
                 }
                 _ = slow.tick() => self.housekeeping(),
                 Some((q, reply)) = api.recv() => {
-                    let _ = reply.send(self.api_answer(&q));
+                    let _ = reply.send(self.api_answer(q));
                 }
             }
         }
