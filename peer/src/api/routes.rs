@@ -286,3 +286,84 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod document {
+    use std::collections::BTreeSet;
+
+    use super::ROUTES;
+    use crate::api::ApiCode;
+
+    fn api_yaml() -> String {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.yaml");
+        std::fs::read_to_string(path).expect("docs/api.yaml")
+    }
+
+    /// `(METHOD, path)` of every operation under `paths:` (two-space path keys, four-space
+    /// method keys: the layout docs/api.yaml keeps).
+    fn documented_routes(doc: &str) -> BTreeSet<(String, String)> {
+        let mut out = BTreeSet::new();
+        let mut in_paths = false;
+        let mut path = None;
+        for line in doc.lines() {
+            if !line.starts_with(' ') && !line.is_empty() {
+                in_paths = line == "paths:";
+                continue;
+            }
+            if !in_paths {
+                continue;
+            }
+            if let Some(p) = line.strip_prefix("  /") {
+                path = Some(format!("/{}", p.trim_end_matches(':')));
+            } else if let Some(m) = line.strip_prefix("    ")
+                && !m.starts_with(' ')
+                && let Some(m) = m.strip_suffix(':')
+                && ["get", "post", "put", "delete", "patch", "head", "options"].contains(&m)
+            {
+                out.insert((
+                    m.to_uppercase(),
+                    path.clone().expect("a path before its method"),
+                ));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_document_and_the_code_have_the_same_routes() {
+        let doc = documented_routes(&api_yaml());
+        let code: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+            .collect();
+        assert_eq!(doc, code, "docs/api.yaml and routes::ROUTES differ");
+    }
+
+    #[test]
+    fn the_document_gives_every_code_its_status() {
+        let doc = api_yaml();
+        let enum_line = doc
+            .lines()
+            .find(|l| l.trim_start().starts_with("enum: [SEQUENCE"))
+            .expect("the Error schema's code enum");
+        let listed: BTreeSet<&str> = enum_line
+            .trim()
+            .trim_start_matches("enum: [")
+            .trim_end_matches(']')
+            .split(", ")
+            .collect();
+        let codes = cvx_protocol::ErrorCode::ALL
+            .into_iter()
+            .map(ApiCode::Tx)
+            .chain(ApiCode::HTTP);
+        for c in codes {
+            let row = format!("| `{}` | {} |", c.name(), c.status().as_u16());
+            assert!(doc.contains(&row), "docs/api.yaml lacks the row {row}");
+            assert!(
+                listed.contains(c.name()),
+                "the Error schema's enum lacks {}",
+                c.name()
+            );
+        }
+    }
+}

@@ -39,6 +39,8 @@ impl MainLoop {
             .try_send(SignJob { request, reply })
             .is_err()
         {
+            self.metrics
+                .signer_outcome(&Err("signer queue full".into()), None);
             let acts = self.peer.handle(
                 now(),
                 Event::SignatureReturned {
@@ -53,8 +55,11 @@ impl MainLoop {
             return Ok(());
         }
         let inputs = self.ctx.inputs.clone();
+        let metrics = self.metrics.clone();
+        let asked = std::time::Instant::now();
         tokio::spawn(async move {
             let result = rx.await.unwrap_or_else(|_| Err("signer task gone".into()));
+            metrics.signer_outcome(&result, Some(asked.elapsed()));
             let _ = inputs.send(Input::Signed { id, result }).await;
         });
         Ok(())
