@@ -136,6 +136,11 @@ impl MainLoop {
         );
         o.gauge("finality", "Finality point (blocks executed).", st.finality);
         o.gauge(
+            "finality_stalled_seconds",
+            "Seconds since the finality point last advanced.",
+            crate::clock::now().0.saturating_sub(self.stall.1) / 1000,
+        );
+        o.gauge(
             "in_consensus",
             "1 while the peer can take part in consensus (else clients get NETWORK).",
             u64::from(st.in_consensus),
