@@ -238,7 +238,15 @@ impl Api {
                     .await
                     .unwrap_or_else(ApiError::into_response);
             }
-            Ok(r) => self.get(r, ctl).await,
+            Ok(r) => {
+                let openmetrics = req
+                    .headers()
+                    .get_all(header::ACCEPT)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .any(|v| v.contains("application/openmetrics-text"));
+                self.get(r, ctl, openmetrics).await
+            }
             Err(NoRoute::Path) => Err(ApiError::new(
                 ApiCode::Route,
                 "no such route: see docs/api.yaml (GET /v1/status, /v1/account/{n}, /v1/peer/{key}, /v1/tx/{id}, /v1/events, /metrics; POST /v1/tx)",
@@ -262,7 +270,12 @@ impl Api {
         })
     }
 
-    async fn get(&self, route: Route, ctl: &ConnCtl) -> Result<Response<Body>, ApiError> {
+    async fn get(
+        &self,
+        route: Route,
+        ctl: &ConnCtl,
+        openmetrics: bool,
+    ) -> Result<Response<Body>, ApiError> {
         let nobody = |what: &str| ApiError::tx(ErrorCode::Nobody, format!("no such {what}"));
         let null = || Ok(whole(StatusCode::OK, "application/json", "null"));
         let unexpected = || {
@@ -283,10 +296,15 @@ impl Api {
                 _ => unexpected(),
             },
             Route::Metrics => match self.ask(ApiQuery::Metrics).await? {
-                ApiReply::Metrics(text) => Ok(whole(
+                ApiReply::Metrics(text) if openmetrics => Ok(whole(
                     StatusCode::OK,
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     text,
+                )),
+                ApiReply::Metrics(text) => Ok(whole(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    prometheus_text(&text),
                 )),
                 _ => unexpected(),
             },
@@ -467,6 +485,41 @@ async fn read_body(mut body: Incoming, keep: usize, limits: &Limits) -> Result<V
     tokio::time::timeout(limits.body_timeout, work)
         .await
         .unwrap_or(Err(BodyError::Slow))
+}
+
+/// The OpenMetrics exposition in the Prometheus text format 0.0.4, for scrapers that do
+/// not ask for OpenMetrics (curl, older tools): a counter family's `# HELP`/`# TYPE` lines
+/// name it with its `_total` (as the samples do), and there is no `# EOF`. Samples are the
+/// same in both formats.
+#[must_use]
+pub fn prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|t| t.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 256);
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((p, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if counters.contains(name) {
+                    out.push_str(&format!("{p}{name}_total {tail}"));
+                } else {
+                    out.push_str(line);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// A status as JSON (counts only: never the list of connections).

@@ -7,7 +7,9 @@
 //! - a connection must send its request head within [`Limits::head_timeout`] and its body
 //!   within [`Limits::body_timeout`]; one request per connection;
 //! - at most [`Limits::connections`] connections are served; as many again are answered
-//!   `503` with `Retry-After` (beyond both, the OS backlog holds them);
+//!   `503` with `Retry-After`; beyond both, connections wait in the kernel's backlog
+//!   (delayed, never reset) so that the API never takes the descriptors the peer's own
+//!   connections need;
 //! - at most [`Limits::in_flight`] requests ask the node at once (a tower concurrency
 //!   limit with load shedding): the others are answered `503` + `Retry-After`, never reset;
 //! - a body over [`Limits::max_body`] is answered `413` (read and discarded up to
@@ -98,7 +100,7 @@ pub type ApiRequest = (ApiQuery, oneshot::Sender<ApiReply>);
 /// The API's limits (docs/operations.md, "Client API").
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Connections served at once.
+    /// Connections served at once; as many again are answered 503 (see [`Limits::fds`]).
     pub connections: usize,
     /// Requests asking the node at once (beyond: 503).
     pub in_flight: usize,
@@ -125,7 +127,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            connections: 256,
+            connections: 128,
             in_flight: 64,
             uploads: 32,
             streams: 16,
@@ -141,6 +143,13 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Descriptors the API may hold: `connections` served and as many answered 503
+    /// (the peer's RLIMIT_NOFILE counts them; see `crate::sandbox::nofile`).
+    #[must_use]
+    pub const fn fds(&self) -> usize {
+        self.connections * 2
+    }
+
     /// The longest a request that is not an event stream may hold its connection.
     #[must_use]
     pub fn request_deadline(&self) -> Duration {
@@ -168,10 +177,16 @@ pub async fn serve(listener: TcpListener, node: mpsc::Sender<ApiRequest>) {
 
 /// Serve with `limits` until the task is dropped.
 pub async fn serve_with(listener: TcpListener, node: mpsc::Sender<ApiRequest>, limits: Limits) {
-    let conns = Arc::new(Semaphore::new(limits.connections));
-    let overflow = Arc::new(Semaphore::new(limits.connections));
+    // Descriptors: a slot is taken before each accept, so the API never holds more than
+    // `limits.fds()`; beyond, connections wait in the kernel's backlog (delayed, never
+    // reset). Of those, `connections` are served and the rest answered 503.
+    let slots = Arc::new(Semaphore::new(limits.fds()));
+    let served = Arc::new(Semaphore::new(limits.connections));
     let api = handler::Api::new(node, limits);
     loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
             Err(e) => {
@@ -181,20 +196,12 @@ pub async fn serve_with(listener: TcpListener, node: mpsc::Sender<ApiRequest>, l
                 continue;
             }
         };
-        let (permit, busy) = match Arc::clone(&conns).try_acquire_owned() {
-            Ok(p) => (p, false),
-            Err(_) => match Arc::clone(&overflow).try_acquire_owned() {
-                Ok(p) => (p, true),
-                Err(_) => {
-                    drop(stream);
-                    continue;
-                }
-            },
-        };
+        let serve = Arc::clone(&served).try_acquire_owned().ok();
         let api = api.clone();
         tokio::spawn(async move {
+            let busy = serve.is_none();
             connection(stream, api, limits, busy).await;
-            drop(permit);
+            drop((serve, slot));
         });
     }
 }

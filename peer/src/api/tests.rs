@@ -53,7 +53,9 @@ async fn start(limits: Limits, fake: Arc<Fake>) -> (String, broadcast::Sender<Ar
                         status: status(),
                         network: NET,
                     },
-                    ApiQuery::Metrics => ApiReply::Metrics("cvx_peer_finality 1\n# EOF\n".into()),
+                    ApiQuery::Metrics => ApiReply::Metrics(
+                        "# HELP cvx_peer_x X.\n# TYPE cvx_peer_x counter\ncvx_peer_x_total 3\n# TYPE cvx_peer_finality gauge\ncvx_peer_finality 1\n# EOF\n".into(),
+                    ),
                     ApiQuery::Account(n) => ApiReply::Account((n == 1).then(|| Account {
                         key: status().peer,
                         balance: Amount::new(5).unwrap(),
@@ -186,9 +188,26 @@ async fn routes_answer_json_with_stable_codes() {
     assert!(t.to_ascii_lowercase().contains("allow: post"), "{t}");
     let (c, t) = get(&addr, &format!("/v1/tx/{}", "ab".repeat(32))).await;
     assert_eq!((c, body_json(&t)["code"].as_str()), (404, Some("NOBODY")));
+    // Prometheus asks for OpenMetrics; anything else gets the 0.0.4 text format.
     let (c, t) = get(&addr, "/metrics").await;
     assert_eq!(c, 200);
+    assert!(t.contains("text/plain; version=0.0.4"), "{t}");
+    assert!(t.ends_with("# HELP cvx_peer_x_total X.\n# TYPE cvx_peer_x_total counter\ncvx_peer_x_total 3\n# TYPE cvx_peer_finality gauge\ncvx_peer_finality 1\n"), "{t}");
+    let (c, t) = raw(
+        &addr,
+        b"GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(c, 200);
     assert!(t.contains("application/openmetrics-text"), "{t}");
+    assert!(t.ends_with("# TYPE cvx_peer_x counter\ncvx_peer_x_total 3\n# TYPE cvx_peer_finality gauge\ncvx_peer_finality 1\n# EOF\n"), "{t}");
+    // A head over the limit is refused with 431, not a reset.
+    let big = format!(
+        "GET /v1/status HTTP/1.1\r\nX: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    assert_eq!(raw(&addr, big.as_bytes()).await.unwrap().0, 431);
     // A head ending in bare LFs is still a request that gets an answer.
     let (c, _) = raw(&addr, b"GET /v1/status HTTP/1.1\nHost: x\n\n")
         .await
@@ -282,6 +301,38 @@ async fn connections_over_the_cap_are_answered_503() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (c, t) = get(&addr, "/v1/status").await;
     assert_eq!(c, 503, "{t}");
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_every_slot_connections_wait_in_the_backlog_never_reset() {
+    let limits = Limits {
+        connections: 2,
+        ..quick()
+    };
+    let (addr, _ev) = start(limits, Arc::default()).await;
+    // Four silent connections take every descriptor slot (2 served, 2 answered 503)
+    // until the head timeout closes them.
+    let mut held = Vec::new();
+    for _ in 0..limits.fds() {
+        held.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let a = addr.clone();
+            tokio::spawn(async move { raw(&a, b"GET /v1/status HTTP/1.1\r\n\r\n").await })
+        })
+        .collect();
+    for task in tasks {
+        let r = task.await.unwrap();
+        assert!(matches!(r, Ok((200 | 503, _))), "{r:?}");
+    }
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "they waited for the silent ones to be closed"
+    );
     drop(held);
 }
 
