@@ -5,10 +5,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use cvx_protocol::hash::Hash;
-use cvx_protocol::ledger::{Account, Action, Transaction, TxOutcome, TxResult};
+use cvx_protocol::ledger::{Account, Action, SignedTransaction, Transaction, TxOutcome, TxResult};
 use cvx_protocol::peer_wire::Status;
 use cvx_protocol::txfile::TxFile;
-use cvx_protocol::{Address, Amount, Canonical, ErrorCode, NetworkId};
+use cvx_protocol::{Address, Amount, Canonical, ErrorCode, NetworkId, PublicKey, Signature};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -24,7 +24,10 @@ struct Fake {
 }
 
 fn status() -> Status {
-    let key = cvx_loadgen::Keypair::derive("api-test", 1, 0).public();
+    // RFC 8032's first test key (a valid point; nothing here signs).
+    let key =
+        PublicKey::from_hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+            .unwrap();
     Status {
         peer: key,
         proposal: 3,
@@ -136,8 +139,9 @@ fn body_json(text: &str) -> serde_json::Value {
     serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap()
 }
 
+/// A well-formed file; the signature is filler (the API parses, the node verifies, and
+/// the peer's sources never hold a signing key: peer/tests/boundaries.rs).
 fn tx_file(network: NetworkId) -> Vec<u8> {
-    let k = cvx_loadgen::Keypair::derive("api-test", 1, 1);
     let tx = Transaction {
         origin: Address(1),
         sequence: 3,
@@ -146,7 +150,11 @@ fn tx_file(network: NetworkId) -> Vec<u8> {
             stake: Amount::ZERO,
         },
     };
-    TxFile::new(network, k.sign_tx(&network, tx)).encode()
+    let signed = SignedTransaction {
+        tx,
+        signature: Signature([0x5a; 64]),
+    };
+    TxFile::new(network, signed).encode()
 }
 
 fn quick() -> Limits {

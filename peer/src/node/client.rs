@@ -15,6 +15,9 @@ use crate::clock::now;
 use crate::consensus::{ConnId, Event};
 use crate::error::NodeError;
 
+/// Pending client transactions timed for the finality-latency histogram at most.
+pub const SUBMITTED_KEPT: usize = 200_000;
+
 impl MainLoop {
     pub(super) fn on_submit(
         &mut self,
@@ -56,9 +59,17 @@ impl MainLoop {
             return Ok(());
         }
         self.waiting.entry(id).or_default().push(conn);
-        self.submitted_at.entry(id).or_insert_with(Instant::now);
+        self.note_submitted(id);
         let acts = self.peer.handle(now(), Event::Transaction(tx));
         self.carry_out(acts)
+    }
+
+    /// Remember when a client transaction arrived, for the finality-latency histogram
+    /// (bounded: beyond [`SUBMITTED_KEPT`] pending ones, new ones are not timed).
+    fn note_submitted(&mut self, id: cvx_protocol::Hash) {
+        if self.submitted_at.len() < SUBMITTED_KEPT {
+            self.submitted_at.entry(id).or_insert_with(Instant::now);
+        }
     }
 
     /// `POST /v1/tx`: the same checks as a submission over the peer port (network, then
@@ -120,7 +131,7 @@ impl MainLoop {
                 "the transaction queue is full".into(),
             );
         }
-        self.submitted_at.entry(id).or_insert_with(Instant::now);
+        self.note_submitted(id);
         let acts = self.peer.handle(now(), Event::Transaction(tx));
         self.carry_out(acts)?;
         Ok(ApiReply::Accepted(id))
