@@ -31,7 +31,8 @@ include!(concat!(env!("OUT_DIR"), "/seccomp_filter.rs"));
 pub const MAX_FILE_SIZE: u64 = 1 << 40;
 
 /// Descriptors beyond the peer and client connections: the store, listeners, the
-/// signer, epoll and wake-up descriptors, API connections, resolver sockets.
+/// signer, epoll and wake-up descriptors, resolver sockets (the HTTP API's connections are
+/// counted apart: `crate::api::Limits::fds`).
 pub const SPARE_FDS: u64 = 256;
 
 /// Files the C library's resolver reads when a host is a name; allowed read-only when
@@ -68,7 +69,11 @@ pub enum PeerSandboxError {
 /// The RLIMIT_NOFILE the peer asks for under `settings`.
 #[must_use]
 pub fn nofile(settings: &Settings) -> u64 {
-    let conns = settings.max_connections + settings.target_outgoing;
+    let conns = settings.max_connections
+        + settings.target_outgoing
+        + settings
+            .api_listen
+            .map_or(0, |_| crate::api::Limits::default().fds());
     u64::try_from(conns).unwrap_or(u64::MAX / 2) + SPARE_FDS
 }
 

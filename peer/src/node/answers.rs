@@ -6,7 +6,12 @@ use std::sync::atomic::Ordering;
 use cvx_protocol::peer_wire::{Answer, Query, Status, SyncPoint};
 
 use super::MainLoop;
-use crate::api::ApiQuery;
+use cvx_protocol::{Address, ErrorCode};
+use tokio::sync::oneshot;
+
+use super::MAX_API_WAITERS;
+use crate::api::{ApiQuery, ApiReply};
+use crate::error::NodeError;
 
 impl MainLoop {
     pub(super) fn answer(&self, q: &Query) -> Answer {
@@ -43,44 +48,52 @@ impl MainLoop {
         }
     }
 
-    pub(super) fn api_answer(&self, q: &ApiQuery) -> (&'static str, String) {
-        const JSON: &str = "application/json";
+    /// Answer the HTTP API (one owner: the loop); `Wait` keeps `reply` until the
+    /// transaction is finalized.
+    pub(super) fn on_api(
+        &mut self,
+        q: ApiQuery,
+        reply: oneshot::Sender<ApiReply>,
+    ) -> Result<(), NodeError> {
         let ledger = self.peer.ledger();
-        match q {
-            ApiQuery::Status => (JSON, status_json(&self.status())),
-            ApiQuery::Account(n) => (
-                JSON,
-                ledger.account(cvx_protocol::Address(*n)).map_or_else(
-                    || "null".to_owned(),
-                    |a| {
-                        serde_json::json!({
-                            "address": n,
-                            "key": a.key.to_hex(),
-                            "balance": a.balance.get(),
-                            "sequence": a.sequence,
-                        })
-                        .to_string()
-                    },
-                ),
-            ),
-            ApiQuery::Peer(k) => (
-                JSON,
-                ledger.peer(k).map_or_else(
-                    || "null".to_owned(),
-                    |p| {
-                        serde_json::json!({
-                            "key": p.key.to_hex(),
-                            "controller": p.controller.0,
-                            "stake": p.stake.get(),
-                            "host": p.host.as_ref().map(|h| h.as_str().to_owned()),
-                            "last_block_time": p.last_block_time.0,
-                        })
-                        .to_string()
-                    },
-                ),
-            ),
-            ApiQuery::Metrics => ("text/plain; version=0.0.4", self.metrics()),
-        }
+        let answer = match q {
+            ApiQuery::Status => ApiReply::Status {
+                status: self.status(),
+                network: self.ctx.shared.network,
+            },
+            ApiQuery::Account(n) => ApiReply::Account(ledger.account(Address(n)).cloned()),
+            ApiQuery::Peer(k) => ApiReply::Peer(ledger.peer(&k).cloned()),
+            ApiQuery::Tx(id) => ApiReply::Tx(self.results.get(&id).cloned()),
+            ApiQuery::Metrics => ApiReply::Metrics(self.metrics()),
+            ApiQuery::Events => ApiReply::Events(self.events.subscribe()),
+            ApiQuery::Submit(file) => self.api_submit(*file)?,
+            ApiQuery::Wait(id) => {
+                if let Some(r) = self.results.get(&id) {
+                    ApiReply::Tx(Some(r.clone()))
+                } else if self.api_waiters.values().map(Vec::len).sum::<usize>() < MAX_API_WAITERS {
+                    self.api_waiters.entry(id).or_default().push(reply);
+                    return Ok(());
+                } else {
+                    ApiReply::Refused {
+                        code: ErrorCode::Load,
+                        detail: "too many requests waiting for results".into(),
+                    }
+                }
+            }
+        };
+        let _ = reply.send(answer);
+        Ok(())
+    }
+
+    /// Forget API waiters whose request has gone (timed out, client left), and
+    /// submission times of transactions that never finalized here.
+    pub(super) fn api_housekeeping(&mut self) {
+        self.api_waiters.retain(|_, v| {
+            v.retain(|w| !w.is_closed());
+            !v.is_empty()
+        });
+        self.submitted_at
+            .retain(|_, t| t.elapsed() < std::time::Duration::from_secs(600));
     }
 
     pub(super) fn status(&self) -> Status {

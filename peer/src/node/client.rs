@@ -2,16 +2,22 @@
 //! connection task) and then queued for the consensus machine (in the loop).
 
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use cvx_protocol::ErrorCode;
 use cvx_protocol::ledger::SignedTransaction;
 use cvx_protocol::peer_wire::Message;
+use cvx_protocol::txfile::TxFile;
 
 use super::{MAX_SEQUENCE_AHEAD, MainLoop, Shared, error_frame};
+use crate::api::ApiReply;
 use crate::clock::now;
 use crate::error::NodeError;
 use crate::signer_session::SignError;
 use cvx_consensus::{ConnId, Event};
+
+/// Pending client transactions timed for the finality-latency histogram at most.
+pub const SUBMITTED_KEPT: usize = 200_000;
 
 impl MainLoop {
     pub(super) fn on_submit(
@@ -63,8 +69,85 @@ impl MainLoop {
             return Ok(());
         }
         self.waiting.entry(id).or_default().push(conn);
+        self.note_submitted(id);
         let acts = self.peer.handle(now(), Event::Transaction(tx));
         self.carry_out(acts)
+    }
+
+    /// Remember when a client transaction arrived, for the finality-latency histogram
+    /// (bounded: beyond [`SUBMITTED_KEPT`] pending ones, new ones are not timed).
+    fn note_submitted(&mut self, id: cvx_protocol::Hash) {
+        if self.submitted_at.len() < SUBMITTED_KEPT {
+            self.submitted_at.entry(id).or_insert_with(Instant::now);
+        }
+    }
+
+    /// `POST /v1/tx`: the same checks as a submission over the peer port (network, then
+    /// origin, sequence and signature against the finalized ledger, then participation
+    /// and load), then queued. Nothing is queued on a refusal.
+    pub(super) fn api_submit(&mut self, file: TxFile) -> Result<ApiReply, NodeError> {
+        let network = self.ctx.shared.network;
+        let tx = file.signed;
+        let id = tx.id();
+        let refuse = |me: &Self, code, detail: String| {
+            me.ctx
+                .shared
+                .refused_ingress
+                .fetch_add(1, Ordering::Relaxed);
+            Ok(ApiReply::Refused { code, detail })
+        };
+        if file.network != network {
+            return refuse(
+                self,
+                ErrorCode::Signature,
+                format!(
+                    "the file was signed for network {}; this peer is on {}",
+                    file.network.0.to_hex(),
+                    network.0.to_hex()
+                ),
+            );
+        }
+        if self.results.contains_key(&id) {
+            return Ok(ApiReply::Accepted(id));
+        }
+        if let Err(code) = check_tx(&self.ctx.shared, &tx) {
+            let detail = match code {
+                ErrorCode::Nobody => "the origin account does not exist".to_owned(),
+                ErrorCode::Sequence => format!(
+                    "the sequence must be the origin account's sequence + 1 (at most {MAX_SEQUENCE_AHEAD} ahead)"
+                ),
+                ErrorCode::Signature => {
+                    "the signature does not verify under the origin account's current key"
+                        .to_owned()
+                }
+                c => c.name().to_owned(),
+            };
+            return refuse(self, code, detail);
+        }
+        if let Some(e) = self.ctx.signer.health().failure() {
+            return refuse(self, ErrorCode::Network, signer_down_detail(&e));
+        }
+        if !self.ctx.shared.in_consensus.load(Ordering::Relaxed) {
+            return refuse(
+                self,
+                ErrorCode::Network,
+                "this peer cannot take part in consensus now: submit through another peer or retry"
+                    .into(),
+            );
+        }
+        if self.peer.mempool_len() >= self.settings.max_queue
+            || self.waiting.len() >= self.settings.max_queue
+        {
+            return refuse(
+                self,
+                ErrorCode::Load,
+                "the transaction queue is full".into(),
+            );
+        }
+        self.note_submitted(id);
+        let acts = self.peer.handle(now(), Event::Transaction(tx));
+        self.carry_out(acts)?;
+        Ok(ApiReply::Accepted(id))
     }
 }
 

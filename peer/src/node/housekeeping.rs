@@ -17,7 +17,7 @@ use cvx_consensus::ConnId;
 impl MainLoop {
     /// Candidates for outgoing connections: hosts registered on-chain for staked peers
     /// (not ourselves), and the operator's bootstrap hosts.
-    fn candidates(&self) -> Vec<Candidate> {
+    pub(super) fn candidates(&self) -> Vec<Candidate> {
         let ledger = self.peer.ledger();
         let mut v: Vec<Candidate> = ledger
             .peers()
@@ -53,6 +53,7 @@ impl MainLoop {
     pub(super) fn housekeeping(&mut self) {
         let t = now().0;
         self.gc.poll(self.persist.store());
+        self.api_housekeeping();
         // Followers that the ledger has staked since they connected now count (and peers
         // whose stake was withdrawn stop counting).
         let ledger = self.peer.ledger();

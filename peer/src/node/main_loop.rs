@@ -13,7 +13,7 @@ use cvx_protocol::{BoundedVec, ErrorCode, PublicKey};
 use tokio::sync::mpsc;
 
 use super::{CHAIN_LOG, ConnState, Input, MAX_FOLLOWERS, MainLoop, RESULTS_KEPT, chain_at_height};
-use crate::api::ApiRequest;
+use crate::api::{ApiReply, ApiRequest};
 use crate::clock::now;
 use crate::conn::ConnManager;
 use crate::error::NodeError;
@@ -66,9 +66,7 @@ impl MainLoop {
                     self.on_signer_health(up);
                 }
                 _ = slow.tick() => self.housekeeping(),
-                Some((q, reply)) = api.recv() => {
-                    let _ = reply.send(self.api_answer(&q));
-                }
+                Some((q, reply)) = api.recv() => self.on_api(q, reply)?,
             }
         }
         tracing::info!("shutting down: goodbye to peers, checkpoint, close");
@@ -272,6 +270,16 @@ impl MainLoop {
                     self.send(c, &m);
                 }
             }
+            if let Some(waiters) = self.api_waiters.remove(id) {
+                for w in waiters {
+                    let _ = w.send(ApiReply::Tx(Some(r.clone())));
+                }
+            }
+            if let Some(t) = self.submitted_at.remove(id) {
+                self.metrics
+                    .finality_latency
+                    .observe(t.elapsed().as_secs_f64());
+            }
             self.results.insert(*id, r);
             self.results_order.push_back(*id);
             while self.results_order.len() > RESULTS_KEPT {
@@ -297,6 +305,24 @@ impl MainLoop {
         }
         if let Ok(mut g) = self.ctx.shared.state.write() {
             *g = Arc::new(self.peer.ledger().clone());
+        }
+        if self.events.receiver_count() > 0 {
+            let (applied, rejected) = match &f.outcome {
+                BlockOutcome::Applied(o) => (
+                    o.iter().filter(|x| matches!(x, TxOutcome::Applied)).count(),
+                    false,
+                ),
+                BlockOutcome::Rejected(_) => (0, true),
+            };
+            let ev = serde_json::json!({
+                "position": f.position,
+                "id": f.id.to_hex(),
+                "state_hash": f.state_hash.to_hex(),
+                "transactions": f.tx_ids.len(),
+                "applied": applied,
+                "rejected": rejected,
+            });
+            let _ = self.events.send(Arc::from(ev.to_string()));
         }
     }
 }

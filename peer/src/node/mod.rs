@@ -349,6 +349,10 @@ impl Node {
             start_position,
             executed: 0,
             gc: crate::persist::PeriodicGc::new(gc_interval_secs),
+            metrics: metrics::Instruments::new(),
+            events: tokio::sync::broadcast::channel(EVENTS_BUFFERED).0,
+            api_waiters: HashMap::new(),
+            submitted_at: HashMap::new(),
         };
         main.run(in_rx, api_rx, signed, shutdown).await
     }
@@ -380,7 +384,7 @@ struct MainLoop {
     results_order: VecDeque<Hash>,
     /// Sign requests with the session, kept until answered (to ask again after a
     /// connection failure).
-    sign_pending: HashMap<RequestId, Request>,
+    sign_pending: HashMap<RequestId, (Request, std::time::Instant)>,
     /// Sign requests waiting for the session to be up again ([`signer_jobs`]).
     sign_held: Vec<(RequestId, Request)>,
     finalized_tx: u64,
@@ -397,7 +401,22 @@ struct MainLoop {
     executed: u64,
     /// Periodic store garbage collection (`gc_interval_secs`).
     gc: crate::persist::PeriodicGc,
+    /// Histograms and signer outcomes for `/metrics`.
+    metrics: metrics::Instruments,
+    /// Finalized blocks for the API's event streams (JSON objects).
+    events: tokio::sync::broadcast::Sender<Arc<str>>,
+    /// API requests waiting for a transaction's result (`POST /v1/tx?wait=`).
+    api_waiters: HashMap<Hash, Vec<tokio::sync::oneshot::Sender<crate::api::ApiReply>>>,
+    /// When each pending client transaction reached this peer (finality latency).
+    submitted_at: HashMap<Hash, std::time::Instant>,
 }
+
+/// Finalized-block events buffered for the slowest event-stream client; one further
+/// behind is told `lagged` and disconnected (see `crate::api`).
+pub const EVENTS_BUFFERED: usize = 256;
+
+/// API requests waiting for results at most (the API's own limits keep it far lower).
+pub const MAX_API_WAITERS: usize = 4096;
 
 /// Connections of proven but unstaked keys (e.g. peers that joined by state sync and wait
 /// for their create-peer) that receive beliefs and blocks, at most; beyond, such a

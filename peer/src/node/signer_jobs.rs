@@ -12,10 +12,12 @@
 //! refusal with its code, `LOCKED`) reach the machine.
 
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use cvx_protocol::policy::{Refusal, RefuseCode, Request};
 
 use super::MainLoop;
+use super::metrics::SignerOutcome;
 use crate::clock::now;
 use crate::error::NodeError;
 use crate::signer_session::{SignError, Signed};
@@ -26,21 +28,25 @@ impl MainLoop {
     /// comes back to the loop as a [`Signed`]. Held while the session is not up.
     pub(super) fn sign(&mut self, id: RequestId, request: Request) {
         if !self.ctx.signer.is_up() {
+            self.metrics.signer_outcome(&SignerOutcome::Failed, None);
             self.sign_held.push((id, request));
             return;
         }
         match self.ctx.signer.sign_tagged(id.0, request.clone()) {
             Ok(()) => {
-                self.sign_pending.insert(id, request);
+                self.sign_pending.insert(id, (request, Instant::now()));
             }
-            Err(_) => self.sign_held.push((id, request)),
+            Err(_) => {
+                self.metrics.signer_outcome(&SignerOutcome::Failed, None);
+                self.sign_held.push((id, request));
+            }
         }
     }
 
     /// An answer from the signer session.
     pub(super) fn on_signed(&mut self, s: Signed) -> Result<(), NodeError> {
         let id = RequestId(s.tag);
-        let Some(request) = self.sign_pending.remove(&id) else {
+        let Some((request, asked)) = self.sign_pending.remove(&id) else {
             return Ok(());
         };
         let result = match s.result {
@@ -53,10 +59,16 @@ impl MainLoop {
             }),
             // No answer: ask again once the session is up.
             Err(_) => {
+                self.metrics.signer_outcome(&SignerOutcome::Failed, None);
                 self.sign_held.push((id, request));
                 return Ok(());
             }
         };
+        let outcome = match &result {
+            Ok(_) => SignerOutcome::Signed,
+            Err(r) => SignerOutcome::Refused(r),
+        };
+        self.metrics.signer_outcome(&outcome, Some(asked.elapsed()));
         let acts = self
             .peer
             .handle(now(), Event::SignatureReturned { id, result });
