@@ -176,6 +176,8 @@ impl Store {
 
         // 1. Copy what the roots reach.
         let (roots, mut done_to, records_at_start, generation) = {
+            // No write sequence under a `GcHold` may straddle the snapshot.
+            let _gate = self.gc_gate.write().map_err(|_| EtchError::Poisoned)?;
             let g = self.read()?;
             (g.roots().clone(), g.end(), g.record_count(), g.generation())
         };

@@ -39,4 +39,4 @@ pub use error::{ErrorKind, EtchError, Result};
 pub use format::{FORMAT_VERSION, MAX_RECORD, MAX_ROOT_NAME, MAX_ROOTS};
 pub use gc::{GcOutcome, GcPhase, GcProgress, GcReport};
 pub use hash::Hash;
-pub use store::{Children, NoChildren, OpenOptions, RecoveryReport, Stats, Store};
+pub use store::{Children, GcHold, NoChildren, OpenOptions, RecoveryReport, Stats, Store};

@@ -111,6 +111,25 @@ pub struct Store {
     path: PathBuf,
     pub(crate) inner: RwLock<EtchFile>,
     pub(crate) gc_running: Mutex<()>,
+    /// Held shared by [`Store::hold_gc`] across a write sequence; garbage collection takes
+    /// it exclusively only while it snapshots the roots (see [`GcHold`]).
+    pub(crate) gc_gate: RwLock<()>,
+}
+
+/// Keeps a garbage collection from *starting* (from snapshotting the roots) while held;
+/// collections already past their snapshot go on, and so do readers and writers.
+///
+/// Hold one across a sequence of writes whose records become reachable from a root only
+/// at its end (put the children, put the parent, `set_root`): a collection that started in
+/// the middle would see the early records as garbage (no root reaches them yet, and they
+/// were written before its snapshot), and could swap its new file in before the parent is
+/// written, leaving the parent pointing at records that are gone. With the hold, a
+/// collection's snapshot comes either before the sequence (then every record of it was
+/// appended after the snapshot, and collections copy all of those) or after it (then the
+/// root reaches them).
+#[derive(Debug)]
+pub struct GcHold<'a> {
+    _guard: RwLockReadGuard<'a, ()>,
 }
 
 impl Store {
@@ -131,6 +150,7 @@ impl Store {
                 path,
                 inner: RwLock::new(file),
                 gc_running: Mutex::new(()),
+                gc_gate: RwLock::new(()),
             },
             report,
         ))
@@ -148,6 +168,17 @@ impl Store {
 
     pub(crate) fn write(&self) -> Result<RwLockWriteGuard<'_, EtchFile>> {
         self.inner.write().map_err(|_| EtchError::Poisoned)
+    }
+
+    /// Holds off the start of garbage collection until the hold is dropped ([`GcHold`]).
+    ///
+    /// # Errors
+    /// [`EtchError::Poisoned`].
+    pub fn hold_gc(&self) -> Result<GcHold<'_>> {
+        self.gc_gate
+            .read()
+            .map(|g| GcHold { _guard: g })
+            .map_err(|_| EtchError::Poisoned)
     }
 
     /// Stores `bytes` under their SHA-256 and returns it. Storing the same bytes again is a

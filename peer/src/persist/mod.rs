@@ -261,6 +261,9 @@ impl Persist {
         {
             return Ok(());
         }
+        // The blocks, the tree and the record become reachable only at `set_root` below:
+        // no garbage collection may snapshot the roots in between (cvx_etch::GcHold).
+        let _hold = self.store.hold_gc()?;
         let mut keys = Vec::with_capacity(snap.blocks.len());
         for b in &snap.blocks {
             keys.push(self.store.put(&b.encode())?.0);
