@@ -208,10 +208,15 @@ pub fn paths_in(text: &str) -> Vec<Vec<String>> {
         {
             continue;
         }
-        let p: Vec<String> = code[i..]
+        let token = code[i..]
             .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
             .next()
-            .unwrap_or_default()
+            .unwrap_or_default();
+        // `crate::a::{...}` is a use group, already expanded above.
+        if token.ends_with("::") {
+            continue;
+        }
+        let p: Vec<String> = token
             .split("::")
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
