@@ -169,6 +169,7 @@ fn unexpected(m: &SignerMessage) -> SignerClientError {
         SignerMessage::Refused { .. } => "Refused",
         SignerMessage::Status(_) => "Status",
         SignerMessage::Locked => "Locked",
+        SignerMessage::Certified { .. } => "Certified",
     };
     SignerClientError::Protocol(format!("unexpected answer {what}"))
 }

@@ -81,7 +81,7 @@ impl Canonical for OrderHeader {
 }
 
 impl Signable for OrderHeader {
-    const KIND: SignKind = SignKind::Order;
+    const KIND: SignKind = SignKind::OrderHeader;
 }
 
 impl OrderHeader {
@@ -412,9 +412,8 @@ impl Canonical for CertRequest {
     }
 }
 
-// A certificate request with a full table must fit one signer frame, with room left for
-// the message envelope.
-const _: () = assert!(CertRequest::MAX_LEN + 64 <= crate::signer_wire::MAX_FRAME);
+// That a certificate request with a full table fits one signer frame is asserted in
+// `signer_wire` (`ClientMessage::MAX_LEN <= MAX_FRAME`), which depends on this module.
 
 /// The stake table a signer trusts (docs/consensus.md §7.5).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
