@@ -73,6 +73,11 @@ pub const TARGETS: &[Target] = &[
         input: "a watermark, a sign request and a clock (u16 LE watermark length, watermark, request, 8-byte LE now)",
         run: policy,
     },
+    Target {
+        name: "certificate",
+        input: "a trusted table, a watermark, a certificate request and a clock (u16 LE table length, table, u16 LE watermark length, watermark, request, 8-byte LE now)",
+        run: certificate,
+    },
 ];
 
 /// Decode as `T`; whatever decodes must be the canonical encoding of itself.
@@ -192,6 +197,69 @@ pub fn policy(data: &[u8]) {
                 "policy: an identical repeat changed the watermark or was not a repeat"
             ),
             Decision::Refuse(r) => panic!("policy: an identical repeat was refused: {r:?}"),
+        }
+    }
+}
+
+/// `u16 LE length ‖ bytes ‖ rest` → `(bytes, rest)`.
+fn length_prefixed(data: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = data.split_first_chunk::<2>()?;
+    rest.split_at_checked(usize::from(u16::from_le_bytes(*len)))
+}
+
+/// [`crate::certificate::decide_certificate`] on a decoded trusted table, watermark and
+/// certificate request, for the network the certificate names (so the checks past the
+/// network are reached). An allowed certificate moves the lock to its anchor, never
+/// lowers finality, leaves the block and order marks alone, and — when the table did not
+/// change — is allowed again on the new state without moving anything.
+pub fn certificate(data: &[u8]) {
+    use crate::certificate::{CertDecision, CertRequest, DEFAULT_TRUST_PERIOD_MS, TrustedTable};
+    let Some((tt, rest)) = length_prefixed(data) else {
+        return;
+    };
+    let Some((wm, rest)) = length_prefixed(rest) else {
+        return;
+    };
+    let Some((req, now)) = rest.split_last_chunk::<8>() else {
+        return;
+    };
+    let (Some(tt), Some(wm), Some(req)) = (
+        canonical::<TrustedTable>(tt),
+        canonical::<Watermark>(wm),
+        canonical::<CertRequest>(req),
+    ) else {
+        return;
+    };
+    let now = Timestamp(u64::from_le_bytes(*now));
+    let network = req.certificate.network;
+    let decide = |wm: &Watermark, tt: &TrustedTable| {
+        crate::certificate::decide_certificate(&network, wm, tt, &req, now, DEFAULT_TRUST_PERIOD_MS)
+    };
+    if let CertDecision::Allow {
+        watermark, trusted, ..
+    } = decide(&wm, &tt)
+    {
+        assert!(
+            watermark.consensus == Some(req.certificate.anchor)
+                && watermark.finality >= wm.finality
+                && watermark.block == wm.block
+                && watermark.order == wm.order,
+            "certificate: an allowed certificate did not move the lock to its anchor, or lowered finality"
+        );
+        if trusted.table == tt.table {
+            match decide(&watermark, &trusted) {
+                CertDecision::Allow {
+                    watermark: again,
+                    moved,
+                    ..
+                } => assert!(
+                    again == watermark && !moved,
+                    "certificate: presenting the same certificate again moved the lock"
+                ),
+                CertDecision::Refuse(r) => {
+                    panic!("certificate: the same certificate was refused the second time: {r:?}")
+                }
+            }
         }
     }
 }

@@ -8,6 +8,8 @@
 //! * [`state_root`] — the state root (format 2) and the peer-table proof against it;
 //! * [`sign`] — sign-bytes and strict Ed25519 verification;
 //! * [`policy`] — the pure signing policy that cvx-signer enforces;
+//! * [`certificate`] — finality/lock certificates, the trusted stake table, catch-up and
+//!   lock release (pure);
 //! * [`codes`] — stable result codes;
 //! * [`config`] — the one configuration-error type the programs share;
 //! * [`fuzz`] — fuzz targets for every kind of untrusted input (corpora replay as tests).
@@ -18,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod certificate;
 pub mod codes;
 pub mod config;
 pub mod consensus;

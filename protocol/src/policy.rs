@@ -245,11 +245,31 @@ pub enum RefuseCode {
     StateUnavailable = 15,
     /// 16: the request is not a valid encoding.
     Malformed = 16,
+    /// 17: the certificate is for another network.
+    CertNetwork = 17,
+    /// 18: a vote's consensus point cannot be reached from the anchor with the certificate's ids.
+    CertMalformed = 18,
+    /// 19: a vote is signed by a key outside the trusted (and the presented) stake table.
+    CertUnknownSigner = 19,
+    /// 20: a vote's signature does not verify.
+    CertBadSignature = 20,
+    /// 21: the votes hold at most 2/3 of the table's stake.
+    CertWeakQuorum = 21,
+    /// 22: the certificate's table change is not vouched for by more than 2/3 of the trusted table, or names another table below the trusted table's position.
+    CertStaleTable = 22,
+    /// 23: the certificate names a stake root other than the trusted one and no table with that root came with it.
+    CertTableUnproven = 23,
+    /// 24: a vote's finality (finality certificate) or consensus point (lock certificate) is below the anchor.
+    CertNotCovered = 24,
+    /// 25: the certificate's anchor is below the committed consensus point.
+    CertBelowLock = 25,
+    /// 26: the trusted stake table is older than the trust period (weak-subjectivity bound).
+    CertTrustExpired = 26,
 }
 
 impl RefuseCode {
     /// Every code, in numeric order.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 27] = [
         Self::WrongNetwork,
         Self::WrongKey,
         Self::Locked,
@@ -267,6 +287,16 @@ impl RefuseCode {
         Self::ChallengeZeroToken,
         Self::StateUnavailable,
         Self::Malformed,
+        Self::CertNetwork,
+        Self::CertMalformed,
+        Self::CertUnknownSigner,
+        Self::CertBadSignature,
+        Self::CertWeakQuorum,
+        Self::CertStaleTable,
+        Self::CertTableUnproven,
+        Self::CertNotCovered,
+        Self::CertBelowLock,
+        Self::CertTrustExpired,
     ];
 
     /// The stable upper-case name.
@@ -290,6 +320,16 @@ impl RefuseCode {
             Self::ChallengeZeroToken => "CHALLENGE_ZERO_TOKEN",
             Self::StateUnavailable => "STATE_UNAVAILABLE",
             Self::Malformed => "MALFORMED",
+            Self::CertNetwork => "CERT_NETWORK",
+            Self::CertMalformed => "CERT_MALFORMED",
+            Self::CertUnknownSigner => "CERT_UNKNOWN_SIGNER",
+            Self::CertBadSignature => "CERT_BAD_SIGNATURE",
+            Self::CertWeakQuorum => "CERT_WEAK_QUORUM",
+            Self::CertStaleTable => "CERT_STALE_TABLE",
+            Self::CertTableUnproven => "CERT_TABLE_UNPROVEN",
+            Self::CertNotCovered => "CERT_NOT_COVERED",
+            Self::CertBelowLock => "CERT_BELOW_LOCK",
+            Self::CertTrustExpired => "CERT_TRUST_EXPIRED",
         }
     }
 }

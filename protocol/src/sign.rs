@@ -32,15 +32,22 @@ pub enum SignKind {
     ChallengeResponse = 3,
     /// A [`crate::ledger::Transaction`] (account key; never the peer key).
     Transaction = 4,
+    /// A [`crate::certificate::OrderHeader`] (peer key): its own kind, so that no
+    /// signature over a whole order can ever be read as one over a header (their
+    /// encodings are different byte strings, but a crafted order's could parse as a
+    /// header). Not signed by cvx-signer until orders are signed through their headers
+    /// (docs/consensus.md §7, step 1).
+    OrderHeader = 5,
 }
 
 impl SignKind {
     /// Every kind.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::Block,
         Self::Order,
         Self::ChallengeResponse,
         Self::Transaction,
+        Self::OrderHeader,
     ];
 
     /// The kind byte.
@@ -57,6 +64,7 @@ impl SignKind {
             Self::Order => "order",
             Self::ChallengeResponse => "challenge_response",
             Self::Transaction => "transaction",
+            Self::OrderHeader => "order_header",
         }
     }
 }

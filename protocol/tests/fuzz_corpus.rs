@@ -50,6 +50,111 @@ fn policy_input(wm: &Watermark, req: &Request, now: u64) -> Vec<u8> {
     out
 }
 
+/// A trusted table of keys 0..4 (stakes 100..400), and finality / lock certificates
+/// over it (allowed from an empty watermark), plus one naming a changed table.
+fn certificate_seeds() -> Vec<Vec<u8>> {
+    use cvx_protocol::certificate::{
+        CertKind, CertRequest, Certificate, OrderHeader, StakeEntry, StakeTable, TrustedTable,
+    };
+    use cvx_protocol::consensus::Checkpoint;
+    use cvx_protocol::hash::chain_over;
+    use cvx_protocol::{BoundedVec, Hash, Signable};
+    let net = NetworkId(hash(b"fuzz certificates"));
+    let mk_table = |n: u8| {
+        let mut e: Vec<StakeEntry> = (0..n)
+            .map(|i| StakeEntry {
+                key: public(i),
+                stake: 100 * (u64::from(i) + 1),
+            })
+            .collect();
+        e.sort_by_key(|x| x.key);
+        StakeTable {
+            entries: BoundedVec::try_from_vec(e).unwrap(),
+        }
+    };
+    let (table, changed) = (mk_table(4), mk_table(5));
+    let trusted = TrustedTable {
+        position: 0,
+        confirmed_at: Timestamp(1_000),
+        table: table.clone(),
+    };
+    let ids = vec![hash(b"b0"), hash(b"b1")];
+    let anchor = Checkpoint {
+        position: 7,
+        chain: hash(b"chain at 7"),
+    };
+    let cert = |kind: CertKind, root: Hash, voters: &[u8]| {
+        let mut votes: Vec<_> = voters
+            .iter()
+            .map(|&i| {
+                let h = OrderHeader {
+                    peer: public(i),
+                    timestamp: Timestamp(900),
+                    body_hash: hash(&[i]),
+                    proposal: 9,
+                    consensus: 8 + u64::from(i % 2),
+                    finality: 7,
+                    consensus_chain: chain_over(&anchor.chain, &ids[..1 + usize::from(i % 2)]),
+                    stake_root: root,
+                };
+                let sig = sign(&signing_key(i), &h.sign_bytes(&net));
+                Certificate::vote_of(&h, sig)
+            })
+            .collect();
+        votes.sort_by_key(|v| v.peer);
+        Certificate {
+            network: net,
+            kind,
+            anchor,
+            stake_root: root,
+            ids: BoundedVec::try_from_vec(ids.clone()).unwrap(),
+            votes: BoundedVec::try_from_vec(votes).unwrap(),
+        }
+    };
+    let input = |wm: &Watermark, req: &CertRequest| {
+        let t = trusted.encode();
+        let w = wm.encode();
+        let mut out = u16::try_from(t.len()).unwrap().to_le_bytes().to_vec();
+        out.extend_from_slice(&t);
+        out.extend_from_slice(&u16::try_from(w.len()).unwrap().to_le_bytes());
+        out.extend_from_slice(&w);
+        out.extend_from_slice(&req.encode());
+        out.extend_from_slice(&2_000u64.to_le_bytes());
+        out
+    };
+    let locked = Watermark {
+        consensus: Some(Checkpoint {
+            position: 3,
+            chain: hash(b"a lock"),
+        }),
+        finality: 2,
+        ..Watermark::default()
+    };
+    vec![
+        input(
+            &Watermark::default(),
+            &CertRequest {
+                certificate: cert(CertKind::Finality, table.root(), &[1, 2, 3]),
+                table: None,
+            },
+        ),
+        input(
+            &locked,
+            &CertRequest {
+                certificate: cert(CertKind::Lock, table.root(), &[0, 2, 3]),
+                table: None,
+            },
+        ),
+        input(
+            &locked,
+            &CertRequest {
+                certificate: cert(CertKind::Finality, changed.root(), &[1, 2, 3, 4]),
+                table: Some(changed.clone()),
+            },
+        ),
+    ]
+}
+
 fn audit_log_seeds() -> Vec<Vec<u8>> {
     let net = NetworkId(hash(b"fuzz seed"));
     let mut log = signer_wire::audit_header(&net).to_vec();
@@ -214,6 +319,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             }
             v
         }
+        "certificate" => certificate_seeds(),
         other => panic!("no seeds for target {other}"),
     }
 }
@@ -298,6 +404,23 @@ fn the_seeds_reach_past_decoding() {
     assert!(signer_wire::current_slot(&seeds("state_file")[0]).is_ok());
     for log in seeds("audit_log") {
         assert!(signer_wire::verify_audit(&log).unwrap().torn_tail == 0);
+    }
+    for s in seeds("certificate") {
+        let (t, rest) = s[2..].split_at(usize::from(u16::from_le_bytes([s[0], s[1]])));
+        let (w, rest) = rest[2..].split_at(usize::from(u16::from_le_bytes([rest[0], rest[1]])));
+        let req = cvx_protocol::certificate::CertRequest::decode(&rest[..rest.len() - 8]).unwrap();
+        let d = cvx_protocol::certificate::decide_certificate(
+            &req.certificate.network,
+            &Watermark::decode(w).unwrap(),
+            &cvx_protocol::certificate::TrustedTable::decode(t).unwrap(),
+            &req,
+            Timestamp(2_000),
+            cvx_protocol::certificate::DEFAULT_TRUST_PERIOD_MS,
+        );
+        assert!(
+            d.refusal().is_none(),
+            "a certificate seed is refused: {d:?}"
+        );
     }
     let p = &seeds("policy")[0];
     let (wm, rest) = p[2..].split_at(usize::from(u16::from_le_bytes([p[0], p[1]])));

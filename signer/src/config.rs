@@ -14,6 +14,9 @@
 //! audit_rotate_bytes = 16777216            # optional: at start, a larger audit log is
 //!                                          # archived and continued (0: never)
 //! policy_file = "/etc/cvx-signer/signing.toml"  # optional; default: policies/signing.toml
+//! genesis_file = "/etc/cvx-signer/genesis.bin"   # optional: the network's genesis (its hash
+//!                                          # must be `network`); enables certificates
+//! trust_file = "/var/lib/cvx-signer/state.trust" # optional; default: state_file + ".trust"
 //!
 //! [key]
 //! file = "/etc/cvx-signer/peer.key.age"
@@ -51,6 +54,8 @@ struct ConfigFile {
     require_landlock: Option<bool>,
     audit_rotate_bytes: Option<u64>,
     policy_file: Option<PathBuf>,
+    genesis_file: Option<PathBuf>,
+    trust_file: Option<PathBuf>,
     key: KeyConfig,
 }
 
@@ -99,6 +104,10 @@ pub struct Settings {
     pub require_landlock: bool,
     /// Policy parameters.
     pub policy: PolicyParams,
+    /// The genesis file, when certificates are enabled (docs/consensus.md §7.5).
+    pub genesis_file: Option<PathBuf>,
+    /// The trust file (the stake table certificates are checked against).
+    pub trust_file: PathBuf,
     /// The age-encrypted key file.
     pub key_file: PathBuf,
     /// How to decrypt it.
@@ -114,6 +123,61 @@ pub use cvx_protocol::config::ConfigError;
 /// The parser's message.
 pub fn parse_policy(text: &str) -> Result<PolicyParams, String> {
     toml::from_str(text).map_err(|e| e.to_string())
+}
+
+/// The genesis table of `genesis_file`: the genesis peers with at least `min_stake`,
+/// known at position 0, confirmed at `confirmed_at`. The file must be the canonical
+/// genesis of `network` (its hash).
+///
+/// # Errors
+/// [`ConfigError::Invalid`] for `genesis_file`.
+pub fn genesis_table(
+    config: &Path,
+    genesis_file: &Path,
+    network: &NetworkId,
+    confirmed_at: Option<cvx_protocol::Timestamp>,
+) -> Result<cvx_protocol::certificate::TrustedTable, ConfigError> {
+    use cvx_protocol::Canonical as _;
+    let invalid = |problem: String| ConfigError::Invalid {
+        path: config.to_owned(),
+        field: "genesis_file",
+        problem,
+    };
+    let bytes = std::fs::read(genesis_file)
+        .map_err(|e| invalid(format!("cannot read {}: {e}", genesis_file.display())))?;
+    let genesis = cvx_protocol::ledger::Genesis::decode(&bytes).map_err(|e| {
+        invalid(format!(
+            "{} is not a canonical genesis: {e}",
+            genesis_file.display()
+        ))
+    })?;
+    if genesis.network_id() != *network {
+        return Err(invalid(format!(
+            "{} is the genesis of network {}, but `network` is {network}",
+            genesis_file.display(),
+            genesis.network_id()
+        )));
+    }
+    let mut entries: Vec<cvx_protocol::certificate::StakeEntry> = genesis
+        .peers
+        .iter()
+        .filter(|p| p.stake >= genesis.params.min_stake && !p.stake.is_zero())
+        .map(|p| cvx_protocol::certificate::StakeEntry {
+            key: p.key,
+            stake: p.stake.get(),
+        })
+        .collect();
+    entries.sort_by_key(|e| e.key);
+    entries.dedup_by_key(|e| e.key);
+    let table = cvx_protocol::certificate::StakeTable {
+        entries: cvx_protocol::BoundedVec::try_from_vec(entries)
+            .map_err(|_| invalid("more genesis peers than the protocol allows".to_owned()))?,
+    };
+    Ok(cvx_protocol::certificate::TrustedTable {
+        position: 0,
+        confirmed_at: confirmed_at.unwrap_or(genesis.time),
+        table,
+    })
 }
 
 /// Load and validate a config file.
@@ -222,8 +286,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Settings, ConfigError> {
         }
         (None, None) => KeySource::Passphrase,
     };
+    let trust_file = raw.trust_file.unwrap_or_else(|| {
+        let mut p = raw.state_file.clone().into_os_string();
+        p.push(".trust");
+        PathBuf::from(p)
+    });
     Ok(Settings {
         network,
+        genesis_file: raw.genesis_file,
+        trust_file,
         state_file: raw.state_file,
         audit_log: raw.audit_log,
         audit_rotate_bytes: raw.audit_rotate_bytes.unwrap_or(DEFAULT_AUDIT_ROTATE_BYTES),
@@ -268,6 +339,76 @@ file = "/k"
         assert_eq!(s.key_source, KeySource::Passphrase);
         assert_eq!(s.allowed_uids, vec![1000]);
         assert_eq!(s.admin_uids, vec![0], "root is the default admin");
+    }
+
+    #[test]
+    fn genesis_table_and_trust_file_default() {
+        use cvx_protocol::Canonical as _;
+        use cvx_protocol::ledger::{Genesis, GenesisAccount, GenesisPeer, Params};
+        use cvx_protocol::primitives::Name;
+        use cvx_protocol::{Address, Amount, BoundedVec, PublicKey, Timestamp};
+        let s = parse(Path::new("c.toml"), GOOD).unwrap();
+        let mut expected = s.state_file.clone().into_os_string();
+        expected.push(".trust");
+        assert_eq!(s.trust_file, PathBuf::from(expected));
+        assert!(s.genesis_file.is_none());
+        let key = |i: u8| {
+            let sk = ed25519_dalek::SigningKey::from_bytes(&[i; 32]);
+            PublicKey::from_bytes(sk.verifying_key().as_bytes()).unwrap()
+        };
+        let peer = |i: u8, stake: u64| GenesisPeer {
+            key: key(i),
+            controller: Address(0),
+            stake: Amount::new(stake).unwrap(),
+            host: None,
+        };
+        let mut peers = vec![peer(1, 500), peer(2, 700)];
+        peers.sort_by_key(|p| p.key);
+        let genesis = Genesis {
+            network_name: Name::new("cvx-unit").unwrap(),
+            time: Timestamp(1_000),
+            accounts: BoundedVec::try_from_vec(vec![GenesisAccount {
+                key: key(9),
+                balance: Amount::new(10_000).unwrap(),
+            }])
+            .unwrap(),
+            peers: BoundedVec::try_from_vec(peers).unwrap(),
+            params: Params {
+                min_stake: Amount::new(100).unwrap(),
+                fee: Amount::new(1).unwrap(),
+                max_block_txs: 1024,
+                min_block_time_ms: 50,
+                max_block_backdate_ms: 60_000,
+                max_future_ms: 30_000,
+                proposal_hold_ms: 100,
+                decay_grace_ms: 300_000,
+                decay_time_ms: 300_000,
+                decay_floor_ppm: 1000,
+            },
+        };
+        let dir = std::env::temp_dir().join(format!("cvx-signer-genesis-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let g = dir.join("genesis.bin");
+        std::fs::write(&g, genesis.encode()).unwrap();
+        let net = genesis.network_id();
+        let t = genesis_table(Path::new("c.toml"), &g, &net, None).unwrap();
+        assert_eq!(t.table.total(), 1200);
+        assert_eq!((t.position, t.confirmed_at), (0, Timestamp(1_000)));
+        let t = genesis_table(Path::new("c.toml"), &g, &net, Some(Timestamp(5))).unwrap();
+        assert_eq!(t.confirmed_at, Timestamp(5));
+        let e = genesis_table(Path::new("c.toml"), &g, &NetworkId(Hash([1; 32])), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("genesis_file") && e.contains("genesis of network"),
+            "{e}"
+        );
+        std::fs::write(&g, b"not a genesis").unwrap();
+        let e = genesis_table(Path::new("c.toml"), &g, &net, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a canonical genesis"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

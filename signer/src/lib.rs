@@ -26,6 +26,7 @@ pub mod sandbox;
 pub mod serve;
 pub mod socket;
 pub mod state;
+pub mod trust;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -313,6 +313,20 @@ fn cmd_run(config: &Path, passphrase_fd: Option<i32>, require_landlock: bool) ->
     // The verified records are not needed while serving: free them (a large log's
     // decoded records take several times its size).
     drop(summary);
+    // Certificates (docs/consensus.md §7): the trusted stake table, from the trust file,
+    // created from the genesis table when missing (the upgrade path of older state).
+    let trust = match &s.genesis_file {
+        None => None,
+        Some(g) => {
+            let last_order = state.current().record.watermark.order.map(|o| o.timestamp);
+            let initial = config::genesis_table(config, g, &s.network, last_order)
+                .map_err(|e| (Exit::Config, e))?;
+            Some(
+                cvx_signer::trust::TrustFile::open_or_create(&s.trust_file, &s.network, &initial)
+                    .map_err(|e| (Exit::State, e))?,
+            )
+        }
+    };
     let passphrase = passphrase_fd.map_or(PassphraseFrom::Tty, PassphraseFrom::Fd);
     let key = keys::load(&s.key_file, &s.key_source, passphrase).map_err(|e| (Exit::Key, e))?;
     let public_key = keys::public_key(&key);
@@ -323,16 +337,20 @@ fn cmd_run(config: &Path, passphrase_fd: Option<i32>, require_landlock: bool) ->
         params: s.policy.clone(),
     };
     let mut signer = Signer::new(policy, key, state, log);
+    if let Some(t) = trust {
+        signer = signer.with_trust(t);
+    }
     signer
         .record_start(log_last_sequence)
         .map_err(|e| (Exit::Audit, format!("cannot append to the audit log: {e}")))?;
     let (listener, how) = socket::listen(s.socket.as_deref()).map_err(|e| (Exit::Socket, e))?;
     use std::os::fd::AsRawFd as _;
-    let keep = [
+    let mut keep = vec![
         listener.as_raw_fd(),
         signer.state().raw_fd(),
         signer.audit().raw_fd(),
     ];
+    keep.extend(signer.trust().map(cvx_signer::trust::TrustFile::raw_fd));
     cvx_sandbox::harden::lock_on_sigusr1().map_err(|e| (Exit::Sandbox, e))?;
     let report = sandbox::enter(&keep, s.max_connections, s.require_landlock)
         .map_err(|e| (Exit::Sandbox, e))?;

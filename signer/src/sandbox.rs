@@ -22,9 +22,9 @@ pub fn enter(
     require_landlock: bool,
 ) -> Result<Report, SandboxError> {
     let limits = Limits {
-        // Descriptor numbers: 0-2, listener, state, audit, then one per connection,
-        // serve::ADMIN_SLOTS admin connections, plus one briefly for a connection beyond
-        // the caps (closed at once): 6 + max + 4 + 1 < max + 16.
+        // Descriptor numbers: 0-2, listener, state, audit, trust file, then one per
+        // connection, serve::ADMIN_SLOTS admin connections, plus one briefly for a
+        // connection beyond the caps (closed at once): 7 + max + 4 + 1 < max + 16.
         nofile: u64::try_from(max_connections).unwrap_or(1024) + 16,
         nproc: 0,
         fsize: MAX_FILE_SIZE,

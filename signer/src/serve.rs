@@ -12,10 +12,13 @@ use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::{Duration, Instant};
 
+use cvx_protocol::certificate::{
+    CertDecision, CertRequest, DEFAULT_TRUST_PERIOD_MS, TrustedTable, decide_certificate,
+};
 use cvx_protocol::policy::{Decision, Policy, RefuseCode, SignRequest, Watermark};
 use cvx_protocol::signer_wire::{
-    AuditEvent, ClientMessage, FRAME_HEADER, MAX_FRAME, SignerMessage, StateRecord, StatusReport,
-    WIRE_VERSION, encode_frame, frame_len,
+    AuditEvent, CERTIFICATE_KIND, ClientMessage, FRAME_HEADER, MAX_FRAME, SignerMessage,
+    StateRecord, StatusReport, WIRE_VERSION, encode_frame, frame_len,
 };
 use cvx_protocol::{Canonical, Hash, PublicKey, SignBytes, Signable, Signature, Timestamp, hash};
 use cvx_sandbox::Locked;
@@ -25,6 +28,7 @@ use nix::sys::socket::{SockFlag, accept4, getsockopt, sockopt};
 
 use crate::audit::AuditLog;
 use crate::state::StateFile;
+use crate::trust::TrustFile;
 
 /// A request as read from a connection.
 // Lives only for one loop turn, in one Vec: boxing would cost an allocation per request.
@@ -60,6 +64,12 @@ enum Step {
     },
     Lock(u32),
     Status,
+    Certified {
+        uid: u32,
+        value: Hash,
+        position: u64,
+        moved: bool,
+    },
 }
 
 /// The signer's decision core: policy, key, state, audit log, counters.
@@ -70,6 +80,8 @@ pub struct Signer {
     state: StateFile,
     audit: AuditLog,
     watermark: Watermark,
+    /// The trust file, when certificates are enabled (`genesis_file` configured).
+    trust: Option<TrustFile>,
     locked: bool,
     signed: u64,
     refused: u64,
@@ -104,10 +116,24 @@ impl Signer {
             state,
             audit,
             watermark,
+            trust: None,
             locked,
             signed: 0,
             refused: 0,
         }
+    }
+
+    /// Enable certificates: check them against the table in `trust` and keep it there.
+    #[must_use]
+    pub fn with_trust(mut self, trust: TrustFile) -> Self {
+        self.trust = Some(trust);
+        self
+    }
+
+    /// The trust file, if certificates are enabled.
+    #[must_use]
+    pub fn trust(&self) -> Option<&TrustFile> {
+        self.trust.as_ref()
     }
 
     /// The signer's public key.
@@ -187,6 +213,83 @@ impl Signer {
         }
     }
 
+    /// One certificate in a batch: the policy on the batch's pending watermark and
+    /// table, which it updates when the certificate is accepted.
+    #[allow(clippy::too_many_arguments)]
+    fn decide_certify(
+        &self,
+        req: &CertRequest,
+        job: &Job,
+        stop: bool,
+        locked: bool,
+        now: Timestamp,
+        wm: &mut Watermark,
+        trusted: &mut Option<TrustedTable>,
+    ) -> Step {
+        let uid = job.uid;
+        let value = req.certificate.hash();
+        let refusal = |code, detail: &str| {
+            Step::Reply(
+                SignerMessage::refused(code, detail),
+                Some(AuditEvent::Refused {
+                    uid,
+                    kind: CERTIFICATE_KIND,
+                    value,
+                    code,
+                }),
+            )
+        };
+        if job.admin {
+            return refusal(
+                RefuseCode::Malformed,
+                "an admin connection may only ask Hello, PublicKey, Status and Lock; certificates need a client slot",
+            );
+        }
+        if stop {
+            return refusal(
+                RefuseCode::StateUnavailable,
+                "the signer could not write its state, trust file or audit log earlier; it refuses all requests \
+                 that change state until restarted (check the disk)",
+            );
+        }
+        if locked {
+            return refusal(
+                RefuseCode::Locked,
+                "the signer is locked (breach button); only `cvx-signer unlock` on the host lifts it",
+            );
+        }
+        let Some(table) = trusted.as_ref() else {
+            return refusal(
+                RefuseCode::CertTableUnproven,
+                "this signer has no trusted stake table: set genesis_file in its config to accept certificates",
+            );
+        };
+        match decide_certificate(
+            &self.policy.network,
+            wm,
+            table,
+            req,
+            now,
+            DEFAULT_TRUST_PERIOD_MS,
+        ) {
+            CertDecision::Allow {
+                watermark,
+                trusted: t,
+                moved,
+            } => {
+                *wm = watermark;
+                *trusted = Some(t);
+                Step::Certified {
+                    uid,
+                    value,
+                    position: req.certificate.anchor.position,
+                    moved,
+                }
+            }
+            CertDecision::Refuse(r) => refusal(r.code, &r.detail),
+        }
+    }
+
     /// Decide a batch of requests (group commit); one reply per job, in order.
     pub fn decide_batch(
         &mut self,
@@ -194,13 +297,19 @@ impl Signer {
         connections: u32,
         now: Timestamp,
     ) -> Vec<SignerMessage> {
-        let stop = self.state.poisoned() || self.audit.failed();
+        let stop = self.state.poisoned()
+            || self.audit.failed()
+            || self.trust.as_ref().is_some_and(TrustFile::poisoned);
         let mut wm = self.watermark.clone();
+        let mut trusted = self.trust.as_ref().map(|t| t.trusted().clone());
         let mut locked = self.locked;
         let mut steps = Vec::with_capacity(jobs.len());
         for job in jobs {
             let uid = job.uid;
             let step = match &job.msg {
+                Incoming::Msg(ClientMessage::Certify(req)) => {
+                    self.decide_certify(req, job, stop, locked, now, &mut wm, &mut trusted)
+                }
                 Incoming::Msg(ClientMessage::Sign(req)) if job.admin => {
                     let (kind, value) = describe(&req.body);
                     Step::Reply(
@@ -294,7 +403,17 @@ impl Signer {
         }
 
         let mut durable = true;
-        if wm != self.watermark || locked != self.locked {
+        if let (Some(file), Some(t)) = (self.trust.as_mut(), trusted)
+            && *file.trusted() != t
+            && let Err(e) = file.commit(t)
+        {
+            tracing::error!(error = %e, path = %file.path().display(),
+                "trust file write failed: nothing in this batch is signed, and the signer refuses all signing until restarted");
+            durable = false;
+        }
+        if !durable {
+            // Nothing of this batch may become durable after a failed trust write.
+        } else if wm != self.watermark || locked != self.locked {
             let record = StateRecord {
                 network: self.policy.network,
                 locked,
@@ -334,6 +453,34 @@ impl Signer {
                 Step::Lock(_) => unavailable(
                     "the lock could not be made durable; the signer refuses all signing until restarted",
                 ),
+                Step::Certified {
+                    uid,
+                    value,
+                    position,
+                    moved,
+                } if durable => {
+                    events.push(AuditEvent::Certified {
+                        uid,
+                        value,
+                        position,
+                        moved,
+                    });
+                    SignerMessage::Certified {
+                        moved,
+                        watermark: self.watermark.clone(),
+                    }
+                }
+                Step::Certified { uid, value, .. } => {
+                    events.push(AuditEvent::Refused {
+                        uid,
+                        kind: CERTIFICATE_KIND,
+                        value,
+                        code: RefuseCode::StateUnavailable,
+                    });
+                    unavailable(
+                        "the new watermark or trusted table could not be made durable (disk error); nothing changed",
+                    )
+                }
                 Step::Sign {
                     uid, kind, value, ..
                 } if !durable => {
@@ -788,7 +935,7 @@ pub fn run(
 
 #[cfg(test)]
 mod tests {
-    use cvx_protocol::consensus::BlockHeader;
+    use cvx_protocol::consensus::{BlockHeader, Checkpoint};
     use cvx_protocol::policy::{PolicyParams, Request};
     use cvx_protocol::signer_wire::AuditHead;
     use cvx_protocol::{NetworkId, Timestamp};
@@ -945,6 +1092,218 @@ mod tests {
                 }
             ),
             "a lock read first covers the client requests of its turn: {replies:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A trusted table of four other keys (stake 100 each), a certificate signed by
+    /// `voters` of them for `(position, chain)`, as a Certify job.
+    fn certify_job(s: &Signer, voters: &[u8], position: u64) -> (Job, Checkpoint) {
+        use cvx_protocol::certificate::{CertKind, Certificate, OrderHeader};
+        let net = s.policy.network;
+        let anchor = Checkpoint {
+            position,
+            chain: hash(&position.to_le_bytes()),
+        };
+        let root = trusted_table(0).table.root();
+        let mut votes: Vec<_> = voters
+            .iter()
+            .map(|&i| {
+                let sk = SigningKey::from_bytes(&[40 + i; 32]);
+                let h = OrderHeader {
+                    peer: PublicKey::from_bytes(sk.verifying_key().as_bytes()).unwrap(),
+                    timestamp: Timestamp(1),
+                    body_hash: hash(&[i]),
+                    proposal: position,
+                    consensus: position,
+                    finality: position,
+                    consensus_chain: anchor.chain,
+                    stake_root: root,
+                };
+                let sig = Signature(sk.sign(h.sign_bytes(&net).as_bytes()).to_bytes());
+                Certificate::vote_of(&h, sig)
+            })
+            .collect();
+        votes.sort_by_key(|v| v.peer);
+        let certificate = Certificate {
+            network: net,
+            kind: CertKind::Finality,
+            anchor,
+            stake_root: root,
+            ids: cvx_protocol::BoundedVec::new(),
+            votes: cvx_protocol::BoundedVec::try_from_vec(votes).unwrap(),
+        };
+        let job = Job {
+            uid: 7,
+            admin: false,
+            msg: Incoming::Msg(ClientMessage::Certify(CertRequest {
+                certificate,
+                table: None,
+            })),
+        };
+        (job, anchor)
+    }
+
+    fn trusted_table(confirmed_at: u64) -> TrustedTable {
+        use cvx_protocol::certificate::{StakeEntry, StakeTable};
+        let mut entries: Vec<StakeEntry> = (0..4u8)
+            .map(|i| StakeEntry {
+                key: PublicKey::from_bytes(
+                    SigningKey::from_bytes(&[40 + i; 32])
+                        .verifying_key()
+                        .as_bytes(),
+                )
+                .unwrap(),
+                stake: 100,
+            })
+            .collect();
+        entries.sort_by_key(|e| e.key);
+        TrustedTable {
+            position: 0,
+            confirmed_at: Timestamp(confirmed_at),
+            table: StakeTable {
+                entries: cvx_protocol::BoundedVec::try_from_vec(entries).unwrap(),
+            },
+        }
+    }
+
+    fn refused_with(r: &SignerMessage) -> Option<RefuseCode> {
+        match r {
+            SignerMessage::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_certificate_moves_the_lock_durably_then_orders_extend_it() {
+        use cvx_protocol::consensus::Order;
+        let dir = std::env::temp_dir().join(format!("cvx-signer-cert-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let now = crate::now();
+        let mut s = setup(&dir);
+        // Without a trusted table: refused with its own code.
+        let (job, _) = certify_job(&s, &[0, 1, 2], 500);
+        assert_eq!(
+            refused_with(&s.decide_batch(&[job], 1, now)[0]),
+            Some(RefuseCode::CertTableUnproven)
+        );
+        let net = s.policy.network;
+        let trust_path = dir.join("state.trust");
+        let trust =
+            TrustFile::open_or_create(&trust_path, &net, &trusted_table(now.0 - 10)).unwrap();
+        s = s.with_trust(trust);
+        // Two of four: refused, nothing changes.
+        let (job, _) = certify_job(&s, &[0, 1], 500);
+        assert_eq!(
+            refused_with(&s.decide_batch(&[job], 1, now)[0]),
+            Some(RefuseCode::CertWeakQuorum)
+        );
+        assert_eq!(s.watermark, Watermark::default());
+        // Three of four, far ahead of a signer that never signed: accepted.
+        let (job, anchor) = certify_job(&s, &[0, 1, 3], 500);
+        let replies = s.decide_batch(&[job], 1, now);
+        let SignerMessage::Certified { moved, watermark } = &replies[0] else {
+            panic!("{replies:?}")
+        };
+        assert!(*moved);
+        assert_eq!(watermark.consensus, Some(anchor));
+        assert_eq!(watermark.finality, 500);
+        // An order that does not extend the anchor is refused; one that does is signed.
+        let order = |chain: Hash, t: u64| Order {
+            peer: s.policy.key,
+            timestamp: Timestamp(t),
+            checkpoint: Checkpoint {
+                position: 500,
+                chain,
+            },
+            blocks: cvx_protocol::BoundedVec::try_from_vec(vec![hash(b"501")]).unwrap(),
+            proposal: 501,
+            consensus: 501,
+            finality: 500,
+        };
+        let job = |o: Order| Job {
+            uid: 7,
+            admin: false,
+            msg: Incoming::Msg(ClientMessage::Sign(Request {
+                network: net,
+                body: SignRequest::Order {
+                    order: o,
+                    bridge: cvx_protocol::BoundedVec::new(),
+                },
+            })),
+        };
+        let replies = s.decide_batch(
+            &[
+                job(order(hash(b"fork"), now.0 - 2)),
+                job(order(anchor.chain, now.0 - 1)),
+            ],
+            1,
+            now,
+        );
+        assert_eq!(refused_with(&replies[0]), Some(RefuseCode::PrefixConflict));
+        assert!(
+            matches!(replies[1], SignerMessage::Signed { .. }),
+            "{replies:?}"
+        );
+        // Durable: reopen both files.
+        drop(s);
+        let state = StateFile::open(&dir.join("state"), &net).unwrap();
+        assert_eq!(state.current().record.watermark.finality, 500);
+        assert_eq!(
+            state
+                .current()
+                .record
+                .watermark
+                .consensus
+                .map(|c| c.position),
+            Some(501)
+        );
+        let trust = TrustFile::open_or_create(&trust_path, &net, &trusted_table(0)).unwrap();
+        assert_eq!(
+            trust.trusted().confirmed_at,
+            now,
+            "the table was re-confirmed"
+        );
+        assert_eq!(trust.trusted().position, 500);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_trust_file_write_error_changes_nothing_and_refuses_from_then_on() {
+        let dir = std::env::temp_dir().join(format!("cvx-signer-trustfail-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let now = crate::now();
+        let s = setup(&dir);
+        let net = s.policy.network;
+        let trust =
+            TrustFile::open_or_create(&dir.join("state.trust"), &net, &trusted_table(now.0))
+                .unwrap();
+        let mut s = s.with_trust(trust);
+        if let Some(t) = s.trust.as_mut() {
+            t.fail_writes = true;
+        }
+        let (job, _) = certify_job(&s, &[0, 1, 2], 9);
+        let replies = s.decide_batch(&[job, block_job(&s, now.0 - 1)], 1, now);
+        assert_eq!(
+            refused_with(&replies[0]),
+            Some(RefuseCode::StateUnavailable)
+        );
+        assert_eq!(
+            refused_with(&replies[1]),
+            Some(RefuseCode::StateUnavailable)
+        );
+        assert_eq!(s.watermark, Watermark::default());
+        assert_eq!(
+            s.state.current().sequence,
+            1,
+            "the state was not written either"
+        );
+        let replies = s.decide_batch(&[block_job(&s, now.0)], 1, now);
+        assert_eq!(
+            refused_with(&replies[0]),
+            Some(RefuseCode::StateUnavailable)
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -130,6 +130,7 @@ const fn kind(m: &SignerMessage) -> &'static str {
         SignerMessage::Refused { .. } => "Refused",
         SignerMessage::Status(_) => "Status",
         SignerMessage::Locked => "Locked",
+        SignerMessage::Certified { .. } => "Certified",
     }
 }
 

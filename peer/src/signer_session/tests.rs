@@ -160,6 +160,7 @@ async fn serve_fake(mut s: UnixStream, st: Arc<FakeState>) {
             }
             ClientMessage::Lock => SignerMessage::Locked,
             ClientMessage::PublicKey => SignerMessage::PublicKey(st.key),
+            ClientMessage::Certify(_) => panic!("the session never sends certificates yet"),
         };
         if s.write_all(&signer_wire::encode_frame(&answer))
             .await
