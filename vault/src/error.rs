@@ -266,7 +266,7 @@ pub enum VaultError {
     Encrypt(String),
     /// SLIP-39 shares that cannot be split or combined as asked.
     #[error("{0}")]
-    Shares(#[from] crate::shares::ShareError),
+    Shares(#[from] crate::shares::error::ShareError),
 }
 
 impl VaultError {
