@@ -38,6 +38,24 @@ fn kill(mut c: Child) {
     let _ = c.wait();
 }
 
+/// Opens the store after a child was killed. The lock is an `flock` on the open file
+/// description, and the tests of this binary run in parallel threads that spawn children:
+/// a child forked by another thread holds a copy of every descriptor of this process
+/// (ours included) until it execs and `O_CLOEXEC` closes them, so on a loaded machine the
+/// lock can stay taken for a moment after our own handle is gone. Wait that out (a few
+/// seconds at most); any other error, or a lock held longer, fails the test.
+fn open_after_kill(dir: &Path) -> Result<(Store, cvx_etch::RecoveryReport), cvx_etch::EtchError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Store::open(dir.join("store")) {
+            Err(e) if e.kind() == ErrorKind::Locked && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
+}
+
 fn count_rec(n: u64) -> Vec<u8> {
     format!("count {n}").into_bytes()
 }
@@ -122,7 +140,7 @@ fn sigkill_during_writes_and_checkpoints_loses_nothing_checkpointed() {
         kill(child);
 
         let promised = last_progress(dir.path());
-        let (s, report) = Store::open(dir.join("store"))
+        let (s, report) = open_after_kill(dir.path())
             .unwrap_or_else(|e| panic!("iteration {it}: store does not open after SIGKILL: {e}"));
         dropped_total += report.dropped_records;
         let have = match s.root("count").unwrap() {
@@ -222,7 +240,7 @@ fn sigkill_during_garbage_collection_keeps_every_reachable_record() {
         std::thread::sleep(Duration::from_micros(rng.range(5_000, 120_000)));
         kill(child);
         let promised = last_progress(dir.path());
-        let (s, _report) = Store::open(dir.join("store")).unwrap_or_else(|e| {
+        let (s, _report) = open_after_kill(dir.path()).unwrap_or_else(|e| {
             panic!("iteration {it}: store does not open after SIGKILL in GC: {e}")
         });
         let head = s.root("live").unwrap().expect("root lost");
