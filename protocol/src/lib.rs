@@ -6,6 +6,7 @@
 //! * [`ledger`] — accounts, peers, transactions, genesis, results;
 //! * [`consensus`] — blocks, orders, beliefs, challenges (CPoS, as in Convex);
 //! * [`state_root`] — the state root (format 2) and the peer-table proof against it;
+//! * [`account_tree`] — its `accounts_root`: an incremental binary Merkle tree over accounts;
 //! * [`sign`] — sign-bytes and strict Ed25519 verification;
 //! * [`policy`] — the pure signing policy that cvx-signer enforces;
 //! * [`codes`] — stable result codes;
@@ -18,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod account_tree;
 pub mod codes;
 pub mod config;
 pub mod consensus;
