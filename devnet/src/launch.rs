@@ -379,7 +379,7 @@ pub async fn run(
             .arg("--seed")
             .arg(seed.to_string())
             .arg("--accounts")
-            .arg(accounts.to_string())
+            .arg(accounts.min(crate::LOAD_ACCOUNTS).to_string())
             .arg("--rate")
             .arg(opts.rate.to_string());
         for a in &addrs {
@@ -549,7 +549,11 @@ pub async fn run(
     } else {
         None
     };
-    let r = report.lock().map(|g| g.clone()).unwrap_or_default();
+    let mut r = report.lock().map(|g| g.clone()).unwrap_or_default();
+    if let Some(v) = &verify {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        crate::ceiling::annotate_steps(&mut r.steps, v, n, cores);
+    }
     #[allow(clippy::cast_precision_loss)]
     let tx_per_sec = if r.elapsed_ms > 0 {
         r.finalized as f64 * 1000.0 / r.elapsed_ms as f64
