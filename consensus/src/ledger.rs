@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 
 use cvx_protocol::account_tree::AccountTree;
 use cvx_protocol::consensus::{Block, body_hash};
+use cvx_protocol::cow_vec::CowVec;
 use cvx_protocol::hash::hash_parts;
 use cvx_protocol::ledger::{
     Account, Action, Genesis, MAX_PEERS, Params, PeerRecord, SignedTransaction, TxOutcome,
@@ -78,7 +79,8 @@ pub enum BlockOutcome {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(from = "StateData", into = "StateData")]
 pub struct State {
-    accounts: Vec<Account>,
+    /// Copy-on-write: a clone of the state (a snapshot) shares every unchanged chunk.
+    accounts: CowVec<Account>,
     peers: BTreeMap<PublicKey, PeerRecord>,
     /// The newest timestamp of an applied block (genesis time at first).
     time: Timestamp,
@@ -110,7 +112,7 @@ impl From<StateData> for State {
 impl From<State> for StateData {
     fn from(s: State) -> Self {
         Self {
-            accounts: s.accounts,
+            accounts: s.accounts.to_vec(),
             peers: s.peers,
             time: s.time,
             height: s.height,
@@ -163,7 +165,7 @@ impl State {
         let tree = AccountTree::build(&accounts);
         let table: Vec<PeerRecord> = peers.values().cloned().collect();
         Self {
-            accounts,
+            accounts: CowVec::from_vec(accounts),
             peers,
             time,
             height,
@@ -193,7 +195,7 @@ impl State {
 
     /// Every account, in address order (address = index).
     #[must_use]
-    pub fn accounts(&self) -> &[Account] {
+    pub const fn accounts(&self) -> &CowVec<Account> {
         &self.accounts
     }
 
@@ -272,7 +274,7 @@ impl State {
             height: self.height,
             time: self.time,
             account_count: self.accounts.len() as u64,
-            accounts_root: cvx_protocol::account_tree::accounts_root(&self.accounts),
+            accounts_root: AccountTree::build(self.accounts.iter()).root(),
             peers_root: peers_root(&table),
         }
         .root()

@@ -20,6 +20,7 @@
 //! leaf. The account count is a separate part of the state root, so trees of different
 //! sizes never share a root by construction of the state root either.
 
+use crate::cow_vec::CowVec;
 use crate::encoding::Canonical;
 use crate::hash::{Hash, hash_parts};
 use crate::ledger::Account;
@@ -48,10 +49,11 @@ pub fn accounts_root(accounts: &[Account]) -> Hash {
     AccountTree::build(accounts).root()
 }
 
-/// Every level of the account tree (level 0 = the leaves). About 64 bytes per account.
+/// Every level of the account tree (level 0 = the leaves). About 64 bytes per account;
+/// copy-on-write ([`CowVec`]), so a clone is cheap.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct AccountTree {
-    levels: Vec<Vec<Hash>>,
+    levels: Vec<CowVec<Hash>>,
 }
 
 impl std::fmt::Debug for AccountTree {
@@ -66,8 +68,8 @@ impl std::fmt::Debug for AccountTree {
 impl AccountTree {
     /// The tree over `accounts` (address order), built level by level.
     #[must_use]
-    pub fn build(accounts: &[Account]) -> Self {
-        let mut levels = vec![accounts.iter().map(account_leaf).collect::<Vec<_>>()];
+    pub fn build<'a>(accounts: impl IntoIterator<Item = &'a Account>) -> Self {
+        let mut levels = vec![accounts.into_iter().map(account_leaf).collect::<Vec<_>>()];
         while let Some(top) = levels.last()
             && top.len() > 1
         {
@@ -81,13 +83,15 @@ impl AccountTree {
                 .collect();
             levels.push(next);
         }
-        Self { levels }
+        Self {
+            levels: levels.into_iter().map(CowVec::from_vec).collect(),
+        }
     }
 
     /// Number of leaves.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.levels.first().map_or(0, Vec::len)
+        self.levels.first().map_or(0, CowVec::len)
     }
 
     /// Whether the tree has no leaves.
@@ -111,11 +115,15 @@ impl AccountTree {
     pub fn set(&mut self, i: usize, a: &Account) {
         let leaf = account_leaf(a);
         if self.levels.is_empty() {
-            self.levels.push(Vec::new());
+            self.levels.push(CowVec::default());
         }
         let leaves = &mut self.levels[0];
         match i.cmp(&leaves.len()) {
-            std::cmp::Ordering::Less => leaves[i] = leaf,
+            std::cmp::Ordering::Less => {
+                if let Some(slot) = leaves.get_mut(i) {
+                    *slot = leaf;
+                }
+            }
             std::cmp::Ordering::Equal => leaves.push(leaf),
             std::cmp::Ordering::Greater => return,
         }
@@ -130,7 +138,7 @@ impl AccountTree {
                 _ => return, // unreachable: p ≤ (len - 1) / 2
             };
             if self.levels.len() == k + 1 {
-                self.levels.push(Vec::new());
+                self.levels.push(CowVec::default());
             }
             let up = &mut self.levels[k + 1];
             if p == up.len() {
