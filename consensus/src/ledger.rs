@@ -20,11 +20,14 @@
 
 use std::collections::BTreeMap;
 
+use cvx_protocol::account_tree::AccountTree;
 use cvx_protocol::consensus::{Block, body_hash};
+use cvx_protocol::cow_vec::CowVec;
 use cvx_protocol::hash::hash_parts;
 use cvx_protocol::ledger::{
     Account, Action, Genesis, MAX_PEERS, Params, PeerRecord, SignedTransaction, TxOutcome,
 };
+use cvx_protocol::state_root::{StateRootParts, peers_root};
 use cvx_protocol::{
     Address, Amount, Canonical, ErrorCode, Hash, NetworkId, PublicKey, Signable, Timestamp,
 };
@@ -70,20 +73,55 @@ pub enum BlockOutcome {
     Rejected(BlockRejection),
 }
 
-/// The finalized ledger state. Serializable (postcard): version 1 stores of cvx-peer held it
-/// as one blob next to the [`crate::Snapshot`], and are still read and converted.
+/// The finalized ledger state. Serializable (postcard, as its four data fields; the
+/// Merkle caches are rebuilt on decode): version 1 stores of cvx-peer held it as one blob
+/// next to the [`crate::Snapshot`], and are still read and converted.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "StateData", into = "StateData")]
 pub struct State {
-    accounts: Vec<Account>,
+    /// Copy-on-write: a clone of the state (a snapshot) shares every unchanged chunk.
+    accounts: CowVec<Account>,
     peers: BTreeMap<PublicKey, PeerRecord>,
     /// The newest timestamp of an applied block (genesis time at first).
     time: Timestamp,
     /// Blocks executed so far (applied or rejected).
     height: u64,
+    /// The accounts' Merkle tree, current outside of [`State::apply`].
+    tree: AccountTree,
+    /// [`peers_root`] of the peer table, current outside of [`State::apply`].
+    peers_root: Hash,
+    /// Addresses changed by the block being applied (empty outside of [`State::apply`]).
+    dirty: Vec<u64>,
 }
 
-/// Domain tag of the state hash.
-const STATE_TAG: &[u8] = b"cvx1/state";
+/// The serialized form of [`State`] (the layout of version 1 stores).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct StateData {
+    accounts: Vec<Account>,
+    peers: BTreeMap<PublicKey, PeerRecord>,
+    time: Timestamp,
+    height: u64,
+}
+
+impl From<StateData> for State {
+    fn from(d: StateData) -> Self {
+        Self::assemble(d.accounts, d.peers, d.time, d.height)
+    }
+}
+
+impl From<State> for StateData {
+    fn from(s: State) -> Self {
+        Self {
+            accounts: s.accounts.to_vec(),
+            peers: s.peers,
+            time: s.time,
+            height: s.height,
+        }
+    }
+}
+
+/// Domain tag of the version 1 state hash ([`State::legacy_state_hash_v1`]).
+const LEGACY_STATE_TAG: &[u8] = b"cvx1/state";
 
 impl State {
     /// The state a genesis describes.
@@ -114,11 +152,26 @@ impl State {
                 )
             })
             .collect();
+        Self::assemble(accounts, peers, g.time, 0)
+    }
+
+    /// A state with its Merkle caches built from scratch (O(n)).
+    fn assemble(
+        accounts: Vec<Account>,
+        peers: BTreeMap<PublicKey, PeerRecord>,
+        time: Timestamp,
+        height: u64,
+    ) -> Self {
+        let tree = AccountTree::build(&accounts);
+        let table: Vec<PeerRecord> = peers.values().cloned().collect();
         Self {
-            accounts,
+            accounts: CowVec::from_vec(accounts),
             peers,
-            time: g.time,
-            height: 0,
+            time,
+            height,
+            tree,
+            peers_root: peers_root(&table),
+            dirty: Vec::new(),
         }
     }
 
@@ -132,17 +185,17 @@ impl State {
         time: Timestamp,
         height: u64,
     ) -> Self {
-        Self {
+        Self::assemble(
             accounts,
-            peers: peers.into_iter().map(|p| (p.key, p)).collect(),
+            peers.into_iter().map(|p| (p.key, p)).collect(),
             time,
             height,
-        }
+        )
     }
 
     /// Every account, in address order (address = index).
     #[must_use]
-    pub fn accounts(&self) -> &[Account] {
+    pub const fn accounts(&self) -> &CowVec<Account> {
         &self.accounts
     }
 
@@ -193,10 +246,46 @@ impl State {
         b + s
     }
 
-    /// SHA-256 over `"cvx1/state" ‖ height ‖ time ‖ account count ‖ accounts in address
-    /// order ‖ peer count ‖ peers in key order`, each in its canonical encoding.
+    /// The state root (format 2, `cvx_protocol::state_root`): O(1), from the Merkle
+    /// caches that [`State::apply_block`] keeps current.
     #[must_use]
     pub fn state_hash(&self) -> Hash {
+        self.root_parts().root()
+    }
+
+    /// The parts the state root is composed of.
+    #[must_use]
+    pub fn root_parts(&self) -> StateRootParts {
+        StateRootParts {
+            height: self.height,
+            time: self.time,
+            account_count: self.accounts.len() as u64,
+            accounts_root: self.tree.root(),
+            peers_root: self.peers_root,
+        }
+    }
+
+    /// The state root recomputed from scratch (O(n)): what [`State::state_hash`] must
+    /// equal. For tests and for checking a state rebuilt from elsewhere.
+    #[must_use]
+    pub fn state_hash_from_scratch(&self) -> Hash {
+        let table: Vec<PeerRecord> = self.peers.values().cloned().collect();
+        StateRootParts {
+            height: self.height,
+            time: self.time,
+            account_count: self.accounts.len() as u64,
+            accounts_root: AccountTree::build(self.accounts.iter()).root(),
+            peers_root: peers_root(&table),
+        }
+        .root()
+    }
+
+    /// The version 1 state hash (O(n), re-hashes every account), kept only to check
+    /// stores written before the state root (cvx-peer record version 2) when they are
+    /// converted: SHA-256 over `"cvx1/state" ‖ height ‖ time ‖ account count ‖ accounts in
+    /// address order ‖ peer count ‖ peers in key order`, each in its canonical encoding.
+    #[must_use]
+    pub fn legacy_state_hash_v1(&self) -> Hash {
         let mut parts: Vec<Vec<u8>> =
             Vec::with_capacity(self.accounts.len() + self.peers.len() + 4);
         parts.push(self.height.to_le_bytes().to_vec());
@@ -206,7 +295,7 @@ impl State {
         parts.push((self.peers.len() as u64).to_le_bytes().to_vec());
         parts.extend(self.peers.values().map(Canonical::encode));
         let mut refs: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
-        refs.push(STATE_TAG);
+        refs.push(LEGACY_STATE_TAG);
         refs.extend(parts.iter().map(Vec::as_slice));
         hash_parts(&refs)
     }
@@ -306,7 +395,29 @@ impl State {
             p.last_block_time = p.last_block_time.max(block.header.timestamp);
         }
         self.time = self.time.max(block.header.timestamp);
+        self.refresh_roots();
         BlockOutcome::Applied(outcomes)
+    }
+
+    /// Bring the Merkle caches up to date with the block just applied: one path per
+    /// touched account (ascending, so new accounts append in address order), and the peer
+    /// table's root (at most [`MAX_PEERS`] entries; the proposer's record changes with
+    /// every block).
+    fn refresh_roots(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for a in &dirty {
+            if let Ok(i) = usize::try_from(*a)
+                && let Some(acc) = self.accounts.get(i)
+            {
+                self.tree.set(i, acc);
+            }
+        }
+        dirty.clear();
+        self.dirty = dirty;
+        let table: Vec<PeerRecord> = self.peers.values().cloned().collect();
+        self.peers_root = peers_root(&table);
     }
 
     /// Batch pre-verification: for each transaction, `Some(key)` when its signature is
@@ -379,8 +490,11 @@ impl State {
         }
     }
 
+    /// The only mutable access to an account: marks it for [`State::refresh_roots`].
     fn account_mut(&mut self, a: Address) -> Option<&mut Account> {
-        self.accounts.get_mut(usize::try_from(a.0).ok()?)
+        let acc = self.accounts.get_mut(usize::try_from(a.0).ok()?)?;
+        self.dirty.push(a.0);
+        Some(acc)
     }
 
     fn balance(&self, a: Address) -> Amount {
@@ -426,6 +540,7 @@ impl State {
                     return Err(ErrorCode::Funds);
                 }
                 self.debit(origin, *balance);
+                self.dirty.push(self.accounts.len() as u64);
                 self.accounts.push(Account {
                     key: *key,
                     balance: *balance,

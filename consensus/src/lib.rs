@@ -3,6 +3,7 @@
 //! - the CPoS state machine ([`Peer`]: events in, actions out; crate root), with the
 //!   stake-weighted [`merge`] of orders and the [`stake`] thresholds;
 //! - ledger execution ([`ledger`]): the finalized state and how a finalized block changes it;
+//!   its accounts' incremental Merkle root (`cvx_protocol::account_tree`);
 //! - the seeded fault simulation ([`sim`]) of a whole network of these machines.
 //!
 //! Time and randomness come in as values (the `now` of every event, the seed of a

@@ -180,11 +180,14 @@ pub async fn run(
 
     // Genesis.
     let ports = free_ports(n + spares)?;
+    // 10^12 each, or less so that a large genesis stays within half the maximum supply.
+    let per_account =
+        (cvx_protocol::primitives::MAX_SUPPLY / 2) / (account_keys.len().max(1) as u64);
     let gaccounts: Vec<GenesisAccount> = account_keys
         .iter()
         .map(|k| GenesisAccount {
             key: *k,
-            balance: Amount::new(1_000_000_000_000).unwrap_or(Amount::ZERO),
+            balance: Amount::new(per_account.min(1_000_000_000_000)).unwrap_or(Amount::ZERO),
         })
         .collect();
     let gpeers: Vec<GenesisPeer> = keys[..n]
@@ -310,8 +313,11 @@ pub async fn run(
         children.list.push((format!("peer-{i}"), child));
         addrs.push(format!("127.0.0.1:{port}"));
     }
-    // Wait until every peer answers and takes part in consensus.
+    // Wait until every peer answers and takes part in consensus: 30 s, plus 30 s per
+    // 100,000 genesis accounts (each peer decodes the genesis, builds the ledger and its
+    // Merkle tree, and writes the state tree to its store before it serves).
     let t0 = Instant::now();
+    let start_limit = Duration::from_secs(30 + 30 * (accounts as u64 / 100_000));
     loop {
         check_alive(&mut children)?;
         let st = statuses(&addrs).await;
@@ -321,9 +327,10 @@ pub async fn run(
         {
             break;
         }
-        if t0.elapsed() > Duration::from_secs(30) {
+        if t0.elapsed() > start_limit {
             return Err(DevnetError::Child(format!(
-                "peers did not connect within 30 s; see the logs in {}",
+                "peers did not connect within {} s; see the logs in {}",
+                start_limit.as_secs(),
                 dir.display()
             )));
         }
@@ -379,7 +386,7 @@ pub async fn run(
             .arg("--seed")
             .arg(seed.to_string())
             .arg("--accounts")
-            .arg(accounts.to_string())
+            .arg(accounts.min(crate::LOAD_ACCOUNTS).to_string())
             .arg("--rate")
             .arg(opts.rate.to_string());
         for a in &addrs {
@@ -549,7 +556,11 @@ pub async fn run(
     } else {
         None
     };
-    let r = report.lock().map(|g| g.clone()).unwrap_or_default();
+    let mut r = report.lock().map(|g| g.clone()).unwrap_or_default();
+    if let Some(v) = &verify {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        crate::ceiling::annotate_steps(&mut r.steps, v, n, cores);
+    }
     #[allow(clippy::cast_precision_loss)]
     let tx_per_sec = if r.elapsed_ms > 0 {
         r.finalized as f64 * 1000.0 / r.elapsed_ms as f64

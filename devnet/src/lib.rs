@@ -12,6 +12,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod ceiling;
+
+/// The load generator spreads its traffic over at most this many accounts (the first
+/// ones): a genesis may hold up to `MAX_GENESIS_ACCOUNTS` (1,048,576), but deriving a
+/// key and keeping a transaction in flight for each would only measure the load
+/// generator.
+pub const LOAD_ACCOUNTS: usize = 10_000;
 mod launch;
 pub mod query;
 

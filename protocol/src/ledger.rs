@@ -12,8 +12,9 @@ use crate::sign::{SignKind, Signable};
 
 /// Protocol cap on transactions per block (a genesis may set a lower one).
 pub const MAX_BLOCK_TXS: usize = 4096;
-/// Protocol cap on genesis accounts.
-pub const MAX_GENESIS_ACCOUNTS: usize = 10_000;
+/// Protocol cap on genesis accounts (2^20: a genesis of a million accounts, about 43 MB
+/// encoded; the genesis is a local file, never received from the network).
+pub const MAX_GENESIS_ACCOUNTS: usize = 1 << 20;
 /// Protocol cap on peers (genesis peers, and orders in a belief).
 pub const MAX_PEERS: usize = 256;
 

@@ -6,6 +6,8 @@
 //! * [`ledger`] — accounts, peers, transactions, genesis, results;
 //! * [`consensus`] — blocks, orders, beliefs, challenges (CPoS, as in Convex);
 //! * [`state_root`] — the state root (format 2) and the peer-table proof against it;
+//! * [`account_tree`] — its `accounts_root`: an incremental binary Merkle tree over accounts;
+//! * [`cow_vec`] — copy-on-write chunked vectors, so ledger snapshots are cheap;
 //! * [`sign`] — sign-bytes and strict Ed25519 verification;
 //! * [`policy`] — the pure signing policy that cvx-signer enforces;
 //! * [`certificate`] — finality/lock certificates, the trusted stake table, catch-up and
@@ -20,10 +22,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod account_tree;
 pub mod certificate;
 pub mod codes;
 pub mod config;
 pub mod consensus;
+pub mod cow_vec;
 pub mod encoding;
 pub mod fuzz;
 pub mod hash;

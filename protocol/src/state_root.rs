@@ -9,8 +9,9 @@
 //!                      ‖ canonical PeerRecord encodings, in key order)
 //! ```
 //!
-//! `accounts_root` is the root of the ledger's account tree, owned by the ledger
-//! (cvx-consensus) and documented in docs/protocol.md; it is opaque here. The peer table
+//! `accounts_root` is the root of the ledger's account tree ([`crate::account_tree`]: a
+//! binary Merkle tree over the accounts in address order, kept incrementally by the ledger
+//! in cvx-consensus), documented in docs/protocol.md. The peer table
 //! has at most 256 entries, so hashing it whole per change is cheap, and its "proof" is
 //! the table itself plus the other four parts ([`StateRootParts`]).
 

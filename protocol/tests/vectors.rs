@@ -4,10 +4,14 @@
 //! (review the diff: a changed vector is a changed wire format).
 #![allow(clippy::unwrap_used)]
 
+use cvx_protocol::account_tree::{AccountTree, account_leaf};
 use cvx_protocol::consensus::{BlockHeader, ChallengeResponse, Checkpoint, Order};
 use cvx_protocol::hash::{chain_over, hash};
-use cvx_protocol::ledger::{Action, Genesis, GenesisAccount, GenesisPeer, Params, Transaction};
+use cvx_protocol::ledger::{
+    Account, Action, Genesis, GenesisAccount, GenesisPeer, Params, PeerRecord, Transaction,
+};
 use cvx_protocol::primitives::Name;
+use cvx_protocol::state_root::{StateRootParts, peers_root};
 use cvx_protocol::{
     Address, Amount, BoundedVec, Canonical, HostAddr, NetworkId, PublicKey, Signable, Signature,
     Timestamp, Token,
@@ -70,6 +74,43 @@ fn vector<T: Signable>(name: &str, value: &T, sk: &SigningKey, net: &NetworkId) 
     })
 }
 
+/// The state root of a small ledger: three accounts (so the odd last leaf is carried up),
+/// one peer, every intermediate value.
+fn state_root_vector(pk: PublicKey, other: PublicKey) -> Value {
+    let accounts: Vec<Account> = [(pk, 1_000_000u64, 2u64), (other, 250, 0), (pk, 7, 1)]
+        .into_iter()
+        .map(|(key, b, sequence)| Account {
+            key,
+            balance: Amount::new(b).unwrap(),
+            sequence,
+        })
+        .collect();
+    let peers = vec![PeerRecord {
+        key: pk,
+        controller: Address(0),
+        stake: Amount::new(500_000).unwrap(),
+        host: Some(HostAddr::new("127.0.0.1:18888").unwrap()),
+        last_block_time: Timestamp(1_767_225_601_000),
+    }];
+    let parts = StateRootParts {
+        height: 5,
+        time: Timestamp(1_767_225_601_000),
+        account_count: 3,
+        accounts_root: AccountTree::build(&accounts).root(),
+        peers_root: peers_root(&peers),
+    };
+    json!({
+        "height": parts.height,
+        "time": parts.time.0,
+        "accounts_hex": accounts.iter().map(|a| hex::encode(a.encode())).collect::<Vec<_>>(),
+        "account_leaves_hex": accounts.iter().map(|a| account_leaf(a).to_hex()).collect::<Vec<_>>(),
+        "accounts_root_hex": parts.accounts_root.to_hex(),
+        "peers_hex": peers.iter().map(|p| hex::encode(p.encode())).collect::<Vec<_>>(),
+        "peers_root_hex": parts.peers_root.to_hex(),
+        "state_root_hex": parts.root().to_hex(),
+    })
+}
+
 fn generate() -> Value {
     let sk = SigningKey::from_bytes(&seed());
     let pk = PublicKey::from_bytes(sk.verifying_key().as_bytes()).unwrap();
@@ -124,6 +165,7 @@ fn generate() -> Value {
         "genesis_encoding_hex": hex::encode(g.encode()),
         "network_id_hex": net.0.to_hex(),
         "chain_at_2_hex": chain_over(&net.0, &blocks[..2]).to_hex(),
+        "state_root": state_root_vector(pk, other),
         "vectors": [
             vector("transfer", &transfer, &sk, &net),
             vector("withdraw (set-peer-stake 0)", &withdraw, &sk, &net),
@@ -153,6 +195,27 @@ fn markdown(v: &Value) -> String {
             v[k].as_str().unwrap()
         ));
     }
+    let sr = &v["state_root"];
+    let list = |k: &str| {
+        sr[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    s.push_str(&format!(
+        "#### state root (height {}, time {})\n\naccounts (encodings, address order):\n\n```\n{}\n```\n\naccount leaves:\n\n```\n{}\n```\n\naccounts_root:\n\n```\n{}\n```\n\npeers (encodings, key order):\n\n```\n{}\n```\n\npeers_root:\n\n```\n{}\n```\n\nstate root:\n\n```\n{}\n```\n\n",
+        sr["height"],
+        sr["time"],
+        list("accounts_hex"),
+        list("account_leaves_hex"),
+        sr["accounts_root_hex"].as_str().unwrap(),
+        list("peers_hex"),
+        sr["peers_root_hex"].as_str().unwrap(),
+        sr["state_root_hex"].as_str().unwrap(),
+    ));
     for x in v["vectors"].as_array().unwrap() {
         s.push_str(&format!(
             "#### {} (kind `{}`, byte {})\n\nencoding:\n\n```\n{}\n```\n\nsign-bytes:\n\n```\n{}\n```\n\nsignature:\n\n```\n{}\n```\n\n",
@@ -254,4 +317,54 @@ fn vectors_json_is_self_consistent_by_the_documented_rule() {
         vk.verify_strict(&sb, &ed25519_dalek::Signature::from_bytes(&sig))
             .unwrap();
     }
+}
+
+/// An independent reading of the state root vector: leaves, tree, peers root and state
+/// root rebuilt from the documented rule with plain SHA-256 over concatenated bytes.
+#[test]
+fn state_root_vector_follows_the_documented_rule() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("docs/vectors.json")).unwrap())
+            .unwrap();
+    let sr = &v["state_root"];
+    let bytes = |k: &str| -> Vec<Vec<u8>> {
+        sr[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| hex::decode(x.as_str().unwrap()).unwrap())
+            .collect()
+    };
+    let cat = |parts: &[&[u8]]| hash(&parts.concat());
+    let leaves: Vec<_> = bytes("accounts_hex")
+        .iter()
+        .map(|a| cat(&[b"cvx1/account", a]))
+        .collect();
+    for (l, want) in leaves.iter().zip(bytes("account_leaves_hex")) {
+        assert_eq!(l.0.to_vec(), want);
+    }
+    // Three leaves: node(node(l0, l1), l2) (the odd last leaf is carried up).
+    let ab = cat(&[b"cvx1/accounts/node", &leaves[0].0, &leaves[1].0]);
+    let accounts_root = cat(&[b"cvx1/accounts/node", &ab.0, &leaves[2].0]);
+    assert_eq!(
+        accounts_root.to_hex(),
+        sr["accounts_root_hex"].as_str().unwrap()
+    );
+    let peers = bytes("peers_hex");
+    let mut p: Vec<&[u8]> = vec![b"cvx1/peers"];
+    let count = (peers.len() as u64).to_le_bytes();
+    p.push(&count);
+    p.extend(peers.iter().map(Vec::as_slice));
+    let peers_root = cat(&p);
+    assert_eq!(peers_root.to_hex(), sr["peers_root_hex"].as_str().unwrap());
+    let state = cat(&[
+        b"cvx1/state2",
+        &sr["height"].as_u64().unwrap().to_le_bytes(),
+        &sr["time"].as_u64().unwrap().to_le_bytes(),
+        &(leaves.len() as u64).to_le_bytes(),
+        &accounts_root.0,
+        &peers_root.0,
+    ]);
+    assert_eq!(state.to_hex(), sr["state_root_hex"].as_str().unwrap());
 }

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 use cvx_etch::Store;
 use cvx_etch::merkle;
 
-use super::{RECORD_VERSION, Record, RecordV1};
+use super::{RECORD_V2, RECORD_VERSION, Record, RecordV1};
 
 /// [`cvx_etch::Children`] for the peer's store: what each record refers to, for garbage
 /// collection. Records carry no kind tag, so every reading that fits is taken and the
 /// union kept (keeping too much is harmless, dropping a live record is not): a snapshot
-/// record (version 1 or 2) refers to its block records and (version 2) its state root; a
+/// record (version 1, 2 or 3) refers to its block records and (versions 2 and 3) its state
+/// root; a
 /// state-tree branch refers to its children ([`merkle::node_children`]); blocks, leaves
 /// and anything unknown refer to nothing. Never panics.
 #[derive(Debug, Clone, Copy, Default)]
@@ -22,7 +23,7 @@ impl cvx_etch::Children for PeerChildren {
     fn children(&self, record: &[u8], out: &mut Vec<cvx_etch::Hash>) {
         merkle::node_children(record, out);
         match postcard::take_from_bytes::<u16>(record) {
-            Ok((RECORD_VERSION, _)) => {
+            Ok((RECORD_V2 | RECORD_VERSION, _)) => {
                 if let Ok(r) = postcard::from_bytes::<Record>(record) {
                     out.extend(r.blocks.iter().map(|b| cvx_etch::Hash(*b)));
                     out.push(cvx_etch::Hash(r.state_root));

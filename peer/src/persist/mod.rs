@@ -13,8 +13,9 @@
 //!   checkpoint, the state tree root with the state hash, the position and the chain value
 //!   it belongs to, and the two timestamps.
 //!
-//! Version 1 records (which held the ledger as one postcard blob) are read and converted on
-//! open; the next checkpoint writes the state tree and a version 2 record (logged).
+//! Version 1 records (which held the ledger as one postcard blob) and version 2 records
+//! (whose state hash is the version 1 hash, re-hashing the whole ledger) are read, checked
+//! and converted on open; the next checkpoint writes a version 3 record (logged).
 //!
 //! Written and checkpointed at most every [`CHECKPOINT_EVERY`] and at shutdown. After a
 //! crash the last checkpoint is restored; the signer's watermark may be ahead of it, so
@@ -37,8 +38,12 @@ use cvx_consensus::{Config, Snapshot};
 /// Write and checkpoint the snapshot at most this often (plus at shutdown).
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Version of [`Record`]'s layout. 1: ledger as a postcard blob in the record (read and
-/// converted on open). 2: ledger in the state tree, root in the record.
-pub const RECORD_VERSION: u16 = 2;
+/// converted on open). 2: ledger in the state tree, root in the record, `state_hash` the
+/// version 1 state hash (read and converted on open). 3: as 2, `state_hash` the state root
+/// (format 2, incremental; docs/protocol.md "State root").
+pub const RECORD_VERSION: u16 = 3;
+/// The record version whose `state_hash` is the version 1 state hash.
+pub(crate) const RECORD_V2: u16 = 2;
 
 mod gc;
 mod tree;
@@ -57,7 +62,7 @@ fn chain_at(order: Option<&SignedOrder>, position: u64, network: &NetworkId) -> 
     }
 }
 
-/// The persisted snapshot (layout version 2).
+/// The persisted snapshot (layout version 2 and 3; they differ in what `state_hash` is).
 #[derive(Serialize, Deserialize)]
 struct Record {
     version: u16,
@@ -67,7 +72,8 @@ struct Record {
     history: Vec<Hash>,
     /// Root of the state tree (cvx-etch hash).
     state_root: [u8; 32],
-    /// `State::state_hash` of the ledger in the tree (checked on load).
+    /// `State::state_hash` of the ledger in the tree (checked on load); in version 2,
+    /// `State::legacy_state_hash_v1`.
     state_hash: Hash,
     /// Chain value at the ledger's height, when the own order covers it.
     chain: Option<Hash>,
@@ -179,20 +185,33 @@ impl Persist {
                         r.proposal_since,
                     )
                 }
-                RECORD_VERSION => {
+                RECORD_V2 | RECORD_VERSION => {
                     let r: Record = postcard::from_bytes(&bytes)
                         .map_err(|e| self.bad(format!("snapshot record: {e}")))?;
                     let sroot = cvx_etch::Hash(r.state_root);
                     let ledger =
                         read_state(&self.store, &sroot).map_err(|e| self.bad(e.to_string()))?;
-                    if ledger.state_hash() != r.state_hash {
+                    let recorded = if version == RECORD_V2 {
+                        ledger.legacy_state_hash_v1()
+                    } else {
+                        ledger.state_hash()
+                    };
+                    if recorded != r.state_hash {
                         return Err(self
                             .bad("the state tree does not match the recorded state hash".into()));
+                    }
+                    if version == RECORD_V2 {
+                        tracing::warn!(
+                            from = RECORD_V2,
+                            to = RECORD_VERSION,
+                            "store snapshot record is layout version 2 (version 1 state hash): checked and converted; the next checkpoint writes a version {RECORD_VERSION} record"
+                        );
+                        self.upgraded_from = Some(RECORD_V2);
                     }
                     self.sync = r.chain.map(|chain| SyncPoint {
                         position: ledger.height(),
                         chain,
-                        state_hash: r.state_hash,
+                        state_hash: ledger.state_hash(),
                         root: Some(Hash(r.state_root)),
                     });
                     self.tree = Some((sroot, ledger.clone()));
@@ -438,6 +457,56 @@ mod tests {
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
+    /// Issue 15, deliver 2: a ledger of 10^6 accounts round-trips through the store
+    /// (built directly, not through transactions; one key shared by all accounts, since
+    /// deriving a million keys would only measure key derivation), then a checkpoint
+    /// that changes a few accounts and appends one writes only those and reads back
+    /// equal, with the same state root as the in-memory ledger.
+    #[test]
+    fn a_ledger_of_a_million_accounts_round_trips_through_the_store() {
+        const N: u64 = 1_000_000;
+        let g = genesis();
+        let base = State::from_genesis(&g);
+        let key = base.accounts()[0].key;
+        let accounts: Vec<Account> = (0..N)
+            .map(|i| Account {
+                key,
+                balance: Amount::new(i + 1).unwrap(),
+                sequence: i % 7,
+            })
+            .collect();
+        let s0 = State::from_parts(accounts, base.peers().cloned().collect(), g.time, 0);
+        assert_eq!(s0.accounts_len(), N);
+        let path = tmp("million");
+        let (store, _) = Store::open(&path).unwrap();
+        let r0 = write_state(&store, None, &s0).unwrap();
+        store.checkpoint().unwrap();
+        let back = read_state(&store, &r0).unwrap();
+        assert_eq!(back.state_hash(), s0.state_hash());
+        assert!(back == s0, "the ledger read back differs");
+        let mut accounts = back.accounts().to_vec();
+        accounts[0].balance = Amount::new(5).unwrap();
+        accounts[777_777].sequence = 99;
+        accounts.push(Account {
+            key: pk(60),
+            balance: Amount::new(3).unwrap(),
+            sequence: 0,
+        });
+        let s1 = State::from_parts(accounts, back.peers().cloned().collect(), g.time, 1);
+        let before = store.stats().unwrap().records;
+        let r1 = write_state(&store, Some((&r0, &s0)), &s1).unwrap();
+        let written = store.stats().unwrap().records - before;
+        assert!(
+            written < 200,
+            "{written} records for 3 changed entries and the meta"
+        );
+        let again = read_state(&store, &r1).unwrap();
+        assert_eq!(again.state_hash(), s1.state_hash());
+        assert_eq!(again.accounts_len(), N + 1);
+        drop(store);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
     #[test]
     fn a_tree_with_foreign_entries_is_refused() {
         let g = genesis();
@@ -451,7 +520,7 @@ mod tests {
 
     /// Issue 8, deliver 3: a genuine version 1 record is read by this version, the
     /// ledger, positions and order survive, and the next checkpoint rewrites it as
-    /// version 2 (with the state tree), which reads back the same.
+    /// version 3 (with the state tree), which reads back the same.
     #[test]
     fn store_upgrade_from_record_version_1() {
         let g = genesis();
@@ -491,7 +560,7 @@ mod tests {
         let root = p.store().root("snapshot").unwrap().unwrap();
         assert_ne!(root, block_key, "the record was rewritten");
         let bytes = p.store().get(&root).unwrap().unwrap();
-        assert_eq!(postcard::take_from_bytes::<u16>(&bytes).unwrap().0, 2);
+        assert_eq!(postcard::take_from_bytes::<u16>(&bytes).unwrap().0, 3);
         let sp = p.sync_point().cloned().unwrap();
         assert_eq!(sp.position, 12);
         assert_eq!(sp.chain, so.order.chain_at(12).unwrap());
@@ -502,6 +571,69 @@ mod tests {
         assert_eq!(again.ledger, led);
         assert_eq!(again.order, Some(so));
         assert_eq!(p.sync_point(), Some(&sp));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    /// Issue 15, deliver 1: a version 2 record (its state hash the version 1 hash over
+    /// the whole ledger) is checked against that hash, converted, answers sync points with
+    /// the state root, and the next checkpoint rewrites it as version 3; a version 2 record
+    /// whose hash does not match its tree is refused.
+    #[test]
+    fn store_upgrade_from_record_version_2() {
+        let g = genesis();
+        let cfg = Config::new(g.clone(), pk(50));
+        let path = tmp("upgrade2");
+        let led = ledger(&g);
+        let so = order();
+        let put_v2 = |store: &Store, state_hash: Hash| {
+            let root = write_state(store, None, &led).unwrap();
+            let v2 = Record {
+                version: 2,
+                network: g.network_id().0,
+                order: Some(so.clone()),
+                blocks: Vec::new(),
+                history: vec![Hash([5; 32])],
+                state_root: root.0,
+                state_hash,
+                chain: so.order.chain_at(12),
+                last_block_ts: Timestamp(2_050),
+                proposal_since: Timestamp(2_060),
+            };
+            let h = store.put(&postcard::to_allocvec(&v2).unwrap()).unwrap();
+            store.set_root("snapshot", Some(h)).unwrap();
+            store.checkpoint().unwrap();
+        };
+        {
+            let (store, _) = Store::open(&path).unwrap();
+            // The new root in a version 2 record is a mismatch: refused.
+            put_v2(&store, led.state_hash());
+            let mut p = Persist::new(Arc::new(store), path.clone());
+            let e = p.load(&cfg).unwrap_err().to_string();
+            assert!(e.contains("does not match"), "{e}");
+            put_v2(p.store(), led.legacy_state_hash_v1());
+        }
+        let (store, _) = Store::open(&path).unwrap();
+        let mut p = Persist::new(Arc::new(store), path.clone());
+        let snap = p.load(&cfg).unwrap().unwrap();
+        assert_eq!(snap.ledger, led);
+        assert_eq!(p.upgraded_from, Some(2));
+        let sp = p.sync_point().cloned().unwrap();
+        assert_eq!(
+            sp.state_hash,
+            led.state_hash(),
+            "sync points carry the state root"
+        );
+        p.save(&snap, g.network_id().0, true).unwrap();
+        assert_eq!(p.upgraded_from, None);
+        let root = p.store().root("snapshot").unwrap().unwrap();
+        let bytes = p.store().get(&root).unwrap().unwrap();
+        assert_eq!(postcard::take_from_bytes::<u16>(&bytes).unwrap().0, 3);
+        drop(p);
+        let (store, _) = Store::open(&path).unwrap();
+        let mut p = Persist::new(Arc::new(store), path.clone());
+        let again = p.load(&cfg).unwrap().unwrap();
+        assert_eq!(again.ledger.state_hash(), led.state_hash());
+        assert_eq!(p.upgraded_from, None);
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
@@ -592,12 +724,12 @@ mod tests {
         let path = tmp("future");
         let (store, _) = Store::open(&path).unwrap();
         let h = store
-            .put(&postcard::to_allocvec(&(3u16, 0u8)).unwrap())
+            .put(&postcard::to_allocvec(&(4u16, 0u8)).unwrap())
             .unwrap();
         store.set_root("snapshot", Some(h)).unwrap();
         let mut p = Persist::new(Arc::new(store), path.clone());
         let e = p.load(&cfg).unwrap_err().to_string();
-        assert!(e.contains("version 3") && e.contains("newer"), "{e}");
+        assert!(e.contains("version 4") && e.contains("newer"), "{e}");
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }

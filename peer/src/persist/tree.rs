@@ -3,6 +3,7 @@
 
 use cvx_etch::Store;
 use cvx_etch::merkle::{self, Key, StateTx};
+use cvx_protocol::cow_vec::{CHUNK, CowVec};
 use cvx_protocol::hash::hash_parts;
 use cvx_protocol::ledger::{Account, PeerRecord};
 use cvx_protocol::{Canonical, PublicKey, Timestamp};
@@ -61,15 +62,26 @@ pub fn write_state(
         None => (merkle::empty_root(), None),
     };
     let mut tx = StateTx::new(store, root);
-    let old_accounts: &[Account] = old.map_or(&[], State::accounts);
-    for (i, a) in new.accounts().iter().enumerate() {
-        if old_accounts.get(i) != Some(a) {
-            tx.insert(&account_key(i as u64), &a.encode())?;
+    let new_accounts = new.accounts();
+    let empty = CowVec::default();
+    let old_accounts: &CowVec<Account> = old.map_or(&empty, State::accounts);
+    // Chunks the two states share (copy-on-write, so unchanged since the base) are
+    // skipped without comparing: a checkpoint costs O(changed chunks), not O(ledger).
+    for c in 0..new_accounts.chunk_count() {
+        if new_accounts.shares_chunk(old_accounts, c) {
+            continue;
+        }
+        let end = ((c + 1) * CHUNK).min(new_accounts.len());
+        for i in c * CHUNK..end {
+            let a = &new_accounts[i];
+            if old_accounts.get(i) != Some(a) {
+                tx.insert(&account_key(i as u64), &a.encode())?;
+            }
         }
     }
     // Accounts are never deleted by the ledger; a shorter new state (only after a bad
     // base) is handled for completeness.
-    for i in new.accounts().len()..old_accounts.len() {
+    for i in new_accounts.len()..old_accounts.len() {
         tx.remove(&account_key(i as u64))?;
     }
     for p in new.peers() {
