@@ -180,6 +180,7 @@ pub fn render(t: &Timeline) -> String {
     for (i, pts) in t.series.iter().enumerate() {
         let c = COLORS[i % COLORS.len()];
         let mut d = String::new();
+        let mut dots = String::new();
         let mut prev: Option<u64> = None;
         for (ms, fin) in pts {
             let cmd = if prev.is_some_and(|p| ms.saturating_sub(p) <= 3_000) {
@@ -188,11 +189,20 @@ pub fn render(t: &Timeline) -> String {
                 'M'
             };
             let _ = write!(d, "{cmd}{:.1},{:.1} ", x(*ms), y(*fin));
+            // A sample after a gap starts a new stretch: a dot, so that a lone one shows.
+            if cmd == 'M' {
+                let _ = write!(
+                    dots,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{c}"/>"#,
+                    x(*ms),
+                    y(*fin)
+                );
+            }
             prev = Some(*ms);
         }
         let _ = writeln!(
             s,
-            r#"<path d="{d}" fill="none" stroke="{c}" stroke-width="1.8"/>"#
+            r#"<path d="{d}" fill="none" stroke="{c}" stroke-width="1.8"/>{dots}"#
         );
         let ly = plot_top + 10.0 + i as f64 * 18.0;
         let lx = LEFT + plot_w + 14.0;
@@ -297,6 +307,11 @@ mod tests {
         assert_eq!(paths.len(), 2);
         assert_eq!(paths[1].matches('M').count(), 2);
         assert_eq!(paths[0].matches('M').count(), 1);
+        assert_eq!(
+            paths[1].matches("<circle").count(),
+            2,
+            "a dot where each stretch starts"
+        );
     }
 
     #[test]
