@@ -39,6 +39,10 @@ const TOP: f64 = 60.0;
 const LABEL_ROWS: usize = 3;
 const ROW_H: f64 = 16.0;
 const PLOT_H: f64 = 420.0;
+/// More windows than this: labelled by number only.
+const MAX_FULL_LABELS: usize = 16;
+/// More violations than this: red lines without text.
+const MAX_MARK_TEXTS: usize = 12;
 const COLORS: [&str; 10] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
     "#7f7f7f", "#d62728",
@@ -111,7 +115,15 @@ pub fn render(t: &Timeline) -> String {
     );
     // Fault windows: shaded over the plot, labels in rows above it (rotating rows so
     // neighbouring labels do not overlap), a thin tick joining label and window.
+    // A long run has too many windows for whole labels: then only their numbers (the
+    // whole labels are in the nemesis log and the JSON summary).
+    let crowded = t.windows.len() > MAX_FULL_LABELS;
     for (i, w) in t.windows.iter().enumerate() {
+        let label = if crowded {
+            w.label.split(' ').next().unwrap_or("")
+        } else {
+            w.label.as_str()
+        };
         let x0 = x(w.start_ms);
         let x1 = x(w.end_ms).max(x0 + 2.0);
         let row = i % LABEL_ROWS;
@@ -131,7 +143,7 @@ pub fn render(t: &Timeline) -> String {
             s,
             r#"<text x="{:.1}" y="{ly:.1}" font-size="11">{}</text>"#,
             x0 + 2.0,
-            esc(&w.label)
+            esc(label)
         );
     }
     // Axes and grid.
@@ -235,6 +247,15 @@ pub fn render(t: &Timeline) -> String {
     }
     for (ms, text) in &t.marks {
         let px = x(*ms);
+        if t.marks.len() > MAX_MARK_TEXTS {
+            let _ = writeln!(
+                s,
+                r##"<line x1="{px:.1}" y1="{plot_top:.1}" x2="{px:.1}" y2="{:.1}" stroke="#d00" stroke-width="1" stroke-dasharray="4,3"><title>{}</title></line>"##,
+                plot_top + PLOT_H,
+                esc(text)
+            );
+            continue;
+        }
         // The violation's first words (`REGRESSION`, `NO RECOVERY`...) along the line.
         let short: String = text
             .split_once("] ")
@@ -262,7 +283,7 @@ pub fn render(t: &Timeline) -> String {
     if !t.marks.is_empty() {
         let _ = writeln!(
             s,
-            r##"<text x="{LEFT}" y="{:.1}" fill="#d00">{} violation(s); see the devnet's report</text>"##,
+            r##"<text x="{LEFT}" y="{:.1}" fill="#d00">{} violation(s); see nemesis.log in the devnet directory (fault labels too)</text>"##,
             plot_top + PLOT_H + 56.0,
             t.marks.len()
         );
@@ -312,6 +333,29 @@ mod tests {
             2,
             "a dot where each stretch starts"
         );
+    }
+
+    #[test]
+    fn a_long_run_is_labelled_by_fault_number() {
+        let mut t = sample();
+        t.windows = (0..40)
+            .map(|i| Window {
+                start_ms: i * 100,
+                end_ms: i * 100 + 50,
+                label: format!("#{i} isolate p1"),
+                kind: "partition",
+            })
+            .collect();
+        t.marks = (0..20)
+            .map(|i| (i * 100, format!("[1s] NO RECOVERY after fault #{i}: x")))
+            .collect();
+        let s = render(&t);
+        assert!(s.contains(">#39</text>") && !s.contains("isolate p1"));
+        assert!(
+            !s.contains(">NO RECOVERY after fault #3</text>"),
+            "no text per violation"
+        );
+        assert_eq!(s.matches("stroke=\"#d00\"").count(), 20);
     }
 
     #[test]
