@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,45 +13,15 @@ use cvx_protocol::ledger::{Genesis, GenesisAccount, GenesisPeer};
 use cvx_protocol::peer_wire::Status;
 use cvx_protocol::{Amount, BoundedVec, Canonical, HostAddr, PublicKey};
 
+use crate::children::Children;
+use crate::children::check_alive;
 use crate::query::{state_hashes_at, statuses};
+use crate::wan::Wan;
 use crate::{DevnetError, DevnetOptions, Summary, devnet_params, now};
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DevnetError {
     let what = what.into();
     move |source| DevnetError::Io { what, source }
-}
-
-struct Children {
-    list: Vec<(String, Child)>,
-}
-
-impl Children {
-    fn terminate_all(&mut self) {
-        // Peers and loadgen first (graceful), then signers.
-        for (_, c) in self.list.iter().rev() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(i32::try_from(c.id()).unwrap_or(0)),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for (_, c) in &mut self.list {
-            while Instant::now() < deadline {
-                if matches!(c.try_wait(), Ok(Some(_))) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        self.terminate_all();
-    }
 }
 
 fn sibling(name: &str) -> Result<PathBuf, DevnetError> {
@@ -137,6 +107,29 @@ pub async fn run(
     let n = opts.peers.max(1);
     let spares = opts.spares;
     let seed = now().0;
+    let mut wan = match &opts.wan {
+        Some(w) => {
+            if spares > 0 {
+                return Err(DevnetError::Child(
+                    "--spare is not supported with --netns".into(),
+                ));
+            }
+            let run_ms = opts.duration.map_or(u64::MAX / 4, |d| {
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 4)
+            });
+            let w = Wan::new(
+                w.clone(),
+                n,
+                run_ms,
+                &dir,
+                peer_bin.clone(),
+                signer_bin.clone(),
+            )?;
+            w.start_relays().await?;
+            Some(w)
+        }
+        None => None,
+    };
 
     // Keys (spares' last).
     let mut keys = Vec::with_capacity(n + spares);
@@ -203,7 +196,13 @@ pub async fn run(
                     .registered_hosts
                     .as_ref()
                     .and_then(|h| h.get(i).cloned())
-                    .unwrap_or_else(|| format!("127.0.0.1:{p}")),
+                    .unwrap_or_else(|| {
+                        if opts.wan.is_some() {
+                            crate::wan::registered(i)
+                        } else {
+                            format!("127.0.0.1:{p}")
+                        }
+                    }),
             )
             .ok(),
         })
@@ -246,7 +245,7 @@ pub async fn run(
                 .arg(&cfg),
             "cvx-signer init",
         )?;
-        let child = Command::new(&signer_bin)
+        let child = spawn_cmd(wan.as_ref(), i, &signer_bin)
             .arg("run")
             .arg("--config")
             .arg(&cfg)
@@ -282,8 +281,13 @@ pub async fn run(
         let pd = dir.join(format!("peer-{i}"));
         mkdir_private(&pd)?;
         let cfg = pd.join("peer.toml");
+        let (listen, api_listen) = if wan.is_some() {
+            (crate::wan::listen(i), crate::wan::api_listen(i))
+        } else {
+            (format!("127.0.0.1:{port}"), "127.0.0.1:0".to_owned())
+        };
         let text = format!(
-            "genesis = \"{}\"\nkey = \"{}\"\ndata_dir = \"{}\"\nsigner_socket = \"{}\"\nlisten = \"127.0.0.1:{port}\"\napi_listen = \"127.0.0.1:0\"\n{}",
+            "genesis = \"{}\"\nkey = \"{}\"\ndata_dir = \"{}\"\nsigner_socket = \"{}\"\nlisten = \"{listen}\"\napi_listen = \"{api_listen}\"\n{}",
             genesis_path.display(),
             k.to_hex(),
             pd.join("data").display(),
@@ -300,7 +304,7 @@ pub async fn run(
                     .unwrap_or_default(),
         );
         std::fs::write(&cfg, text).map_err(io("writing peer config"))?;
-        let child = Command::new(&peer_bin)
+        let child = spawn_cmd(wan.as_ref(), i, &peer_bin)
             .arg("run")
             .arg("--config")
             .arg(&cfg)
@@ -311,7 +315,7 @@ pub async fn run(
             .map_err(io("starting cvx-peer"))?;
         peer_pids.push(child.id());
         children.list.push((format!("peer-{i}"), child));
-        addrs.push(format!("127.0.0.1:{port}"));
+        addrs.push(listen);
     }
     // Wait until every peer answers and takes part in consensus: 30 s, plus 30 s per
     // 100,000 genesis accounts (each peer decodes the genesis, builds the ledger and its
@@ -374,6 +378,9 @@ pub async fn run(
     // Every peer takes part: tell watchers (tests, scripts) the network is up.
     std::fs::write(dir.join("devnet.ready"), addrs.join("\n") + "\n")
         .map_err(io("writing devnet.ready"))?;
+    if let Some(w) = &mut wan {
+        w.started();
+    }
 
     // Load.
     let report = Arc::new(Mutex::new(LoadReport::default()));
@@ -450,11 +457,18 @@ pub async fn run(
         }
         tokio::select! {
             () = &mut stop => break,
-            () = tokio::time::sleep(Duration::from_millis(1000)) => {}
+            () = tokio::time::sleep(Duration::from_millis(if wan.is_some() { 500 } else { 1000 })) => {}
+        }
+        // The nemesis and the checker (--netns).
+        if let Some(w) = &mut wan {
+            w.tick(&mut children, &addrs).await;
         }
         // Once running, a process that exits (a halted or killed peer) is reported,
         // and the rest of the network goes on without it.
         for (name, c) in &mut children.list {
+            if exited.contains(name) && matches!(c.try_wait(), Ok(None)) {
+                exited.retain(|e| e != name);
+            }
             if !exited.contains(name)
                 && let Ok(Some(st)) = c.try_wait()
             {
@@ -462,7 +476,7 @@ pub async fn run(
                 exited.push(name.clone());
             }
         }
-        if opts.progress {
+        if opts.progress && last_t.elapsed() >= Duration::from_millis(900) {
             let st = statuses(&addrs).await;
             let fin: Vec<String> = st
                 .iter()
@@ -487,6 +501,10 @@ pub async fn run(
     }
     if opts.progress {
         eprintln!();
+    }
+    // The nemesis stops: a fault still active is healed now.
+    if let Some(w) = &mut wan {
+        w.heal_active(&mut children);
     }
     // Stop the load, let consensus settle, then read the final positions.
     if let Some(pos) = children.list.iter().position(|(n, _)| n == "loadgen") {
@@ -544,6 +562,13 @@ pub async fn run(
         }
         _ => None,
     };
+    let wan_report = match &mut wan {
+        Some(w) => {
+            let r = report.lock().map(|g| g.clone()).unwrap_or_default();
+            Some(w.finish(&mut children, &addrs, (r.p50, r.p99)).await)
+        }
+        None => None,
+    };
     children.terminate_all();
     children.list.clear();
     let verify = if opts.bench.is_some() {
@@ -587,19 +612,14 @@ pub async fn run(
             r.refused
         },
         agreement,
+        wan: wan_report,
     })
 }
 
-fn check_alive(children: &mut Children) -> Result<(), DevnetError> {
-    for (name, c) in &mut children.list {
-        if let Ok(Some(st)) = c.try_wait() {
-            let mut msg = String::new();
-            let _ = write!(
-                msg,
-                "{name} exited early ({st}); see its log in the devnet dir"
-            );
-            return Err(DevnetError::Child(msg));
-        }
+/// A command for child `i`: in its namespace under `--netns`.
+fn spawn_cmd(wan: Option<&Wan>, i: usize, bin: &Path) -> Command {
+    match wan {
+        Some(w) => w.command(i, bin),
+        None => Command::new(bin),
     }
-    Ok(())
 }

@@ -13,14 +13,22 @@
 #![forbid(unsafe_code)]
 
 pub mod ceiling;
+pub mod checker;
+mod children;
 
 /// The load generator spreads its traffic over at most this many accounts (the first
 /// ones): a genesis may hold up to `MAX_GENESIS_ACCOUNTS` (1,048,576), but deriving a
 /// key and keeping a transaction in flight for each would only measure the load
 /// generator.
 pub const LOAD_ACCOUNTS: usize = 10_000;
+
 mod launch;
+pub mod nemesis;
+pub mod netns;
 pub mod query;
+pub mod relay;
+pub mod timeline;
+pub mod wan;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -69,6 +77,8 @@ pub struct DevnetOptions {
     pub spares: usize,
     /// Each peer's `gc_interval_secs` (None: the default).
     pub gc_interval: Option<u64>,
+    /// `--netns`: namespaces, link shaping, the nemesis and the checker (None: loopback).
+    pub wan: Option<wan::WanOptions>,
 }
 
 /// The summary (`--json`).
@@ -105,6 +115,8 @@ pub struct Summary {
     /// Agreement at a common position: (position, state hash of the first peer, running
     /// peers whose state hash there equals it, running peers asked).
     pub agreement: Option<(u64, Hash, usize, usize)>,
+    /// `--netns`: the nemesis and checker fields (merged into the JSON object).
+    pub wan: Option<serde_json::Value>,
 }
 
 impl Summary {
@@ -127,7 +139,7 @@ impl Summary {
                 })
             })
             .collect();
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "peers": self.peers,
             "finalized_tx": self.finalized_tx,
             "tx_per_sec": (self.tx_per_sec * 10.0).round() / 10.0,
@@ -148,8 +160,13 @@ impl Summary {
                 "agree": agree,
                 "asked": asked,
             })),
-        })
-        .to_string()
+        });
+        if let (Some(obj), Some(serde_json::Value::Object(w))) = (v.as_object_mut(), &self.wan) {
+            for (k, x) in w {
+                obj.insert(k.clone(), x.clone());
+            }
+        }
+        v.to_string()
     }
 }
 
@@ -195,3 +212,14 @@ pub fn devnet_params() -> Params {
 
 /// Default account count for the demo traffic.
 pub const DEFAULT_ACCOUNTS: usize = 2000;
+
+impl Summary {
+    /// Violations the checker found (`--netns`; 0 otherwise).
+    #[must_use]
+    pub fn violations(&self) -> usize {
+        self.wan
+            .as_ref()
+            .and_then(|w| w["violations"].as_array().map(Vec::len))
+            .unwrap_or(0)
+    }
+}

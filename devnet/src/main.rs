@@ -9,12 +9,21 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use cvx_devnet::nemesis::Kind;
+use cvx_devnet::netns::Netns;
+use cvx_devnet::relay::LinkParams;
+use cvx_devnet::wan::{DEFAULT_RECOVERY_BOUND_SECS, WanOptions};
 use cvx_devnet::{DEFAULT_ACCOUNTS, DevnetOptions};
 
 /// Exit code: the devnet failed (binaries missing, a child process failed at start-up).
 const EXIT_DEVNET: u8 = 11;
 /// Exit code: bad command line (also what clap uses for a usage error).
 const EXIT_USAGE: u8 = 2;
+/// Exit code: the checker found a violation (fork, regression, no recovery, no NETWORK);
+/// the summary is still printed.
+const EXIT_VIOLATION: u8 = 12;
+/// Exit code: --netns cannot make namespaces here (not root, no `ip`).
+const EXIT_NETNS: u8 = 13;
 
 /// A local cvx network of real processes: N cvx-signer + N cvx-peer + cvx-loadgen load.
 ///
@@ -24,7 +33,7 @@ const EXIT_USAGE: u8 = 2;
 #[command(
     name = "cvx-devnet",
     version,
-    after_help = "EXIT CODES:\n    0  success\n    2  bad command line\n   11  devnet: binaries missing or a child process failed at start-up"
+    after_help = "EXIT CODES:\n    0  success\n    2  bad command line\n   11  devnet: binaries missing or a child process failed at start-up\n   12  --netns: the checker found a violation (summary still printed)\n   13  --netns: network namespaces cannot be made here (not root, no ip)"
 )]
 struct Cli {
     /// Number of peers (each with its own sandboxed signer).
@@ -65,6 +74,71 @@ struct Cli {
     /// Each peer's `gc_interval_secs`.
     #[arg(long, value_name = "SECS")]
     gc_interval: Option<u64>,
+    #[command(flatten)]
+    wan: WanArgs,
+}
+
+/// `--netns` and what needs it (docs/operations.md, "Network namespaces and the nemesis").
+#[derive(Debug, clap::Args)]
+struct WanArgs {
+    /// Every peer and its signer in its own network namespace, joined through a bridge in
+    /// a hub namespace; every directed link goes through a userspace relay (needs root).
+    #[arg(long)]
+    netns: bool,
+    /// One-way delay on every link, and optional jitter (ms): `25` or `25,5`
+    /// (a round trip is twice the delay). Needs --netns.
+    #[arg(long, value_name = "MS[,JITTER]", value_parser = parse_latency)]
+    latency: Option<(u64, u64)>,
+    /// Loss on every link, percent (a lost chunk costs a TCP retransmission timeout).
+    /// Needs --netns.
+    #[arg(long, value_name = "PCT", value_parser = parse_pct)]
+    loss: Option<f64>,
+    /// Bandwidth of every link, kbit/s. Needs --netns.
+    #[arg(long, value_name = "KBITS")]
+    bandwidth: Option<u64>,
+    /// A seeded fault schedule (partitions, delay spikes, loss, kill -9, SIGSTOP); the
+    /// same seed replays the same schedule. Needs --netns.
+    #[arg(long, value_name = "SEED")]
+    nemesis: Option<u64>,
+    /// The kinds of fault the nemesis uses: partition, delay, loss, kill, kill-signer,
+    /// freeze (comma-separated), or all.
+    #[arg(long, value_name = "LIST", default_value = "all", value_parser = parse_kinds)]
+    nemesis_faults: Kinds,
+    /// After each heal, every running peer must pass the highest finality seen at the
+    /// heal within SECS, or the checker reports a violation.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_RECOVERY_BOUND_SECS)]
+    recovery_bound: u64,
+    /// Remove what killed --netns launchers left (their namespaces and the processes in
+    /// them), then exit.
+    #[arg(long)]
+    netns_clean: bool,
+}
+
+fn parse_latency(s: &str) -> Result<(u64, u64), String> {
+    let (d, j) = s.split_once(',').unwrap_or((s, "0"));
+    let num = |x: &str| {
+        x.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|v| *v <= 10_000)
+            .ok_or_else(|| format!("{x:?} is not a number of ms (0..=10000): use MS or MS,JITTER"))
+    };
+    Ok((num(d)?, num(j)?))
+}
+
+fn parse_pct(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|p| (0.0..=100.0).contains(p))
+        .ok_or_else(|| format!("{s:?} is not a percentage (0..=100)"))
+}
+
+/// The nemesis's fault kinds.
+#[derive(Clone, Debug)]
+struct Kinds(Vec<Kind>);
+
+fn parse_kinds(s: &str) -> Result<Kinds, String> {
+    Kind::parse_list(s).map(Kinds)
 }
 
 fn out(text: &str) {
@@ -88,8 +162,25 @@ async fn terminated() {
     }
 }
 
-fn options(cli: &Cli) -> DevnetOptions {
+fn options(cli: &Cli, ns: Option<&Netns>) -> DevnetOptions {
+    let w = &cli.wan;
     DevnetOptions {
+        wan: ns.map(|ns| WanOptions {
+            hub: ns.hub().to_owned(),
+            peer_ns: (0..cli.peers)
+                .filter_map(|i| ns.peer(i).map(str::to_owned))
+                .collect(),
+            base: LinkParams {
+                delay_ms: w.latency.map_or(0, |l| l.0),
+                jitter_ms: w.latency.map_or(0, |l| l.1),
+                loss_pct: w.loss.unwrap_or(0.0),
+                bandwidth_bps: w.bandwidth.map(|k| k.saturating_mul(1000)),
+                cut: false,
+            },
+            nemesis: w.nemesis,
+            kinds: w.nemesis_faults.0.clone(),
+            recovery_bound_ms: w.recovery_bound.saturating_mul(1000),
+        }),
         peers: cli.peers,
         duration: if cli.bench {
             None
@@ -114,14 +205,52 @@ fn options(cli: &Cli) -> DevnetOptions {
     }
 }
 
+/// `--netns-clean`, and the check that the link and nemesis flags come with --netns.
+fn netns_first(cli: &Cli) -> Result<Option<Netns>, (u8, String)> {
+    let w = &cli.wan;
+    if !w.netns
+        && (w.latency.is_some() || w.loss.is_some() || w.bandwidth.is_some() || w.nemesis.is_some())
+    {
+        return Err((
+            EXIT_USAGE,
+            "--latency, --loss, --bandwidth and --nemesis need --netns (the relays tell the links apart by the peers' namespace addresses)".into(),
+        ));
+    }
+    if !w.netns {
+        return Ok(None);
+    }
+    let code = |e: &cvx_devnet::netns::NetnsError| match e {
+        cvx_devnet::netns::NetnsError::Unavailable(_) => EXIT_NETNS,
+        _ => EXIT_DEVNET,
+    };
+    let ns = Netns::create(cli.peers.max(1)).map_err(|e| (code(&e), e.to_string()))?;
+    // The launcher's own sockets (relays, checker, load generator) live in the hub: enter
+    // it before the runtime's threads start, so that they inherit it.
+    ns.enter_hub().map_err(|e| (code(&e), e.to_string()))?;
+    Ok(Some(ns))
+}
+
 fn run(cli: &Cli) -> Result<(), (u8, String)> {
+    if cli.wan.netns_clean {
+        let removed =
+            cvx_devnet::netns::cleanup_stale().map_err(|e| (EXIT_NETNS, e.to_string()))?;
+        out(&format!(
+            "removed the namespaces of {} dead launcher(s){}{}\n",
+            removed.len(),
+            if removed.is_empty() { "" } else { ": " },
+            removed.join(", ")
+        ));
+        return Ok(());
+    }
+    // Declared before the runtime: dropped (namespaces removed) after it.
+    let ns = netns_first(cli)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| (EXIT_USAGE, format!("cannot start the async runtime: {e}")))?;
     let summary = rt
-        .block_on(cvx_devnet::run(options(cli), terminated()))
+        .block_on(cvx_devnet::run(options(cli, ns.as_ref()), terminated()))
         .map_err(|e| (EXIT_DEVNET, e.to_string()))?;
     if cli.bench && !cli.json {
         for st in &summary.bench_steps {
@@ -153,6 +282,17 @@ fn run(cli: &Cli) -> Result<(), (u8, String)> {
             summary.finality_ms_p50,
             summary.finality_ms_p99,
             summary.dir.display()
+        ));
+    }
+    let v = summary.violations();
+    if v > 0 {
+        return Err((
+            EXIT_VIOLATION,
+            format!(
+                "the checker found {v} violation(s); see {} and {}",
+                summary.dir.join("nemesis.log").display(),
+                summary.dir.join("timeline.svg").display()
+            ),
         ));
     }
     Ok(())
@@ -204,7 +344,7 @@ mod tests {
             "10",
         ])
         .expect("today's flags");
-        let o = options(&cli);
+        let o = options(&cli, None);
         assert_eq!(o.registered_hosts, Some(vec!["a:1".into(), "b:2".into()]));
         assert_eq!(o.duration, Some(Duration::from_secs(5)));
         assert_eq!(
@@ -213,7 +353,7 @@ mod tests {
         );
         let bench =
             Cli::try_parse_from(["cvx-devnet", "--bench", "--duration", "6"]).expect("bench");
-        let o = options(&bench);
+        let o = options(&bench, None);
         assert_eq!(o.duration, None);
         assert_eq!(o.bench.map(|b| b[0]), Some((500, 6)));
         let e = Cli::try_parse_from(["cvx-devnet", "--peers", "x"]).expect_err("not a number");
