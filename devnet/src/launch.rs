@@ -15,14 +15,10 @@ use cvx_protocol::{Amount, BoundedVec, Canonical, HostAddr, PublicKey};
 
 use crate::children::Children;
 use crate::children::check_alive;
+use crate::host::{free_ports, io, log_file, mkdir_private};
 use crate::query::{state_hashes_at, statuses};
 use crate::wan::Wan;
 use crate::{DevnetError, DevnetOptions, Summary, devnet_params, now};
-
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DevnetError {
-    let what = what.into();
-    move |source| DevnetError::Io { what, source }
-}
 
 fn sibling(name: &str) -> Result<PathBuf, DevnetError> {
     let exe = std::env::current_exe().map_err(io("locating cvx-devnet"))?;
@@ -45,32 +41,6 @@ fn run_ok(cmd: &mut Command, what: &str) -> Result<String, DevnetError> {
         )));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// `count` distinct free ports. Every probe listener stays open until all are chosen:
-/// probing one at a time let the kernel hand the same port out twice, and one peer of a
-/// devnet then failed with "address already in use".
-fn free_ports(count: usize) -> Result<Vec<u16>, DevnetError> {
-    let probes = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(io("finding free ports"))?;
-    probes
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(io("finding free ports"))
-}
-
-fn log_file(path: &Path) -> Result<std::fs::File, DevnetError> {
-    std::fs::File::create(path).map_err(io(format!("creating {}", path.display())))
-}
-
-fn mkdir_private(p: &Path) -> Result<(), DevnetError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::create_dir_all(p).map_err(io(format!("creating {}", p.display())))?;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
-        .map_err(io(format!("chmod {}", p.display())))
 }
 
 /// Shared view of the load generator's reports.

@@ -15,6 +15,7 @@
 pub mod ceiling;
 pub mod checker;
 mod children;
+mod host;
 
 /// The load generator spreads its traffic over at most this many accounts (the first
 /// ones): a genesis may hold up to `MAX_GENESIS_ACCOUNTS` (1,048,576), but deriving a

@@ -15,6 +15,7 @@ use cvx_protocol::peer_wire::{Answer, Query, Status};
 
 use crate::checker::{Checker, Violation, quantile};
 use crate::children::Children;
+use crate::host::io;
 use crate::nemesis::{Fault, FaultKind, Kind, Partition, Plan};
 use crate::netns::{HUB_ADDR, peer_addr};
 use crate::relay::{LinkParams, Links};
@@ -84,11 +85,6 @@ pub(crate) struct Wan {
     dir: PathBuf,
     log: Option<std::fs::File>,
     printed: usize,
-}
-
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DevnetError {
-    let what = what.into();
-    move |source| DevnetError::Io { what, source }
 }
 
 impl Wan {
