@@ -279,6 +279,7 @@ fn limits_answer_instead_of_dropping_and_bad_bodies_queue_nothing() {
         "{metrics}"
     );
     stop(child);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Run cvx-vault in `dir` with `stdin` (no controlling terminal, as on a script).
@@ -499,4 +500,5 @@ fn a_vault_withdrawal_submitted_with_wait_returns_its_result_and_the_stake() {
         "a block with our transaction among the events: {seen:?}"
     );
     stop(child);
+    let _ = std::fs::remove_dir_all(&dir);
 }

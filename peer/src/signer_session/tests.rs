@@ -181,11 +181,29 @@ fn key(n: u8) -> PublicKey {
         .unwrap()
 }
 
-fn sock(name: &str) -> PathBuf {
+/// A socket path in a fresh directory of its own, removed with the value.
+struct TempSock(PathBuf);
+
+impl std::ops::Deref for TempSock {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl Drop for TempSock {
+    fn drop(&mut self) {
+        if let Some(d) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn sock(name: &str) -> TempSock {
     let d = std::env::temp_dir().join(format!("cvx-sess-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d.join("s.sock")
+    TempSock(d.join("s.sock"))
 }
 
 fn settings(path: &Path, timeout_ms: u64) -> SessionSettings {
