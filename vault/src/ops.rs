@@ -663,14 +663,7 @@ pub fn ladder(audit: &AuditLog, op: &mut dyn Operator, o: &LadderOptions) -> Res
         Role::Account,
     )?;
     let key = seed.signing_key()?;
-    std::fs::DirBuilder::new()
-        .mode_0700()
-        .create(&o.out_dir)
-        .map_err(|source| VaultError::Write {
-            path: o.out_dir.clone(),
-            source,
-        })?;
-    let dir_guard = DirGuard(Some(o.out_dir.clone()));
+    let dir_guard = DirGuard::create(&o.out_dir)?;
     let mut e = Entry::new("ladder", Some(public.to_hex()));
     e.detail("network", builts[0].network.to_string());
     e.detail("sequences", format!("{first}..={last}"));
@@ -716,6 +709,19 @@ impl DirMode for std::fs::DirBuilder {
 /// their own guards first).
 pub(crate) struct DirGuard(pub(crate) Option<PathBuf>);
 impl DirGuard {
+    /// Creates `dir` (mode 0700; it must not exist) and removes it again on drop unless
+    /// [`DirGuard::keep`] is called.
+    pub(crate) fn create(dir: &Path) -> Result<Self> {
+        std::fs::DirBuilder::new()
+            .mode_0700()
+            .create(dir)
+            .map_err(|source| VaultError::Write {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        Ok(Self(Some(dir.to_path_buf())))
+    }
+
     pub(crate) fn keep(mut self) {
         self.0 = None;
     }

@@ -9,7 +9,7 @@ use crate::audit::{AuditLog, Entry, Summary};
 use crate::backup::{self, Role};
 use crate::error::{Result, VaultError};
 use crate::fsio::{self, PUBLIC_MODE};
-use crate::ops::{DirGuard, DirMode as _, check_role, manifest_path, open_for_role};
+use crate::ops::{DirGuard, check_role, manifest_path, open_for_role};
 use crate::prompt::Operator;
 use crate::qr;
 use crate::txbuild::LADDER_MAX;
@@ -151,14 +151,7 @@ pub fn sign(audit: &AuditLog, op: &mut dyn Operator, o: &SignOptions) -> Result<
         Role::Account,
     )?;
     let key = seed.signing_key()?;
-    std::fs::DirBuilder::new()
-        .mode_0700()
-        .create(&o.out_dir)
-        .map_err(|source| VaultError::Write {
-            path: o.out_dir.clone(),
-            source,
-        })?;
-    let dir_guard = DirGuard(Some(o.out_dir.clone()));
+    let dir_guard = DirGuard::create(&o.out_dir)?;
     let mut e = Entry::new(
         &format!("convex-{}", o.action.name()),
         Some(public.to_hex()),
