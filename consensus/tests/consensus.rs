@@ -74,6 +74,7 @@ fn simulated_signer_refuses_an_equivocating_order_and_the_peer_carries_on() {
         proposal: 1,
         consensus: 1,
         finality: 0,
+        stake_root: cvx_protocol::hash::Hash::ZERO,
     };
     let req = Request {
         network,
@@ -109,6 +110,7 @@ fn simulated_signer_refuses_an_equivocating_order_and_the_peer_carries_on() {
                 proposal: 1,
                 consensus: 1,
                 finality: 0,
+                stake_root: cvx_protocol::hash::Hash::ZERO,
             };
             SignedOrder {
                 signature: k.sign_value(&network, &order),

@@ -276,6 +276,7 @@ proptest! {
             proposal: p + 3,
             consensus: p + 2,
             finality: p,
+            stake_root: Hash::ZERO,
         };
         let req = |o: Order| Request { network: net(), body: SignRequest::Order { order: o, bridge: BoundedVec::new() } };
         let allowed = matches!(policy.decide(&watermark, &req(order(a.chain)), NOW), Decision::Allow { .. });
@@ -452,6 +453,7 @@ fn run_fork_tree(seed: u64) -> Counts {
                 proposal: depth,
                 consensus: c,
                 finality: f,
+                stake_root: Hash::ZERO,
             };
             let policy = Policy {
                 key: public(h.key),

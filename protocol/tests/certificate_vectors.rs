@@ -52,6 +52,7 @@ fn generate() -> String {
         proposal: 3,
         consensus: 2,
         finality: 1,
+        stake_root: table.root(),
     };
     let header = OrderHeader::of(&order, table.root()).unwrap();
     assert_eq!(header.body_hash, order_body_hash(&genesis, &blocks));

@@ -136,6 +136,7 @@ fn empty_order(k: u8) -> Order {
         proposal: 0,
         consensus: 0,
         finality: 0,
+        stake_root: cvx_protocol::hash::Hash::ZERO,
     }
 }
 

@@ -139,7 +139,7 @@ proptest! {
                         timestamp: Timestamp(order_ts),
                         checkpoint: Checkpoint { position: cp, chain: chain_over(&net().0, &tree.ids(branch, 0, cp)) },
                         blocks: BoundedVec::try_from_vec(tree.ids(branch, cp, len)).unwrap(),
-                        finality: p[0], consensus: p[1], proposal: p[2],
+                        finality: p[0], consensus: p[1], proposal: p[2], stake_root: Hash::ZERO,
                     };
                     let from = wm.consensus.map_or(0, |c| c.position);
                     let bridge = match bridge {

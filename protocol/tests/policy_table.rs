@@ -49,6 +49,7 @@ fn order(branch: u8, ts: u64, cp: u64, len: u64, fin: u64, cons: u64, prop: u64)
         proposal: prop,
         consensus: cons,
         finality: fin,
+        stake_root: Hash::ZERO,
     }
 }
 

@@ -1221,6 +1221,7 @@ mod tests {
             proposal: 501,
             consensus: 501,
             finality: 500,
+            stake_root: Hash::ZERO,
         };
         let job = |o: Order| Job {
             uid: 7,

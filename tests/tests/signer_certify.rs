@@ -135,6 +135,7 @@ fn order(env: &Env, checkpoint: Checkpoint, t: u64) -> ClientMessage {
                 proposal: p + 1,
                 consensus: p + 1,
                 finality: p,
+                stake_root: Hash::ZERO,
             },
             bridge: BoundedVec::new(),
         },

@@ -58,6 +58,7 @@ fn order(
         proposal: chain.len() as u64,
         consensus,
         finality,
+        stake_root: Hash::ZERO,
     }
 }
 

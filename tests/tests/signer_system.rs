@@ -338,6 +338,7 @@ fn order(
         proposal: chain.len() as u64,
         consensus,
         finality,
+        stake_root: Hash::ZERO,
     }
 }
 

@@ -201,6 +201,7 @@ impl Peer {
             proposal: merged.proposal,
             consensus: merged.consensus,
             finality: merged.finality,
+            stake_root: self.stake_root(),
         };
         let bridge = self.bridge(new_cp_pos, &merged.ids);
         let id = self.next_request();

@@ -261,12 +261,26 @@ struct PendingBlock {
     body: BlockBody,
 }
 
+/// The stake table of a finalized ledger: the peers whose stake without decay is at least
+/// `min_stake`, the voters of docs/consensus.md §2 rules 1 and 7 (§7.3).
+#[must_use]
+pub fn stake_table(
+    ledger: &State,
+    min_stake: cvx_protocol::primitives::Amount,
+) -> cvx_protocol::certificate::StakeTable {
+    let peers: Vec<cvx_protocol::ledger::PeerRecord> = ledger.peers().cloned().collect();
+    cvx_protocol::certificate::StakeTable::from_peers(&peers, min_stake)
+}
+
 /// One peer's consensus state machine.
 #[derive(Debug)]
 pub struct Peer {
     cfg: Config,
     network: NetworkId,
     ledger: State,
+    /// The root of the finalized ledger's stake table, and the height it was computed at
+    /// (every order carries it: docs/consensus.md §7.3).
+    stake_root: Option<(u64, Hash)>,
     checkpoint: Checkpoint,
     ids: Vec<Hash>,
     chains: Vec<Hash>,
@@ -347,6 +361,7 @@ impl Peer {
             cfg,
             network,
             ledger,
+            stake_root: None,
             checkpoint: Checkpoint::genesis(&network),
             ids: Vec::new(),
             chains: Vec::new(),
@@ -510,6 +525,20 @@ impl Peer {
     #[must_use]
     pub const fn params(&self) -> &Params {
         &self.cfg.genesis.params
+    }
+
+    /// The root of the finalized ledger's stake table, the `stake_root` of the next
+    /// order (recomputed once per finalized height).
+    pub fn stake_root(&mut self) -> Hash {
+        let height = self.ledger.height();
+        match self.stake_root {
+            Some((h, root)) if h == height => root,
+            _ => {
+                let root = stake_table(&self.ledger, self.cfg.genesis.params.min_stake).root();
+                self.stake_root = Some((height, root));
+                root
+            }
+        }
     }
 
     /// Handle one event at time `now`.

@@ -70,6 +70,7 @@ fn order(p: &Peer, from: u64, ts: u64, n: u64, pcf: (u64, u64, u64)) -> SignedOr
             proposal: pcf.0,
             consensus: pcf.1,
             finality: pcf.2,
+            stake_root: Hash::ZERO,
         },
         signature: Signature([0; 64]),
     }

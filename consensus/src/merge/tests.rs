@@ -31,6 +31,7 @@ fn order(peer: u64, blocks: &[Hash], p: u64, c: u64, f: u64) -> Order {
         proposal: p,
         consensus: c,
         finality: f,
+        stake_root: Hash::ZERO,
     }
 }
 

@@ -118,6 +118,7 @@ impl Sim {
                     proposal: 1,
                     consensus: 2,
                     finality: 2,
+                    stake_root: Hash::ZERO,
                 };
                 let signature = b.key.sign_order(&network, &o);
                 msgs.push((

@@ -97,6 +97,7 @@ mod tests {
                 proposal: 0,
                 consensus: 0,
                 finality: 0,
+                stake_root: Hash::ZERO,
             },
             signature: Signature([0; 64]),
         }

@@ -103,6 +103,7 @@ pub(super) async fn join_by_state_sync(
         proposal: p,
         consensus: p,
         finality: p,
+        stake_root: consensus::stake_table(&joined.state, cfg.genesis.params.min_stake).root(),
     };
     let request = Request {
         network,

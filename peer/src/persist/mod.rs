@@ -40,13 +40,21 @@ pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Version of [`Record`]'s layout. 1: ledger as a postcard blob in the record (read and
 /// converted on open). 2: ledger in the state tree, root in the record, `state_hash` the
 /// version 1 state hash (read and converted on open). 3: as 2, `state_hash` the state root
-/// (format 2, incremental; docs/protocol.md "State root").
-pub const RECORD_VERSION: u16 = 3;
+/// (format 2, incremental; docs/protocol.md "State root"). 4: as 3, the own order carries
+/// `stake_root` and is signed through its header (docs/consensus.md §7.2); the orders of
+/// versions 1–3 are converted on open (`legacy.rs`).
+pub const RECORD_VERSION: u16 = 4;
+/// The record version whose order has no `stake_root` (and whose `state_hash` is the state
+/// root).
+pub(crate) const RECORD_V3: u16 = 3;
 /// The record version whose `state_hash` is the version 1 state hash.
 pub(crate) const RECORD_V2: u16 = 2;
 
 mod gc;
+mod legacy;
 mod tree;
+
+use legacy::LegacySignedOrder;
 
 pub use gc::{PeerChildren, PeriodicGc, collect_garbage};
 pub use tree::{
@@ -62,12 +70,13 @@ fn chain_at(order: Option<&SignedOrder>, position: u64, network: &NetworkId) -> 
     }
 }
 
-/// The persisted snapshot (layout version 2 and 3; they differ in what `state_hash` is).
+/// The persisted snapshot (layout versions 2–4: 2 and 3 differ in what `state_hash` is, 3
+/// and 4 in the order, `O`).
 #[derive(Serialize, Deserialize)]
-struct Record {
+struct RecordOf<O> {
     version: u16,
     network: Hash,
-    order: Option<SignedOrder>,
+    order: Option<O>,
     blocks: Vec<[u8; 32]>,
     history: Vec<Hash>,
     /// Root of the state tree (cvx-etch hash).
@@ -81,12 +90,17 @@ struct Record {
     proposal_since: Timestamp,
 }
 
+/// The current record.
+type Record = RecordOf<SignedOrder>;
+/// Record versions 2 and 3.
+type RecordV3 = RecordOf<LegacySignedOrder>;
+
 /// The version 1 layout, kept to read and convert old stores.
 #[derive(Serialize, Deserialize)]
 struct RecordV1 {
     version: u16,
     network: Hash,
-    order: Option<SignedOrder>,
+    order: Option<LegacySignedOrder>,
     blocks: Vec<[u8; 32]>,
     history: Vec<Hash>,
     ledger: State,
@@ -177,7 +191,7 @@ impl Persist {
                     self.upgraded_from = Some(1);
                     (
                         r.network,
-                        r.order,
+                        r.order.map(LegacySignedOrder::convert),
                         r.blocks,
                         r.history,
                         r.ledger,
@@ -185,9 +199,32 @@ impl Persist {
                         r.proposal_since,
                     )
                 }
-                RECORD_V2 | RECORD_VERSION => {
-                    let r: Record = postcard::from_bytes(&bytes)
-                        .map_err(|e| self.bad(format!("snapshot record: {e}")))?;
+                RECORD_V2 | RECORD_V3 | RECORD_VERSION => {
+                    let r: Record = if version == RECORD_VERSION {
+                        postcard::from_bytes(&bytes)
+                            .map_err(|e| self.bad(format!("snapshot record: {e}")))?
+                    } else {
+                        let r: RecordV3 = postcard::from_bytes(&bytes)
+                            .map_err(|e| self.bad(format!("snapshot record (v{version}): {e}")))?;
+                        tracing::warn!(
+                            from = version,
+                            to = RECORD_VERSION,
+                            "store snapshot record is layout version {version}: its own order predates stake roots and header signatures; converted (the peer signs a new order at once); the next checkpoint writes a version {RECORD_VERSION} record"
+                        );
+                        self.upgraded_from = Some(version);
+                        RecordOf {
+                            version: r.version,
+                            network: r.network,
+                            order: r.order.map(LegacySignedOrder::convert),
+                            blocks: r.blocks,
+                            history: r.history,
+                            state_root: r.state_root,
+                            state_hash: r.state_hash,
+                            chain: r.chain,
+                            last_block_ts: r.last_block_ts,
+                            proposal_since: r.proposal_since,
+                        }
+                    };
                     let sroot = cvx_etch::Hash(r.state_root);
                     let ledger =
                         read_state(&self.store, &sroot).map_err(|e| self.bad(e.to_string()))?;

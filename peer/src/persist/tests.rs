@@ -76,6 +76,7 @@ fn order() -> SignedOrder {
             proposal: 12,
             consensus: 12,
             finality: 12,
+            stake_root: Hash::ZERO,
         },
         signature: Signature([9; 64]),
     }
@@ -193,7 +194,7 @@ fn store_upgrade_from_record_version_1() {
         let v1 = RecordV1 {
             version: 1,
             network: g.network_id().0,
-            order: Some(so.clone()),
+            order: Some(LegacySignedOrder::of(&so)),
             blocks: Vec::new(),
             history: vec![Hash([5; 32]), Hash([6; 32])],
             ledger: led.clone(),
@@ -220,7 +221,10 @@ fn store_upgrade_from_record_version_1() {
     let root = p.store().root("snapshot").unwrap().unwrap();
     assert_ne!(root, block_key, "the record was rewritten");
     let bytes = p.store().get(&root).unwrap().unwrap();
-    assert_eq!(postcard::take_from_bytes::<u16>(&bytes).unwrap().0, 3);
+    assert_eq!(
+        postcard::take_from_bytes::<u16>(&bytes).unwrap().0,
+        RECORD_VERSION
+    );
     let sp = p.sync_point().cloned().unwrap();
     assert_eq!(sp.position, 12);
     assert_eq!(sp.chain, so.order.chain_at(12).unwrap());
@@ -247,10 +251,10 @@ fn store_upgrade_from_record_version_2() {
     let so = order();
     let put_v2 = |store: &Store, state_hash: Hash| {
         let root = write_state(store, None, &led).unwrap();
-        let v2 = Record {
+        let v2 = RecordV3 {
             version: 2,
             network: g.network_id().0,
-            order: Some(so.clone()),
+            order: Some(LegacySignedOrder::of(&so)),
             blocks: Vec::new(),
             history: vec![Hash([5; 32])],
             state_root: root.0,
@@ -287,7 +291,10 @@ fn store_upgrade_from_record_version_2() {
     assert_eq!(p.upgraded_from, None);
     let root = p.store().root("snapshot").unwrap().unwrap();
     let bytes = p.store().get(&root).unwrap().unwrap();
-    assert_eq!(postcard::take_from_bytes::<u16>(&bytes).unwrap().0, 3);
+    assert_eq!(
+        postcard::take_from_bytes::<u16>(&bytes).unwrap().0,
+        RECORD_VERSION
+    );
     drop(p);
     let (store, _) = Store::open(&path).unwrap();
     let mut p = Persist::new(Arc::new(store), path.clone());
@@ -384,11 +391,12 @@ fn an_unknown_record_version_is_refused_with_a_fix() {
     let path = tmp("future");
     let (store, _) = Store::open(&path).unwrap();
     let h = store
-        .put(&postcard::to_allocvec(&(4u16, 0u8)).unwrap())
+        .put(&postcard::to_allocvec(&(RECORD_VERSION + 1, 0u8)).unwrap())
         .unwrap();
     store.set_root("snapshot", Some(h)).unwrap();
     let mut p = Persist::new(Arc::new(store), path.clone());
     let e = p.load(&cfg).unwrap_err().to_string();
-    assert!(e.contains("version 4") && e.contains("newer"), "{e}");
+    let v = format!("version {}", RECORD_VERSION + 1);
+    assert!(e.contains(&v) && e.contains("newer"), "{e}");
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }

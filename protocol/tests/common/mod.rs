@@ -214,6 +214,7 @@ pub fn order_s() -> impl Strategy<Value = Order> {
                 },
                 blocks: BoundedVec::try_from_vec(blocks).unwrap(),
                 finality: p[0],
+                stake_root: Hash::ZERO,
                 consensus: p[1],
                 proposal: p[2],
             }
