@@ -181,6 +181,18 @@ pub enum Action {
     Finalized(Box<Finalized>),
     /// A fork was detected: the peer has stopped and will do nothing more.
     Halted(ForkDetected),
+    /// This peer is too far behind to catch up from orders (or its lock conflicts with a
+    /// network that moved on): the host should fetch a certificate and a state from an
+    /// up-to-date peer, have the signer accept the certificate, and restore the machine at
+    /// the synced state (docs/consensus.md §7, step 3). Repeated at most every
+    /// `RESYNC_RETRY_MS` while the condition holds.
+    Resync {
+        /// This peer's finality when it gave up on catching up.
+        finality: u64,
+        /// The finality that peers holding more than 1/3 of stake report (at least one
+        /// honest peer is there).
+        network_finality: u64,
+    },
 }
 
 /// What a peer persists (the networked peer keeps it in cvx-etch).
@@ -525,6 +537,17 @@ impl Peer {
     #[must_use]
     pub const fn params(&self) -> &Params {
         &self.cfg.genesis.params
+    }
+
+    /// A finality certificate for the highest position that the newest orders (own and
+    /// others') of peers holding more than 2/3 of the stake cover, on this peer's chain,
+    /// with the stake table it is checked against (docs/consensus.md §7.4): what this
+    /// peer answers a peer that asks for one to resync. `None` when no such quorum is in
+    /// view.
+    #[must_use]
+    pub fn certificate(&self) -> Option<cvx_protocol::certificate::CertRequest> {
+        // Interface for issue 14, step 3; built in machine/certify.rs.
+        None
     }
 
     /// The root of the finalized ledger's stake table, the `stake_root` of the next

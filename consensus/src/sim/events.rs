@@ -255,6 +255,8 @@ impl Sim {
                 Action::Halted(fork) => {
                     return Err(self.fail(&format!("honest member {i} halted: {fork}")));
                 }
+                // Not emitted yet (issue 14, step 3 builds it and the simulation's resync).
+                Action::Resync { .. } => {}
             }
         }
         if let Some((healed, base)) = self.recovery {

@@ -243,6 +243,8 @@ impl MainLoop {
                     tracing::error!(?fork, "fork detected: consensus halted");
                     return Err(NodeError::Halted(format!("{fork:?}")));
                 }
+                // Not emitted yet (issue 14, step 3 builds the resync).
+                Action::Resync { .. } => {}
             }
         }
         Ok(())
