@@ -418,11 +418,14 @@ fn signatures_of_each_kind_verify_against_the_public_key() {
     let o = order(pk, &net, t, 0, &chain, 2, 1);
     let sig_o = expect_signed(&c.call(&order_req(&net, &o)).unwrap());
     pk.verify(&net, &o, &sig_o).unwrap();
-    // The sign-bytes are exactly "cvx1" ‖ kind ‖ network ‖ SHA-256(encoding).
+    // An order's sign-bytes are exactly "cvx1" ‖ 5 ‖ network ‖ SHA-256(encoding of its
+    // header) (docs/protocol.md §5, §11).
     let sb = o.sign_bytes(&net);
     assert_eq!(&sb.as_bytes()[..4], b"cvx1");
-    assert_eq!(sb.as_bytes()[4], 2);
-    assert_eq!(&sb.as_bytes()[37..], &hash(&o.encode()).0);
+    assert_eq!(sb.as_bytes()[4], 5);
+    let header = cvx_protocol::certificate::OrderHeader::of(&o, o.stake_root).unwrap();
+    assert_eq!(&sb.as_bytes()[37..], &hash(&header.encode()).0);
+    assert_ne!(&sb.as_bytes()[37..], &hash(&o.encode()).0);
 
     let r = ChallengeResponse {
         challenger: other_key(9),
