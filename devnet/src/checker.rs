@@ -4,8 +4,10 @@
 //! peer finalized at a position, whether an isolated peer still says it takes part) and
 //! the nemesis's heals; it records violations:
 //! - **fork**: two peers finalized different chain values at one position;
-//! - **regression**: a peer's finality went down (across its restarts too: finality is
-//!   durable);
+//! - **regression**: a peer's finality went down while it ran. A peer killed with -9
+//!   restarts from its last checkpoint (written every second), so it may report a lower
+//!   finality until it has caught up; the launcher says so ([`Checker::restarted`]), and
+//!   what the peer finalizes again is held to the fork check;
 //! - **no recovery**: after a heal, a running peer did not pass the highest finality any
 //!   peer had at the heal within the bound;
 //! - **no NETWORK**: a peer cut off from every other still said it takes part in
@@ -202,6 +204,18 @@ impl Checker {
         self.record(out)
     }
 
+    /// Peer `peer` was restarted after a kill -9: its finality restarts from its last
+    /// checkpoint, so its high-water mark starts again (the chain values it finalized stay
+    /// recorded, so finalizing another value at a position is still a fork).
+    pub fn restarted(&mut self, peer: usize) {
+        if let Some(slot) = self.last.get_mut(peer) {
+            *slot = None;
+        }
+        if let Some(r) = self.regressed.get_mut(peer) {
+            *r = false;
+        }
+    }
+
     /// Fault `fault` healed: from now, every running peer must pass the highest
     /// finality seen so far within the bound.
     pub fn healed(&mut self, at_ms: u64, fault: usize) {
@@ -350,6 +364,24 @@ mod tests {
         );
         assert!(c.chain(4, 2, 5, "bb").is_empty());
         assert_eq!(c.count("fork"), 1);
+    }
+
+    #[test]
+    fn a_restart_after_a_kill_starts_the_high_water_mark_again_but_not_the_fork_check() {
+        let mut c = Checker::new(2, 1_000);
+        assert!(c.finality(0, 0, 500).is_empty());
+        assert!(c.chain(0, 0, 500, "aa").is_empty());
+        c.restarted(0);
+        assert!(
+            c.finality(10, 0, 420).is_empty(),
+            "a restart from the checkpoint"
+        );
+        assert_eq!(c.finality(20, 0, 400).len(), 1, "then a real regression");
+        assert_eq!(
+            c.chain(30, 0, 500, "bb").len(),
+            1,
+            "another value at 500 is a fork"
+        );
     }
 
     #[test]

@@ -280,6 +280,7 @@ impl Wan {
             FaultKind::KillPeer { peer } => {
                 let r = self.respawn_peer(*peer);
                 self.replace(children, &format!("peer-{peer}"), r);
+                self.checker.restarted(*peer);
             }
             FaultKind::KillSigner { peer } => {
                 let r = self.respawn_signer(*peer);
