@@ -4,10 +4,10 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use cvx_protocol::ErrorCode;
 use cvx_protocol::ledger::SignedTransaction;
 use cvx_protocol::peer_wire::Message;
 use cvx_protocol::txfile::TxFile;
+use cvx_protocol::{ErrorCode, Signable};
 
 use super::{MAX_SEQUENCE_AHEAD, MainLoop, Shared, error_frame};
 use crate::api::ApiReply;
@@ -170,18 +170,54 @@ fn signer_down_detail(e: &SignError) -> String {
 }
 
 /// Ingress check of a client transaction against the finalized ledger: the origin
-/// exists, the sequence is ahead (not too far), the signature verifies strictly.
+/// exists, the sequence is ahead (not too far), the signature verifies strictly (a success
+/// is remembered, so execution does not verify it again: `cvx_consensus::verified`).
 pub(super) fn check_tx(shared: &Shared, tx: &SignedTransaction) -> Result<(), ErrorCode> {
+    check_txs(shared, std::slice::from_ref(tx))
+        .pop()
+        .unwrap_or(Err(ErrorCode::Signature))
+}
+
+/// Most transactions checked together at ingress (those a connection has already received
+/// when the first is read: never a wait for more).
+pub(super) const INGRESS_BATCH: usize = 64;
+
+/// [`check_tx`] of many transactions at once, one answer each, in order: the cheap checks
+/// first, then the signatures as one batch (`Verified::check_many`; on a failed batch each
+/// on its own, so exactly the bad ones are refused with `SIGNATURE`).
+pub(super) fn check_txs(shared: &Shared, txs: &[SignedTransaction]) -> Vec<Result<(), ErrorCode>> {
     let state = shared.state();
-    let acc = state.account(tx.tx.origin).ok_or(ErrorCode::Nobody)?;
-    if tx.tx.sequence <= acc.sequence
-        || tx.tx.sequence > acc.sequence.saturating_add(MAX_SEQUENCE_AHEAD)
-    {
-        return Err(ErrorCode::Sequence);
+    let mut out: Vec<Result<(), ErrorCode>> = Vec::with_capacity(txs.len());
+    let mut items = Vec::with_capacity(txs.len());
+    let mut at = Vec::with_capacity(txs.len());
+    for (i, tx) in txs.iter().enumerate() {
+        let cheap = state
+            .account(tx.tx.origin)
+            .ok_or(ErrorCode::Nobody)
+            .and_then(|acc| {
+                if tx.tx.sequence <= acc.sequence
+                    || tx.tx.sequence > acc.sequence.saturating_add(MAX_SEQUENCE_AHEAD)
+                {
+                    Err(ErrorCode::Sequence)
+                } else {
+                    Ok(acc.key)
+                }
+            });
+        match cheap {
+            Ok(key) => {
+                items.push((tx.tx.sign_bytes(&shared.network), key, &tx.signature));
+                at.push(i);
+                out.push(Ok(()));
+            }
+            Err(code) => out.push(Err(code)),
+        }
     }
-    acc.key
-        .verify(&shared.network, &tx.tx, &tx.signature)
-        .map_err(|_| ErrorCode::Signature)
+    for (i, ok) in at.into_iter().zip(state.verified().check_many(&items)) {
+        if !ok {
+            out[i] = Err(ErrorCode::Signature);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use cvx_protocol::consensus::{ChallengeResponse, SignedChallengeResponse};
+use cvx_protocol::ledger::SignedTransaction;
 use cvx_protocol::peer_wire::{
     Hello, MAX_STATE_NODE, MAX_STATE_NODES, Message, PEER_WIRE_VERSION, Role,
 };
@@ -17,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use super::client::check_tx;
+use super::client::{INGRESS_BATCH, check_txs};
 use super::{
     CLIENT_IDLE, Ctx, FRAME_BODY, HELLO_TIMEOUT, Input, PEER_IDLE, STATE_REQUESTS_PER_SEC, Shared,
     WRITE_QUEUE, error_frame, random_token,
@@ -204,8 +205,16 @@ async fn read_loop(
         let _ = wtx.try_send(Arc::new(cvx_protocol::peer_wire::encode_frame(m)));
     };
     let mut state_budget = Budget::new(STATE_REQUESTS_PER_SEC);
+    // Buffered: fewer reads, and the transactions already received can be checked as one
+    // batch (`submit_batch`).
+    let rd = &mut tokio::io::BufReader::with_capacity(64 * 1024, rd);
+    let mut next = None;
     loop {
-        let msg = match net::read_frame(rd, idle, FRAME_BODY).await {
+        let read = match next.take() {
+            Some(r) => r,
+            None => net::read_frame(rd, idle, FRAME_BODY).await,
+        };
+        let msg = match read {
             Ok(m) => m,
             Err(FrameError::Io(_)) => return "closed",
             Err(e) => {
@@ -242,17 +251,19 @@ async fn read_loop(
                 }
             }
             Message::Submit(tx) => {
-                let id = tx.id();
-                if let Err(code) = check_tx(&ctx.shared, &tx) {
-                    ctx.shared.refused_ingress.fetch_add(1, Ordering::Relaxed);
-                    reply(&Message::Submitted {
-                        id,
-                        result: Err(code),
-                    });
-                    continue;
-                }
-                if ctx.inputs.send(Input::Submit { conn, tx }).await.is_err() {
-                    return "shutdown";
+                let (txs, after) = submit_batch(rd, tx, idle).await;
+                next = after;
+                let checked = check_txs(&ctx.shared, &txs);
+                for (tx, r) in txs.into_iter().zip(checked) {
+                    if let Err(code) = r {
+                        ctx.shared.refused_ingress.fetch_add(1, Ordering::Relaxed);
+                        reply(&Message::Submitted {
+                            id: tx.id(),
+                            result: Err(code),
+                        });
+                    } else if ctx.inputs.send(Input::Submit { conn, tx }).await.is_err() {
+                        return "shutdown";
+                    }
                 }
             }
             Message::Goodbye => return "goodbye",
@@ -285,6 +296,31 @@ async fn read_loop(
             }
         }
     }
+}
+
+/// `first` and the submissions that follow it already in `rd`'s buffer (at most
+/// [`INGRESS_BATCH`] in all): complete frames only, so this never waits for the network.
+/// The first other message (or frame error) read is handed back, to be handled next.
+async fn submit_batch<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut tokio::io::BufReader<R>,
+    first: SignedTransaction,
+    idle: Duration,
+) -> (Vec<SignedTransaction>, Option<Result<Message, FrameError>>) {
+    let mut txs = vec![first];
+    while txs.len() < INGRESS_BATCH && frame_buffered(rd.buffer()) {
+        match net::read_frame(rd, idle, FRAME_BODY).await {
+            Ok(Message::Submit(tx)) => txs.push(tx),
+            other => return (txs, Some(other)),
+        }
+    }
+    (txs, None)
+}
+
+/// Whether `buf` starts with a whole frame (header and body).
+fn frame_buffered(buf: &[u8]) -> bool {
+    buf.get(..4)
+        .and_then(|h| cvx_protocol::peer_wire::frame_len([h[0], h[1], h[2], h[3]]))
+        .is_some_and(|n| buf.len() >= 4 + n)
 }
 
 /// A token bucket: `per_sec` tokens a second, at most `per_sec` saved up.
