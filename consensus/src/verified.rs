@@ -169,7 +169,7 @@ impl Verified {
     /// One deterministic `ed25519_dalek::verify_batch` over `items` (true when it passes).
     /// Adds no fact (module comment).
     #[must_use]
-    pub fn batch(&self, items: &[Item<'_>]) -> bool {
+    pub fn batch(&self, items: &[&Item<'_>]) -> bool {
         self.count(items.len());
         let msgs: Vec<&[u8]> = items.iter().map(|(sb, _, _)| &sb.as_bytes()[..]).collect();
         let sigs: Vec<ed25519_dalek::Signature> = items
@@ -192,7 +192,7 @@ impl Verified {
             .collect();
         let unknown: Vec<usize> = (0..items.len()).filter(|&i| !out[i]).collect();
         if BATCH_VERIFY && unknown.len() >= MIN_BATCH {
-            let batch: Vec<Item<'_>> = unknown.iter().map(|&i| items[i]).collect();
+            let batch: Vec<&Item<'_>> = unknown.iter().map(|&i| &items[i]).collect();
             if self.batch(&batch) {
                 return vec![true; items.len()];
             }
@@ -242,7 +242,7 @@ pub fn preverify(
             .iter()
             .all(|(sb, k, s)| cache.verify_strict(sb, k, s));
     let valid = decided_by_facts || {
-        let all: Vec<Item<'_>> = items.iter().map(|(_, it)| *it).collect();
+        let all: Vec<&Item<'_>> = items.iter().map(|(_, it)| it).collect();
         cache.batch(&all)
     };
     if valid {
