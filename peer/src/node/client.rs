@@ -2,7 +2,7 @@
 //! connection task) and then queued for the consensus machine (in the loop).
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cvx_protocol::ledger::SignedTransaction;
 use cvx_protocol::peer_wire::Message;
@@ -13,6 +13,7 @@ use super::{MAX_SEQUENCE_AHEAD, MainLoop, Shared, error_frame};
 use crate::api::ApiReply;
 use crate::clock::now;
 use crate::error::NodeError;
+use crate::net::FrameError;
 use crate::signer_session::SignError;
 use cvx_consensus::{ConnId, Event};
 
@@ -220,12 +221,38 @@ pub(super) fn check_txs(shared: &Shared, txs: &[SignedTransaction]) -> Vec<Resul
     out
 }
 
+/// `first` and the submissions that follow it already in `rd`'s buffer (at most
+/// [`INGRESS_BATCH`] in all): complete frames only, so this never waits for the network.
+/// The first other message (or frame error) read is handed back, to be handled next.
+pub(super) async fn submit_batch<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut tokio::io::BufReader<R>,
+    first: SignedTransaction,
+    idle: Duration,
+) -> (Vec<SignedTransaction>, Option<Result<Message, FrameError>>) {
+    let mut txs = vec![first];
+    while txs.len() < INGRESS_BATCH && frame_buffered(rd.buffer()) {
+        match crate::net::read_frame(rd, idle, super::FRAME_BODY).await {
+            Ok(Message::Submit(tx)) => txs.push(tx),
+            other => return (txs, Some(other)),
+        }
+    }
+    (txs, None)
+}
+
+/// Whether `buf` starts with a whole frame (header and body).
+fn frame_buffered(buf: &[u8]) -> bool {
+    buf.get(..4)
+        .and_then(|h| cvx_protocol::peer_wire::frame_len([h[0], h[1], h[2], h[3]]))
+        .is_some_and(|n| buf.len() >= 4 + n)
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
     use std::sync::Arc;
     use std::time::Duration;
 
+    use super::super::CLIENT_IDLE;
     use super::*;
 
     #[test]
@@ -248,5 +275,83 @@ mod tests {
         ] {
             assert!(signer_down_detail(&e).chars().count() <= 200, "{e}");
         }
+    }
+
+    fn submit(seq: u64) -> SignedTransaction {
+        use cvx_protocol::ledger::{Action, Transaction};
+        use cvx_protocol::{Address, Amount, Signature};
+        SignedTransaction {
+            tx: Transaction {
+                origin: Address(1),
+                sequence: seq,
+                action: Action::Transfer {
+                    to: Address(2),
+                    amount: Amount::new(1).expect("amount"),
+                },
+            },
+            signature: Signature([7; 64]),
+        }
+    }
+
+    fn frames(msgs: &[Message]) -> Vec<u8> {
+        msgs.iter()
+            .flat_map(cvx_protocol::peer_wire::encode_frame)
+            .collect()
+    }
+
+    /// The submissions already received are taken together; the first other message is
+    /// handed back; a frame not yet complete is not waited for.
+    #[tokio::test]
+    async fn a_batch_is_what_is_already_buffered_and_never_waits() {
+        use cvx_protocol::peer_wire::Query;
+        let mut bytes = frames(&[
+            Message::Submit(submit(2)),
+            Message::Submit(submit(3)),
+            Message::Query(Query::Status),
+            Message::Submit(submit(4)),
+        ]);
+        let whole = frames(&[Message::Submit(submit(5))]);
+        bytes.extend_from_slice(&whole[..whole.len() - 1]);
+        // A reader that has all these bytes, then never ends: waiting would hang the test.
+        let (mut tx, rx) = tokio::io::duplex(1 << 16);
+        tokio::io::AsyncWriteExt::write_all(&mut tx, &bytes)
+            .await
+            .expect("write");
+        let mut rd = tokio::io::BufReader::new(rx);
+        // Fill the buffer the way the read loop does: by reading the first frame.
+        let Ok(Message::Submit(first)) =
+            crate::net::read_frame(&mut rd, CLIENT_IDLE, CLIENT_IDLE).await
+        else {
+            panic!("first frame");
+        };
+        let (txs, next) = submit_batch(&mut rd, first, CLIENT_IDLE).await;
+        assert_eq!(txs, vec![submit(2), submit(3)]);
+        assert!(matches!(next, Some(Ok(Message::Query(Query::Status)))));
+        let Ok(Message::Submit(first)) =
+            crate::net::read_frame(&mut rd, CLIENT_IDLE, CLIENT_IDLE).await
+        else {
+            panic!("fourth frame");
+        };
+        let (txs, next) = tokio::time::timeout(
+            Duration::from_secs(30),
+            submit_batch(&mut rd, first, CLIENT_IDLE),
+        )
+        .await
+        .expect("submit_batch waited for an incomplete frame");
+        assert_eq!(txs, vec![submit(4)]);
+        assert!(next.is_none());
+        drop(tx);
+    }
+
+    #[test]
+    fn a_frame_counts_as_buffered_only_when_whole() {
+        let f = frames(&[Message::Submit(submit(2))]);
+        assert!(frame_buffered(&f));
+        assert!(!frame_buffered(&f[..f.len() - 1]));
+        assert!(!frame_buffered(&f[..3]));
+        assert!(
+            !frame_buffered(&[0, 0, 0, 0, 1]),
+            "a zero length is no frame"
+        );
     }
 }

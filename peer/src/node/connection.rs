@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use cvx_protocol::consensus::{ChallengeResponse, SignedChallengeResponse};
-use cvx_protocol::ledger::SignedTransaction;
 use cvx_protocol::peer_wire::{
     Hello, MAX_STATE_NODE, MAX_STATE_NODES, Message, PEER_WIRE_VERSION, Role,
 };
@@ -18,7 +17,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use super::client::{INGRESS_BATCH, check_txs};
+use super::client::{check_txs, submit_batch};
 use super::{
     CLIENT_IDLE, Ctx, FRAME_BODY, HELLO_TIMEOUT, Input, PEER_IDLE, STATE_REQUESTS_PER_SEC, Shared,
     WRITE_QUEUE, error_frame, random_token,
@@ -296,31 +295,6 @@ async fn read_loop(
             }
         }
     }
-}
-
-/// `first` and the submissions that follow it already in `rd`'s buffer (at most
-/// [`INGRESS_BATCH`] in all): complete frames only, so this never waits for the network.
-/// The first other message (or frame error) read is handed back, to be handled next.
-async fn submit_batch<R: tokio::io::AsyncRead + Unpin>(
-    rd: &mut tokio::io::BufReader<R>,
-    first: SignedTransaction,
-    idle: Duration,
-) -> (Vec<SignedTransaction>, Option<Result<Message, FrameError>>) {
-    let mut txs = vec![first];
-    while txs.len() < INGRESS_BATCH && frame_buffered(rd.buffer()) {
-        match net::read_frame(rd, idle, FRAME_BODY).await {
-            Ok(Message::Submit(tx)) => txs.push(tx),
-            other => return (txs, Some(other)),
-        }
-    }
-    (txs, None)
-}
-
-/// Whether `buf` starts with a whole frame (header and body).
-fn frame_buffered(buf: &[u8]) -> bool {
-    buf.get(..4)
-        .and_then(|h| cvx_protocol::peer_wire::frame_len([h[0], h[1], h[2], h[3]]))
-        .is_some_and(|n| buf.len() >= 4 + n)
 }
 
 /// A token bucket: `per_sec` tokens a second, at most `per_sec` saved up.
