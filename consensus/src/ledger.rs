@@ -32,14 +32,7 @@ use cvx_protocol::{Address, Amount, Canonical, ErrorCode, Hash, NetworkId, Publi
 
 use crate::verified::Verified;
 
-/// Whether block signatures are checked as one deterministic batch (with a per-signature
-/// strict fallback). This is a consensus rule: every peer of a network must use the same
-/// value. See docs/consensus.md, "Signature checks".
-pub const BATCH_VERIFY: bool = true;
-
-/// Smallest number of signatures for which a batch is tried (below it, single checks are
-/// as fast).
-pub const MIN_BATCH: usize = 4;
+pub use crate::verified::{BATCH_VERIFY, MIN_BATCH};
 
 /// Why a whole block was not applied. Stable: part of every peer's execution result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

@@ -15,7 +15,7 @@
 //! cofactorless with coefficients drawn from the batch's own transcript, so for a signature
 //! crafted with a small-order component (only its key's holder can make one) the answer
 //! can depend on which other signatures share the batch. The block rule
-//! ([`crate::ledger::BATCH_VERIFY`]) batches the whole block, which every peer does alike;
+//! ([`BATCH_VERIFY`]) batches the whole block, which every peer does alike;
 //! a fact from an ingress batch would make execution depend on what this peer happened to
 //! batch, and could split the network. [`preverify`] therefore skips the block's batch
 //! only when the facts alone decide every transaction the same way the rule does.
@@ -28,7 +28,15 @@ use cvx_protocol::ledger::SignedTransaction;
 use cvx_protocol::{Hash, NetworkId, PublicKey, SignBytes, Signable, Signature};
 
 use crate::ids::IdSet;
-use crate::ledger::{BATCH_VERIFY, MIN_BATCH};
+
+/// Whether block signatures are checked as one deterministic batch (with a per-signature
+/// strict fallback). This is a consensus rule: every peer of a network must use the same
+/// value. See docs/consensus.md, "Signature checks".
+pub const BATCH_VERIFY: bool = true;
+
+/// Smallest number of signatures for which a batch is tried (below it, single checks are
+/// as fast).
+pub const MIN_BATCH: usize = 4;
 
 /// Facts kept per process (oldest evicted first). A fact is needed from a transaction's
 /// ingress until its block executes (well under a second at the measured rates); 2^16
