@@ -28,18 +28,11 @@ use cvx_protocol::ledger::{
     Account, Action, Genesis, MAX_PEERS, Params, PeerRecord, SignedTransaction, TxOutcome,
 };
 use cvx_protocol::state_root::{StateRootParts, peers_root};
-use cvx_protocol::{
-    Address, Amount, Canonical, ErrorCode, Hash, NetworkId, PublicKey, Signable, Timestamp,
-};
+use cvx_protocol::{Address, Amount, Canonical, ErrorCode, Hash, NetworkId, PublicKey, Timestamp};
 
-/// Whether block signatures are checked as one deterministic batch (with a per-signature
-/// strict fallback). This is a consensus rule: every peer of a network must use the same
-/// value. See docs/consensus.md, "Signature checks".
-pub const BATCH_VERIFY: bool = true;
+use crate::verified::Verified;
 
-/// Smallest number of signatures for which a batch is tried (below it, single checks are
-/// as fast).
-pub const MIN_BATCH: usize = 4;
+pub use crate::verified::{BATCH_VERIFY, MIN_BATCH};
 
 /// Why a whole block was not applied. Stable: part of every peer's execution result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -92,6 +85,9 @@ pub struct State {
     peers_root: Hash,
     /// Addresses changed by the block being applied (empty outside of [`State::apply`]).
     dirty: Vec<u64>,
+    /// Signatures already verified (the process-wide set unless replaced; not part of the
+    /// state's value: equal and encoded whatever it holds).
+    verified: Verified,
 }
 
 /// The serialized form of [`State`] (the layout of version 1 stores).
@@ -172,6 +168,7 @@ impl State {
             tree,
             peers_root: peers_root(&table),
             dirty: Vec::new(),
+            verified: Verified::global(),
         }
     }
 
@@ -191,6 +188,18 @@ impl State {
             time,
             height,
         )
+    }
+
+    /// Use `cache` for the signatures already verified instead of the process-wide set
+    /// (tests, and hosts that keep their own).
+    pub fn set_verified(&mut self, cache: Verified) {
+        self.verified = cache;
+    }
+
+    /// The set of signatures already verified that execution consults.
+    #[must_use]
+    pub fn verified(&self) -> &Verified {
+        &self.verified
     }
 
     /// Every account, in address order (address = index).
@@ -420,35 +429,14 @@ impl State {
         self.peers_root = peers_root(&table);
     }
 
-    /// Batch pre-verification: for each transaction, `Some(key)` when its signature is
-    /// known valid under `key` (the origin's key at block start). Deterministic: the batch
-    /// is a function of the block and the state, and ed25519-dalek derives the batch
-    /// coefficients from a transcript of the inputs (no randomness).
+    /// Batch pre-verification under the block rule ([`crate::verified::preverify`]), with
+    /// the origins' keys at block start.
     fn preverify(&self, txs: &[SignedTransaction], network: &NetworkId) -> Vec<Option<PublicKey>> {
-        let mut out = vec![None; txs.len()];
-        if !BATCH_VERIFY || txs.len() < MIN_BATCH {
-            return out;
-        }
-        let mut idx = Vec::with_capacity(txs.len());
-        let mut msgs = Vec::with_capacity(txs.len());
-        let mut sigs = Vec::with_capacity(txs.len());
-        let mut keys = Vec::with_capacity(txs.len());
-        for (i, stx) in txs.iter().enumerate() {
-            if let Some(acc) = self.account(stx.tx.origin) {
-                idx.push((i, acc.key));
-                msgs.push(stx.tx.sign_bytes(network));
-                sigs.push(ed25519_dalek::Signature::from_bytes(&stx.signature.0));
-                keys.push(*acc.key.verifying_key());
-            }
-        }
-        let refs: Vec<&[u8]> = msgs.iter().map(|m| &m.as_bytes()[..]).collect();
-        if ed25519_dalek::verify_batch(&refs, &sigs, &keys).is_ok() {
-            for (i, k) in idx {
-                out[i] = Some(k);
-            }
-        }
-        // On failure: every transaction is checked on its own at execution (strict).
-        out
+        let keys: Vec<Option<PublicKey>> = txs
+            .iter()
+            .map(|stx| self.account(stx.tx.origin).map(|a| a.key))
+            .collect();
+        crate::verified::preverify(&self.verified, txs, &keys, network)
     }
 
     fn apply_tx(
@@ -469,8 +457,7 @@ impl State {
         if acc.sequence.checked_add(1) != Some(tx.sequence) {
             return TxOutcome::Failed(ErrorCode::Sequence);
         }
-        let sig_ok =
-            pre_key == Some(acc.key) || acc.key.verify(network, tx, &stx.signature).is_ok();
+        let sig_ok = pre_key == Some(acc.key) || self.verified.verify_tx(network, &acc.key, stx);
         if !sig_ok {
             return TxOutcome::Failed(ErrorCode::Signature);
         }

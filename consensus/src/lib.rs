@@ -20,6 +20,7 @@ pub mod ledger;
 pub mod merge;
 pub mod sim;
 pub mod stake;
+pub mod verified;
 
 mod ids;
 mod machine;

@@ -305,6 +305,25 @@ fn peer_hostile_input_closes_only_that_connection() {
         "metric {limited} counts the LOAD answers ({load})"
     );
 
+    // 8. Submissions checked together at ingress (issue 15): one burst of 32 ahead of the
+    //    account's sequence, every 4th signature corrupted. Exactly those are refused with
+    //    SIGNATURE; the good ones are not (they wait in the queue, or get LOAD).
+    let refused = burst_with_bad(&dir, &addr, 32, |i| i % 4 == 1);
+    let bad: Vec<u64> = (0..32).filter(|i| i % 4 == 1).collect();
+    let got: Vec<u64> = refused
+        .iter()
+        .filter(|(_, c)| *c == cvx_protocol::ErrorCode::Signature)
+        .map(|(i, _)| *i)
+        .collect();
+    assert_eq!(got, bad, "SIGNATURE exactly for the bad ones: {refused:?}");
+    assert!(
+        refused.iter().all(|(_, c)| matches!(
+            c,
+            cvx_protocol::ErrorCode::Signature | cvx_protocol::ErrorCode::Load
+        )),
+        "{refused:?}"
+    );
+
     // 0'. The slow client was closed by the frame timeout (10 s), not before.
     assert!(
         closed_within(&mut slow, Duration::from_secs(15)),
@@ -644,4 +663,62 @@ fn flood(dir: &Path, addr: &str, n: u64) -> u64 {
         }
     }
     loads
+}
+
+/// Send `n` transactions of account 198 (sequences 500.., ahead of the load's) in one
+/// burst, the `i`-th with a corrupted signature when `bad(i)`; the refusals read within
+/// 3 s, as (i, code), in order of `i`.
+fn burst_with_bad(
+    dir: &Path,
+    addr: &str,
+    n: u64,
+    bad: impl Fn(u64) -> bool,
+) -> Vec<(u64, cvx_protocol::ErrorCode)> {
+    use cvx_protocol::ledger::{Action, Genesis, Transaction};
+    use cvx_protocol::{Address, Amount};
+    let g = Genesis::decode(&std::fs::read(dir.join("genesis.bin")).unwrap()).unwrap();
+    let network = g.network_id();
+    let seed: u64 = std::fs::read_to_string(dir.join("accounts.seed"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let key = cvx_loadgen::Keypair::derive("devnet-account", seed, 198);
+    let mut s = TcpStream::connect(addr).unwrap();
+    let _ = read_hello(&mut s);
+    let mut burst = frame(&client_hello(network, 0));
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let mut tx = key.sign_tx(
+            &network,
+            Transaction {
+                origin: Address(198),
+                sequence: 500 + i,
+                action: Action::Transfer {
+                    to: Address(0),
+                    amount: Amount::new(1).unwrap(),
+                },
+            },
+        );
+        if bad(i) {
+            tx.signature.0[9] ^= 0x40;
+        }
+        ids.push(tx.id());
+        burst.extend_from_slice(&frame(&Message::Submit(tx)));
+    }
+    s.write_all(&burst).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut out = Vec::new();
+    while let Some(m) = read_msg(&mut s) {
+        if let Message::Submitted {
+            id,
+            result: Err(code),
+        } = m
+            && let Some(i) = ids.iter().position(|x| *x == id)
+        {
+            out.push((i as u64, code));
+        }
+    }
+    out.sort_unstable_by_key(|(i, _)| *i);
+    out
 }

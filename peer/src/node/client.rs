@@ -2,17 +2,18 @@
 //! connection task) and then queued for the consensus machine (in the loop).
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use cvx_protocol::ErrorCode;
 use cvx_protocol::ledger::SignedTransaction;
 use cvx_protocol::peer_wire::Message;
 use cvx_protocol::txfile::TxFile;
+use cvx_protocol::{ErrorCode, Signable};
 
 use super::{MAX_SEQUENCE_AHEAD, MainLoop, Shared, error_frame};
 use crate::api::ApiReply;
 use crate::clock::now;
 use crate::error::NodeError;
+use crate::net::FrameError;
 use crate::signer_session::SignError;
 use cvx_consensus::{ConnId, Event};
 
@@ -170,18 +171,79 @@ fn signer_down_detail(e: &SignError) -> String {
 }
 
 /// Ingress check of a client transaction against the finalized ledger: the origin
-/// exists, the sequence is ahead (not too far), the signature verifies strictly.
+/// exists, the sequence is ahead (not too far), the signature verifies strictly (a success
+/// is remembered, so execution does not verify it again: `cvx_consensus::verified`).
 pub(super) fn check_tx(shared: &Shared, tx: &SignedTransaction) -> Result<(), ErrorCode> {
+    check_txs(shared, std::slice::from_ref(tx))
+        .pop()
+        .unwrap_or(Err(ErrorCode::Signature))
+}
+
+/// Most transactions checked together at ingress (those a connection has already received
+/// when the first is read: never a wait for more).
+pub(super) const INGRESS_BATCH: usize = 64;
+
+/// [`check_tx`] of many transactions at once, one answer each, in order: the cheap checks
+/// first, then the signatures as one batch (`Verified::check_many`; on a failed batch each
+/// on its own, so exactly the bad ones are refused with `SIGNATURE`).
+pub(super) fn check_txs(shared: &Shared, txs: &[SignedTransaction]) -> Vec<Result<(), ErrorCode>> {
     let state = shared.state();
-    let acc = state.account(tx.tx.origin).ok_or(ErrorCode::Nobody)?;
-    if tx.tx.sequence <= acc.sequence
-        || tx.tx.sequence > acc.sequence.saturating_add(MAX_SEQUENCE_AHEAD)
-    {
-        return Err(ErrorCode::Sequence);
+    let mut out: Vec<Result<(), ErrorCode>> = Vec::with_capacity(txs.len());
+    let mut items = Vec::with_capacity(txs.len());
+    let mut at = Vec::with_capacity(txs.len());
+    for (i, tx) in txs.iter().enumerate() {
+        let cheap = state
+            .account(tx.tx.origin)
+            .ok_or(ErrorCode::Nobody)
+            .and_then(|acc| {
+                if tx.tx.sequence <= acc.sequence
+                    || tx.tx.sequence > acc.sequence.saturating_add(MAX_SEQUENCE_AHEAD)
+                {
+                    Err(ErrorCode::Sequence)
+                } else {
+                    Ok(acc.key)
+                }
+            });
+        match cheap {
+            Ok(key) => {
+                items.push((tx.tx.sign_bytes(&shared.network), key, &tx.signature));
+                at.push(i);
+                out.push(Ok(()));
+            }
+            Err(code) => out.push(Err(code)),
+        }
     }
-    acc.key
-        .verify(&shared.network, &tx.tx, &tx.signature)
-        .map_err(|_| ErrorCode::Signature)
+    for (i, ok) in at.into_iter().zip(state.verified().check_many(&items)) {
+        if !ok {
+            out[i] = Err(ErrorCode::Signature);
+        }
+    }
+    out
+}
+
+/// `first` and the submissions that follow it already in `rd`'s buffer (at most
+/// [`INGRESS_BATCH`] in all): complete frames only, so this never waits for the network.
+/// The first other message (or frame error) read is handed back, to be handled next.
+pub(super) async fn submit_batch<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut tokio::io::BufReader<R>,
+    first: SignedTransaction,
+    idle: Duration,
+) -> (Vec<SignedTransaction>, Option<Result<Message, FrameError>>) {
+    let mut txs = vec![first];
+    while txs.len() < INGRESS_BATCH && frame_buffered(rd.buffer()) {
+        match crate::net::read_frame(rd, idle, super::FRAME_BODY).await {
+            Ok(Message::Submit(tx)) => txs.push(tx),
+            other => return (txs, Some(other)),
+        }
+    }
+    (txs, None)
+}
+
+/// Whether `buf` starts with a whole frame (header and body).
+fn frame_buffered(buf: &[u8]) -> bool {
+    buf.get(..4)
+        .and_then(|h| cvx_protocol::peer_wire::frame_len([h[0], h[1], h[2], h[3]]))
+        .is_some_and(|n| buf.len() >= 4 + n)
 }
 
 #[cfg(test)]
@@ -190,6 +252,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use super::super::CLIENT_IDLE;
     use super::*;
 
     #[test]
@@ -212,5 +275,83 @@ mod tests {
         ] {
             assert!(signer_down_detail(&e).chars().count() <= 200, "{e}");
         }
+    }
+
+    fn submit(seq: u64) -> SignedTransaction {
+        use cvx_protocol::ledger::{Action, Transaction};
+        use cvx_protocol::{Address, Amount, Signature};
+        SignedTransaction {
+            tx: Transaction {
+                origin: Address(1),
+                sequence: seq,
+                action: Action::Transfer {
+                    to: Address(2),
+                    amount: Amount::new(1).expect("amount"),
+                },
+            },
+            signature: Signature([7; 64]),
+        }
+    }
+
+    fn frames(msgs: &[Message]) -> Vec<u8> {
+        msgs.iter()
+            .flat_map(cvx_protocol::peer_wire::encode_frame)
+            .collect()
+    }
+
+    /// The submissions already received are taken together; the first other message is
+    /// handed back; a frame not yet complete is not waited for.
+    #[tokio::test]
+    async fn a_batch_is_what_is_already_buffered_and_never_waits() {
+        use cvx_protocol::peer_wire::Query;
+        let mut bytes = frames(&[
+            Message::Submit(submit(2)),
+            Message::Submit(submit(3)),
+            Message::Query(Query::Status),
+            Message::Submit(submit(4)),
+        ]);
+        let whole = frames(&[Message::Submit(submit(5))]);
+        bytes.extend_from_slice(&whole[..whole.len() - 1]);
+        // A reader that has all these bytes, then never ends: waiting would hang the test.
+        let (mut tx, rx) = tokio::io::duplex(1 << 16);
+        tokio::io::AsyncWriteExt::write_all(&mut tx, &bytes)
+            .await
+            .expect("write");
+        let mut rd = tokio::io::BufReader::new(rx);
+        // Fill the buffer the way the read loop does: by reading the first frame.
+        let Ok(Message::Submit(first)) =
+            crate::net::read_frame(&mut rd, CLIENT_IDLE, CLIENT_IDLE).await
+        else {
+            panic!("first frame");
+        };
+        let (txs, next) = submit_batch(&mut rd, first, CLIENT_IDLE).await;
+        assert_eq!(txs, vec![submit(2), submit(3)]);
+        assert!(matches!(next, Some(Ok(Message::Query(Query::Status)))));
+        let Ok(Message::Submit(first)) =
+            crate::net::read_frame(&mut rd, CLIENT_IDLE, CLIENT_IDLE).await
+        else {
+            panic!("fourth frame");
+        };
+        let (txs, next) = tokio::time::timeout(
+            Duration::from_secs(30),
+            submit_batch(&mut rd, first, CLIENT_IDLE),
+        )
+        .await
+        .expect("submit_batch waited for an incomplete frame");
+        assert_eq!(txs, vec![submit(4)]);
+        assert!(next.is_none());
+        drop(tx);
+    }
+
+    #[test]
+    fn a_frame_counts_as_buffered_only_when_whole() {
+        let f = frames(&[Message::Submit(submit(2))]);
+        assert!(frame_buffered(&f));
+        assert!(!frame_buffered(&f[..f.len() - 1]));
+        assert!(!frame_buffered(&f[..3]));
+        assert!(
+            !frame_buffered(&[0, 0, 0, 0, 1]),
+            "a zero length is no frame"
+        );
     }
 }

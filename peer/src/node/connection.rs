@@ -17,7 +17,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use super::client::check_tx;
+use super::client::{check_txs, submit_batch};
 use super::{
     CLIENT_IDLE, Ctx, FRAME_BODY, HELLO_TIMEOUT, Input, PEER_IDLE, STATE_REQUESTS_PER_SEC, Shared,
     WRITE_QUEUE, error_frame, random_token,
@@ -204,8 +204,16 @@ async fn read_loop(
         let _ = wtx.try_send(Arc::new(cvx_protocol::peer_wire::encode_frame(m)));
     };
     let mut state_budget = Budget::new(STATE_REQUESTS_PER_SEC);
+    // Buffered: fewer reads, and the transactions already received can be checked as one
+    // batch (`submit_batch`).
+    let rd = &mut tokio::io::BufReader::with_capacity(64 * 1024, rd);
+    let mut next = None;
     loop {
-        let msg = match net::read_frame(rd, idle, FRAME_BODY).await {
+        let read = match next.take() {
+            Some(r) => r,
+            None => net::read_frame(rd, idle, FRAME_BODY).await,
+        };
+        let msg = match read {
             Ok(m) => m,
             Err(FrameError::Io(_)) => return "closed",
             Err(e) => {
@@ -242,17 +250,19 @@ async fn read_loop(
                 }
             }
             Message::Submit(tx) => {
-                let id = tx.id();
-                if let Err(code) = check_tx(&ctx.shared, &tx) {
-                    ctx.shared.refused_ingress.fetch_add(1, Ordering::Relaxed);
-                    reply(&Message::Submitted {
-                        id,
-                        result: Err(code),
-                    });
-                    continue;
-                }
-                if ctx.inputs.send(Input::Submit { conn, tx }).await.is_err() {
-                    return "shutdown";
+                let (txs, after) = submit_batch(rd, tx, idle).await;
+                next = after;
+                let checked = check_txs(&ctx.shared, &txs);
+                for (tx, r) in txs.into_iter().zip(checked) {
+                    if let Err(code) = r {
+                        ctx.shared.refused_ingress.fetch_add(1, Ordering::Relaxed);
+                        reply(&Message::Submitted {
+                            id: tx.id(),
+                            result: Err(code),
+                        });
+                    } else if ctx.inputs.send(Input::Submit { conn, tx }).await.is_err() {
+                        return "shutdown";
+                    }
                 }
             }
             Message::Goodbye => return "goodbye",
