@@ -105,6 +105,23 @@ impl OrderHeader {
     }
 }
 
+/// An order is signed through its fixed-size [`OrderHeader`] (sign kind
+/// `0x05`), so that a handful of headers make a certificate (docs/consensus.md §7.2). The
+/// whole-order kind `0x02` is retired: nothing signs it any more.
+impl Signable for Order {
+    const KIND: SignKind = SignKind::OrderHeader;
+
+    fn sign_bytes(&self, network: &NetworkId) -> crate::sign::SignBytes {
+        match OrderHeader::of(self, self.stake_root) {
+            Some(h) => h.sign_bytes(network),
+            // Points out of order: no header exists, and no signer signs such an order
+            // (the policy and the decoder refuse it). Sign-bytes of the retired whole-order
+            // kind, which nothing signs, so that no signature ever verifies.
+            None => crate::sign::SignBytes::new(SignKind::Order, network, &self.hash()),
+        }
+    }
+}
+
 /// One voter of a stake table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StakeEntry {

@@ -134,9 +134,10 @@ pub struct Order {
     pub consensus: u64,
     /// Finality point.
     pub finality: u64,
-    /// [`crate::certificate::StakeTable::root`] of the peer's finalized state: the table
-    /// a certificate made of this order's header is checked against (docs/consensus.md
-    /// §7.2–7.3). The signer cannot check it; a peer that lies about it is byzantine.
+    /// The stake table root (`certificate::StakeTable::root`) of the peer's finalized
+    /// state: the table a certificate made of this order's header is checked against
+    /// (docs/consensus.md §7.2–7.3). The signer cannot check it; a peer that lies about it
+    /// is byzantine. The order's sign-bytes are its header's (see `certificate`).
     pub stake_root: Hash,
 }
 
@@ -149,23 +150,6 @@ impl Canonical for Order {
             self.points_consistent(),
             "points are not ordered checkpoint <= finality <= consensus <= proposal <= length",
         )
-    }
-}
-
-/// An order is signed through its fixed-size [`crate::certificate::OrderHeader`] (sign kind
-/// `0x05`), so that a handful of headers make a certificate (docs/consensus.md §7.2). The
-/// whole-order kind `0x02` is retired: nothing signs it any more.
-impl Signable for Order {
-    const KIND: SignKind = SignKind::OrderHeader;
-
-    fn sign_bytes(&self, network: &crate::primitives::NetworkId) -> crate::sign::SignBytes {
-        match crate::certificate::OrderHeader::of(self, self.stake_root) {
-            Some(h) => h.sign_bytes(network),
-            // Points out of order: no header exists, and no signer signs such an order
-            // (the policy and the decoder refuse it). Sign-bytes of the retired whole-order
-            // kind, which nothing signs, so that no signature ever verifies.
-            None => crate::sign::SignBytes::new(SignKind::Order, network, &self.hash()),
-        }
     }
 }
 
