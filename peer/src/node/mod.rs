@@ -51,7 +51,7 @@ pub use answers::status_json;
 pub use join::JOIN_WAIT_ROUNDS;
 
 use connection::accept_loop;
-use join::join_by_state_sync;
+use join::sync_to_network;
 
 /// How long the other side's Hello may take.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -279,15 +279,38 @@ impl Node {
         let mut synced_from = 0;
         let peer = match persist.load(&cfg)? {
             Some(snap) => {
-                tracing::info!(position = snap.ledger.height(), "restored from the store");
-                consensus::Peer::restore(cfg, snap)
+                let height = snap.ledger.height();
+                tracing::info!(position = height, "restored from the store");
+                let min_stake = cfg.genesis.params.min_stake.get();
+                let sources = join::sources(&settings, &snap.ledger, min_stake);
+                let far = join::far_behind(&sources, network, settings.key, height, &signer);
+                if let Some(newest) = far.await? {
+                    // Far behind after a long downtime: the same resync as at run time.
+                    let t0 = std::time::Instant::now();
+                    let snap =
+                        sync_to_network(&settings, &sources, &cfg, &mut persist, &signer).await?;
+                    synced_from = snap.ledger.height();
+                    tracing::info!(
+                        from = height,
+                        to = synced_from,
+                        network_finality = newest,
+                        elapsed_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+                        "resynced from position {height} to {synced_from} in {} ms",
+                        t0.elapsed().as_millis()
+                    );
+                    consensus::Peer::restore(cfg.clone(), snap)
+                } else {
+                    consensus::Peer::restore(cfg.clone(), snap)
+                }
             }
             None if settings.state_sync => {
-                let snap = join_by_state_sync(&settings, &cfg, &mut persist, &signer).await?;
+                let sources = settings.bootstrap.clone();
+                let snap =
+                    sync_to_network(&settings, &sources, &cfg, &mut persist, &signer).await?;
                 synced_from = snap.ledger.height();
-                consensus::Peer::restore(cfg, snap)
+                consensus::Peer::restore(cfg.clone(), snap)
             }
-            None => consensus::Peer::new(cfg),
+            None => consensus::Peer::new(cfg.clone()),
         };
         let start_position = peer.ledger().height();
         let chain_log = persist
@@ -353,6 +376,9 @@ impl Node {
             events: tokio::sync::broadcast::channel(EVENTS_BUFFERED).0,
             api_waiters: HashMap::new(),
             submitted_at: HashMap::new(),
+            cfg,
+            cert_cache: (None, None),
+            resync: None,
         };
         main.run(in_rx, api_rx, signed, shutdown).await
     }
@@ -409,6 +435,16 @@ struct MainLoop {
     api_waiters: HashMap<Hash, Vec<tokio::sync::oneshot::Sender<crate::api::ApiReply>>>,
     /// When each pending client transaction reached this peer (finality latency).
     submitted_at: HashMap<Hash, std::time::Instant>,
+    /// The machine's settings (a resync restores the machine with them).
+    cfg: consensus::Config,
+    /// The last certificate answered and when it was built ([`answers::CERT_REFRESH`]).
+    cert_cache: (
+        Option<std::time::Instant>,
+        Option<Box<cvx_protocol::certificate::CertRequest>>,
+    ),
+    /// A resync the machine asked for (`Action::Resync`: finality, network finality),
+    /// carried out by the loop between two inputs ([`join`]).
+    resync: Option<(u64, u64)>,
 }
 
 /// Finalized-block events buffered for the slowest event-stream client; one further
