@@ -119,7 +119,11 @@ pub(super) async fn sync_to_network(
             let ids = net::sync::fetch_bridge(sources, network, me, q, target, signer)
                 .await
                 .map_err(|e| fail(e.to_string()))?;
-            tracing::debug!(from = q.position, to = p, "bridged the signer to the state");
+            tracing::info!(
+                from = q.position,
+                to = p,
+                "state sync: bridged the signer's committed prefix to the sync point"
+            );
             ids
         }
     };
@@ -166,7 +170,7 @@ pub(super) async fn sync_to_network(
         nodes = joined.nodes,
         confirmed_stake = %joined.confirmed,
         total_stake = %joined.total,
-        "state sync at position {p}: no blocks replayed"
+        "joined by state sync at position {p}: no blocks replayed from genesis"
     );
     Ok(snap)
 }
