@@ -28,8 +28,14 @@ use crate::signer_session::{SignError, SignerSession};
 use cvx_consensus as consensus;
 use cvx_consensus::ledger::State;
 
-/// Rounds (1 s each) a join waits for a state at or past its signer's committed point.
+/// Rounds (1 s each) a join at start-up waits for a state at or past its signer's
+/// committed point.
 pub const JOIN_WAIT_ROUNDS: u32 = 30;
+/// How long a resync at run time waits for such a state: the loop is not serving
+/// meanwhile, and the machine asks again (`RESYNC_RETRY_MS`) if it still needs to.
+pub const RESYNC_WAIT: Duration = Duration::from_secs(5);
+/// [`JOIN_WAIT_ROUNDS`] as a duration.
+pub const JOIN_WAIT: Duration = Duration::from_secs(JOIN_WAIT_ROUNDS as u64);
 /// How often the wait asks for a newer sync point.
 const POLL: Duration = Duration::from_millis(250);
 /// At start-up with a store, a network whose newest state is more than this many
@@ -74,14 +80,62 @@ pub(super) async fn far_behind(
     Ok(newest.filter(|&p| p > committed.saturating_add(FAR_BEHIND)))
 }
 
+/// Start-up with a store: if the network is [`far_behind`], resync (as at run time) and
+/// return the synced snapshot and its height; else the store's snapshot and 0. A signer
+/// that cannot be asked (locked, gone) is not a start-up failure: the peer starts from its
+/// store and its machine asks for the resync again once running.
+///
+/// # Errors
+/// [`NodeError::Join`] when the resync fails otherwise (exit 13, naming the cause).
+pub(super) async fn resync_at_start(
+    settings: &Settings,
+    cfg: &consensus::Config,
+    persist: &mut crate::persist::Persist,
+    signer: &SignerSession,
+    snap: consensus::Snapshot,
+) -> Result<(consensus::Snapshot, u64), NodeError> {
+    let height = snap.ledger.height();
+    let network = cfg.genesis.network_id();
+    let sources = sources(settings, &snap.ledger, cfg.genesis.params.min_stake.get());
+    let far = match far_behind(&sources, network, settings.key, height, signer).await {
+        Ok(Some(newest)) => newest,
+        Ok(None) => return Ok((snap, 0)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot ask the signer whether to resync; starting from the store");
+            return Ok((snap, 0));
+        }
+    };
+    let t0 = Instant::now();
+    match sync_to_network(settings, &sources, cfg, persist, (signer, JOIN_WAIT)).await {
+        Ok(synced) => {
+            let to = synced.ledger.height();
+            tracing::info!(
+                from = height,
+                to,
+                network_finality = far,
+                elapsed_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "resynced from position {height} to {to} in {} ms",
+                t0.elapsed().as_millis()
+            );
+            Ok((synced, to))
+        }
+        Err(NodeError::Signer(e)) => {
+            tracing::warn!(error = %e, "resync at start-up: the signer cannot be asked; starting from the store");
+            Ok((snap, 0))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The one path by which a peer (re)joins the network from a state it fetches: see the
 /// module. Returns the persisted snapshot the machine restores from.
+/// `wait`: how long to wait for a state at or past the signer's committed point.
 pub(super) async fn sync_to_network(
     settings: &Settings,
     sources: &[String],
     cfg: &consensus::Config,
     persist: &mut crate::persist::Persist,
-    signer: &SignerSession,
+    (signer, wait): (&SignerSession, Duration),
 ) -> Result<consensus::Snapshot, NodeError> {
     let network = cfg.genesis.network_id();
     let fail = NodeError::Join;
@@ -101,7 +155,7 @@ pub(super) async fn sync_to_network(
         }
     }
     // 2. A confirmed state at or past the committed point, from the first good source.
-    let joined = fetch_state(settings, sources, cfg, persist, signer, committed).await?;
+    let joined = fetch_state(settings, sources, cfg, persist, (signer, wait), committed).await?;
     let p = joined.point.position;
     let target = Checkpoint {
         position: p,
@@ -219,14 +273,14 @@ async fn certify(
     }
 }
 
-/// Wait (up to [`JOIN_WAIT_ROUNDS`] s) for a state at or past `committed`, fetch and
-/// confirm it; a source that serves a bad state is left out and the next one tried.
+/// Wait (up to `wait`) for a state at or past `committed`, fetch and confirm it; a
+/// source that serves a bad state is left out and the next one tried.
 async fn fetch_state(
     settings: &Settings,
     sources: &[String],
     cfg: &consensus::Config,
     persist: &crate::persist::Persist,
-    signer: &SignerSession,
+    (signer, wait): (&SignerSession, Duration),
     committed: Option<Checkpoint>,
 ) -> Result<net::sync::Joined, NodeError> {
     let fail = NodeError::Join;
@@ -247,9 +301,7 @@ async fn fetch_state(
         .await;
         match r {
             Ok(j) => return Ok(j),
-            Err(SyncError::Behind { offered, wanted })
-                if t0.elapsed() < Duration::from_secs(u64::from(JOIN_WAIT_ROUNDS)) =>
-            {
+            Err(SyncError::Behind { offered, wanted }) if t0.elapsed() < wait => {
                 if !said {
                     said = true;
                     tracing::info!(

@@ -284,7 +284,7 @@ impl MainLoop {
             &sources,
             &self.cfg,
             &mut self.persist,
-            &self.ctx.signer,
+            (&self.ctx.signer, super::join::RESYNC_WAIT),
         )
         .await
         {

@@ -281,32 +281,15 @@ impl Node {
             Some(snap) => {
                 let height = snap.ledger.height();
                 tracing::info!(position = height, "restored from the store");
-                let min_stake = cfg.genesis.params.min_stake.get();
-                let sources = join::sources(&settings, &snap.ledger, min_stake);
-                let far = join::far_behind(&sources, network, settings.key, height, &signer);
-                if let Some(newest) = far.await? {
-                    // Far behind after a long downtime: the same resync as at run time.
-                    let t0 = std::time::Instant::now();
-                    let snap =
-                        sync_to_network(&settings, &sources, &cfg, &mut persist, &signer).await?;
-                    synced_from = snap.ledger.height();
-                    tracing::info!(
-                        from = height,
-                        to = synced_from,
-                        network_finality = newest,
-                        elapsed_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
-                        "resynced from position {height} to {synced_from} in {} ms",
-                        t0.elapsed().as_millis()
-                    );
-                    consensus::Peer::restore(cfg.clone(), snap)
-                } else {
-                    consensus::Peer::restore(cfg.clone(), snap)
-                }
+                let (snap, synced) =
+                    join::resync_at_start(&settings, &cfg, &mut persist, &signer, snap).await?;
+                synced_from = synced;
+                consensus::Peer::restore(cfg.clone(), snap)
             }
             None if settings.state_sync => {
                 let sources = settings.bootstrap.clone();
-                let snap =
-                    sync_to_network(&settings, &sources, &cfg, &mut persist, &signer).await?;
+                let wait = (&signer, join::JOIN_WAIT);
+                let snap = sync_to_network(&settings, &sources, &cfg, &mut persist, wait).await?;
                 synced_from = snap.ledger.height();
                 consensus::Peer::restore(cfg.clone(), snap)
             }
