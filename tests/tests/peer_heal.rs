@@ -188,6 +188,18 @@ fn reaches(net: &Net, i: usize, target: u64, since: Instant, limit: Duration) ->
     None
 }
 
+/// Print the resync lines of a peer's log (what it did, and how long it took).
+fn print_resync(log: &str) {
+    for l in log.lines().filter(|l| {
+        l.contains("resync")
+            || l.contains("certificate")
+            || l.contains("state sync")
+            || l.contains("consensus participation")
+    }) {
+        println!("  {l}");
+    }
+}
+
 fn assert_agree(v: &serde_json::Value) {
     println!("{v}");
     assert_eq!(v["positions"].as_array().unwrap().len(), 4, "{v}");
@@ -210,6 +222,7 @@ fn a_peer_frozen_30_s_under_load_recovers_within_5_s_of_sigcont() {
     let took = reaches(&net, 3, others, resumed, Duration::from_secs(60));
     println!("peer-3 reached the others' finality {took:?} after SIGCONT");
     let log = net.log(3);
+    print_resync(&log);
     let took = took.unwrap_or_else(|| panic!("peer-3 never recovered; its log:\n{log}"));
     if others > before + BRIDGE {
         assert!(log.contains("resynced from position"), "{log}");
@@ -236,6 +249,7 @@ fn a_peer_killed_and_down_60_s_rejoins_within_10_s_with_the_same_signer() {
     let took = reaches(&net, 3, others, restarted, Duration::from_secs(60));
     println!("peer-3 took part at the others' finality {took:?} after its restart");
     let log = net.log(3)[log_from..].to_owned();
+    print_resync(&log);
     if let Ok(Some(st)) = peer.try_wait() {
         panic!("the restarted peer exited ({st}); its log:\n{log}");
     }
