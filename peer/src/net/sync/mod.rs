@@ -38,6 +38,8 @@ mod link;
 
 /// How long one exchange with a bootstrap peer may take.
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the start-up probe ([`newest_sync_point`]) waits for one host.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Confirmation rounds at most (500 ms apart) while too little stake has answered.
 pub const CONFIRM_ATTEMPTS: u32 = 5;
 /// Rounds of `GetState` at most (a round fetches up to 256 nodes; each round goes one
@@ -220,10 +222,12 @@ pub async fn newest_sync_point(
 ) -> Option<u64> {
     let mut best = None;
     for host in hosts {
-        let Ok(mut link) = Link::open(host, network, me, signer).await else {
-            continue;
+        // A start-up probe: a host that is down or frozen is not waited for long.
+        let ask = async {
+            let mut link = Link::open(host, network, me, signer).await?;
+            link.sync_point(None).await
         };
-        if let Ok(Some(sp)) = link.sync_point(None).await {
+        if let Ok(Ok(Some(sp))) = tokio::time::timeout(PROBE_TIMEOUT, ask).await {
             best = best.max(Some(sp.position));
         }
     }
