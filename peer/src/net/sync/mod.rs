@@ -245,15 +245,35 @@ pub async fn certificates<T>(
     network: NetworkId,
     me: PublicKey,
     signer: &SignerSession,
-    mut take: impl AsyncFnMut(&str, CertRequest) -> Result<Option<T>, String>,
+    take: impl AsyncFnMut(&str, CertRequest) -> Result<Option<T>, String>,
+) -> Result<T, String> {
+    let fetch = async |host: &str| {
+        // A source that is down or frozen is not waited for long: there are others.
+        let ask = async {
+            let mut link = Link::open(host, network, me, signer).await?;
+            link.certificate().await
+        };
+        tokio::time::timeout(PROBE_TIMEOUT, ask)
+            .await
+            .map_err(|_| format!("no answer within {PROBE_TIMEOUT:?}"))?
+    };
+    first_accepted(hosts, fetch, take).await
+}
+
+/// Ask each host in turn (`fetch`) and hand what it offers to `take`, until `take`
+/// accepts (`Some`); a host that offers nothing, fails, or whose offer `take` refuses
+/// (`Err`) is passed over for the next one.
+///
+/// # Errors
+/// Every host's reason, joined, when none was accepted.
+pub async fn first_accepted<C, T>(
+    hosts: &[String],
+    mut fetch: impl AsyncFnMut(&str) -> Result<Option<C>, String>,
+    mut take: impl AsyncFnMut(&str, C) -> Result<Option<T>, String>,
 ) -> Result<T, String> {
     let mut why = Vec::new();
     for host in hosts {
-        let got = match Link::open(host, network, me, signer).await {
-            Ok(mut link) => link.certificate().await,
-            Err(e) => Err(e),
-        };
-        match got {
+        match fetch(host).await {
             Ok(Some(c)) => match take(host, c).await {
                 Ok(Some(t)) => return Ok(t),
                 Ok(None) => {}

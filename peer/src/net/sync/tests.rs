@@ -186,3 +186,63 @@ fn more_than_a_third_of_stake_must_confirm() {
         "more than 1/3 disagreeing refuses the join"
     );
 }
+
+#[test]
+fn a_refused_or_missing_certificate_moves_on_to_the_next_source() {
+    let hosts: Vec<String> = ["down", "none", "forged", "good", "unused"]
+        .iter()
+        .map(|h| (*h).to_owned())
+        .collect();
+    let mut asked = Vec::new();
+    let mut offered = Vec::new();
+    let got = run(first_accepted(
+        &hosts,
+        async |h: &str| {
+            asked.push(h.to_owned());
+            match h {
+                "down" => Err("connect: refused".to_owned()),
+                "none" => Ok(None),
+                _ => Ok(Some(h.to_owned())),
+            }
+        },
+        async |h: &str, c: String| {
+            offered.push(c);
+            if h == "forged" {
+                Err("refused CERT_BAD_SIGNATURE: vote by ...".to_owned())
+            } else {
+                Ok(Some(h.len()))
+            }
+        },
+    ));
+    assert_eq!(got, Ok(4), "the first certificate the signer accepted");
+    assert_eq!(
+        asked,
+        ["down", "none", "forged", "good"],
+        "not one source more"
+    );
+    assert_eq!(offered, ["forged", "good"]);
+    // None accepted: every source's reason, in order.
+    let e = run(first_accepted(
+        &hosts[..3],
+        async |h: &str| match h {
+            "down" => Err("connect: refused".to_owned()),
+            "none" => Ok(None),
+            _ => Ok(Some(())),
+        },
+        async |_: &str, (): ()| -> Result<Option<()>, String> {
+            Err("refused CERT_WEAK_QUORUM".to_owned())
+        },
+    ))
+    .unwrap_err();
+    assert_eq!(
+        e,
+        "down: connect: refused; none: no certificate (no quorum in its view); forged: refused CERT_WEAK_QUORUM"
+    );
+    let e = run(first_accepted(
+        &[],
+        async |_: &str| -> Result<Option<()>, String> { Ok(None) },
+        async |_: &str, (): ()| -> Result<Option<()>, String> { Ok(Some(())) },
+    ))
+    .unwrap_err();
+    assert_eq!(e, "no source to ask");
+}
