@@ -8,7 +8,9 @@
 //!   and signer (no `cvx-signer init`), takes part again at the others' finality within
 //!   10 s;
 //! * two of four peers frozen 5 s, ten cycles: after each resume the network finalizes
-//!   again within 5 s; all four agree at the end.
+//!   again within 5 s; all four agree at the end;
+//! * the one case left to the operator: a signer whose config lost `genesis_file` cannot
+//!   accept a certificate, and its peer, restarted far behind, exits 13 saying so.
 //!
 //! The bounds are the recovery bounds, not benchmarks; the measured times are
 //! printed.
@@ -38,8 +40,8 @@ fn in_consensus(addr: &str) -> bool {
     status(addr).is_some_and(|s| s["in_consensus"] == true)
 }
 
-/// The pid of the `cvx-peer run` whose config is `config`.
-fn peer_pid(config: &Path) -> u32 {
+/// The pid of the `BIN run` whose config is `config`.
+fn pid_of(bin: &str, config: &Path) -> u32 {
     let want = config.as_os_str().as_encoded_bytes();
     std::fs::read_dir("/proc")
         .unwrap()
@@ -47,12 +49,16 @@ fn peer_pid(config: &Path) -> u32 {
         .find(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
                 let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
-                args.first().is_some_and(|a| a.ends_with(b"cvx-peer"))
+                args.first().is_some_and(|a| a.ends_with(bin.as_bytes()))
                     && args.contains(&b"run".as_slice())
                     && args.contains(&want)
             })
         })
-        .expect("the devnet's cvx-peer")
+        .unwrap_or_else(|| panic!("the devnet's {bin} for {}", config.display()))
+}
+
+fn peer_pid(config: &Path) -> u32 {
+    pid_of("cvx-peer", config)
 }
 
 fn signal(pid: u32, s: Signal) {
@@ -332,4 +338,78 @@ fn two_of_four_frozen_5_s_ten_times_finalize_again_within_5_s_and_agree() {
         "cycles that did not finalize within 5 s: {failed:?}"
     );
     assert_agree(&net.finish());
+}
+
+#[test]
+fn without_genesis_file_the_signer_takes_no_certificate_and_the_peer_exits_13_saying_so() {
+    let _one = serial();
+    let net = Net::start("heal-nogenesis", 300);
+    let pd = net.dir.join("peer-3");
+    let sd = net.dir.join("signer-3");
+    let signer_cfg = sd.join("signer.toml");
+    let ppid = peer_pid(&net.config(3));
+    let spid = pid_of("cvx-signer", &signer_cfg);
+    let relaunch_peer = relauncher(ppid, pd.join("peer.out"), pd.join("peer.log"));
+    let relaunch_signer = relauncher(spid, sd.join("signer.log"), sd.join("signer.log"));
+    let before = finality(&net.addrs[3]).unwrap();
+    signal(ppid, Signal::SIGKILL);
+    signal(spid, Signal::SIGKILL);
+    // The operator's mistake: the signer's config loses `genesis_file`.
+    let cfg = std::fs::read_to_string(&signer_cfg).unwrap();
+    assert!(cfg.contains("genesis_file"), "the devnet writes it: {cfg}");
+    let cut: String = cfg
+        .lines()
+        .filter(|l| !l.starts_with("genesis_file"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&signer_cfg, cut).unwrap();
+    wait_until(
+        "the network outruns the bridge",
+        Duration::from_secs(120),
+        || net.top(&[0, 1, 2]) > before + BRIDGE + 200,
+    );
+    let _ = std::fs::remove_file(sd.join("sock/signer.sock"));
+    let mut signer = relaunch_signer();
+    wait_until("the signer is back", Duration::from_secs(20), || {
+        sd.join("sock/signer.sock").exists()
+    });
+    let log_from = net.log(3).len();
+    let mut peer = relaunch_peer();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = peer.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "the peer neither recovered nor exited; its log:\n{}",
+            &net.log(3)[log_from..]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = net.log(3)[log_from..].to_owned();
+    println!("the restarted peer exited {status}:");
+    print_resync(&log);
+    let last = log
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    println!("{last}");
+    assert_eq!(status.code(), Some(13), "{log}");
+    assert!(
+        log.contains("no finality certificate could be had"),
+        "{log}"
+    );
+    assert!(log.contains("CERT_TABLE_UNPROVEN"), "{log}");
+    assert!(log.contains("genesis_file"), "{log}");
+    assert!(!log.contains("too far to bridge"), "{log}");
+    let _ = signer.kill();
+    let _ = signer.wait();
+    let v = net.finish();
+    println!("{v}");
+    assert!(
+        v["agreement"]["agree"].as_u64() >= Some(3),
+        "the three others agree: {v}"
+    );
 }

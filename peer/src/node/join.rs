@@ -150,8 +150,8 @@ pub(super) async fn sync_to_network(
         match certify(sources, network, me, signer, q).await {
             Ok(Some(w)) => committed = Some(w),
             Ok(None) => {}
-            Err(e @ NodeError::Signer(_)) => return Err(e),
-            Err(e) => no_certificate = e.to_string(),
+            Err(NodeError::Join(why)) => no_certificate = why,
+            Err(e) => return Err(e),
         }
     }
     // 2. A confirmed state at or past the committed point, from the first good source.
@@ -242,7 +242,9 @@ async fn certify(
     let mut signer_down = None;
     let got = net::sync::certificates(sources, network, me, signer, async |host, req| {
         let anchor = req.certificate.anchor.position;
-        if anchor <= q.position {
+        // At the lock on the same chain, or below it: nothing to move (a certificate at
+        // the lock on another chain releases it, docs/consensus.md §7.6).
+        if anchor < q.position || req.certificate.anchor == q {
             at_or_below += 1;
             return Err(format!("its certificate at {anchor} is not above the signer's lock"));
         }

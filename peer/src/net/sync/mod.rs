@@ -271,22 +271,29 @@ pub async fn first_accepted<C, T>(
     mut fetch: impl AsyncFnMut(&str) -> Result<Option<C>, String>,
     mut take: impl AsyncFnMut(&str, C) -> Result<Option<T>, String>,
 ) -> Result<T, String> {
-    let mut why = Vec::new();
+    let mut why: Vec<(&str, String)> = Vec::new();
     for host in hosts {
         match fetch(host).await {
             Ok(Some(c)) => match take(host, c).await {
                 Ok(Some(t)) => return Ok(t),
                 Ok(None) => {}
-                Err(e) => why.push(format!("{host}: {e}")),
+                Err(e) => why.push((host, e)),
             },
-            Ok(None) => why.push(format!("{host}: no certificate (no quorum in its view)")),
-            Err(e) => why.push(format!("{host}: {e}")),
+            Ok(None) => why.push((host, "no certificate (no quorum in its view)".into())),
+            Err(e) => why.push((host, e)),
         }
     }
-    Err(if why.is_empty() {
-        "no source to ask".into()
-    } else {
-        why.join("; ")
+    Err(match why.as_slice() {
+        [] => "no source to ask".into(),
+        [(_, first), rest @ ..] if !rest.is_empty() && rest.iter().all(|(_, w)| w == first) => {
+            let names: Vec<&str> = why.iter().map(|(h, _)| *h).collect();
+            format!("every source ({}): {first}", names.join(", "))
+        }
+        _ => why
+            .iter()
+            .map(|(h, w)| format!("{h}: {w}"))
+            .collect::<Vec<_>>()
+            .join("; "),
     })
 }
 

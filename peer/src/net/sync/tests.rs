@@ -238,6 +238,19 @@ fn a_refused_or_missing_certificate_moves_on_to_the_next_source() {
         e,
         "down: connect: refused; none: no certificate (no quorum in its view); forged: refused CERT_WEAK_QUORUM"
     );
+    // The same reason from every source is said once.
+    let e = run(first_accepted(
+        &hosts[2..4],
+        async |_: &str| Ok(Some(())),
+        async |_: &str, (): ()| -> Result<Option<()>, String> {
+            Err("refused CERT_TABLE_UNPROVEN: set genesis_file".to_owned())
+        },
+    ))
+    .unwrap_err();
+    assert_eq!(
+        e,
+        "every source (forged, good): refused CERT_TABLE_UNPROVEN: set genesis_file"
+    );
     let e = run(first_accepted(
         &[],
         async |_: &str| -> Result<Option<()>, String> { Ok(None) },
