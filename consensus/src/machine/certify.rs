@@ -3,6 +3,7 @@
 use cvx_protocol::certificate::{
     CertKind, CertRequest, Certificate, MAX_CERT_IDS, OrderHeader, supermajority,
 };
+use cvx_protocol::consensus::Order;
 
 use super::*;
 
@@ -14,68 +15,86 @@ impl Peer {
     ///
     /// Exactly:
     /// * the table is this peer's finalized one ([`stake_table`] of its ledger); a vote is
-    ///   the newest order of a peer in it whose `stake_root` is that table's root and whose
-    ///   consensus chain equals this peer's chain at the order's consensus point;
+    ///   the newest order held of a peer in it (the own signed order included) whose
+    ///   `stake_root` is that table's root;
     /// * `P` is the highest position with `checkpoint <= P <= finality` of this peer (its
     ///   chain value is known and its ledger has executed up to `P`, so the peer's own
-    ///   state, or any later finalized state, is a state at or past `P`) such that votes
-    ///   with `finality >= P` and `consensus <= P + MAX_CERT_IDS` hold more than 2/3 of the
-    ///   table's stake;
-    /// * anchor `C` = this peer's chain at `P`; ids = this peer's block ids from `P` (at
-    ///   most [`MAX_CERT_IDS`]); kind [`CertKind::Finality`];
+    ///   state, or any later finalized state, is a state at or past `P`) such that the
+    ///   votes with `finality >= P`, `consensus <= P + MAX_CERT_IDS` and the same chain
+    ///   value at `P` as this peer hold more than 2/3 of the table's stake, and their
+    ///   consensus chains lie on one list of ids from `P`: this peer's own ids, or else
+    ///   one voter's (the votes' blocks above `P` may differ: a voter's consensus point may
+    ///   lie past this peer's order, and a byzantine voter's tail may be its own);
+    /// * anchor `C` = this peer's chain at `P`; `ids` = that list (at most
+    ///   [`MAX_CERT_IDS`]); kind [`CertKind::Finality`];
     /// * `table` is always `Some(table)`: the signer ignores it when the certificate's root
     ///   is its trusted one, and needs it when the table changed (`decide_certificate`).
     #[must_use]
     pub fn certificate(&self) -> Option<CertRequest> {
         let table = stake_table(&self.ledger, self.cfg.genesis.params.min_stake);
         let root = table.root();
-        let signed: Vec<(OrderHeader, Signature)> = self
+        let votes: Vec<(OrderHeader, Signature, &Order)> = self
             .others
             .values()
             .chain(self.signed.iter())
             .filter(|so| so.order.stake_root == root && table.stake_of(&so.order.peer).is_some())
-            .filter_map(|so| Some((OrderHeader::of(&so.order, root)?, so.signature)))
-            .filter(|(h, _)| self.chain_value_at(h.consensus) == Some(h.consensus_chain))
+            .filter_map(|so| Some((OrderHeader::of(&so.order, root)?, so.signature, &so.order)))
             .collect();
         let lo = self.checkpoint.position;
         let hi = self
             .finality
             .min(self.checkpoint.position + self.ids.len() as u64);
-        let mut candidates: Vec<u64> = signed
+        let mut candidates: Vec<u64> = votes
             .iter()
-            .map(|(h, _)| h.finality.min(hi))
+            .map(|(h, _, _)| h.finality.min(hi))
             .filter(|p| *p >= lo)
             .collect();
         candidates.sort_unstable();
         candidates.dedup();
         let total = table.total();
+        let weight = |vs: &mut dyn Iterator<Item = &PublicKey>| -> u128 {
+            vs.filter_map(|k| table.stake_of(k)).map(u128::from).sum()
+        };
         for p in candidates.into_iter().rev() {
-            let weight: u128 = signed
-                .iter()
-                .filter(|(h, _)| h.finality >= p && h.consensus <= p + MAX_CERT_IDS as u64)
-                .filter_map(|(h, _)| table.stake_of(&h.peer))
-                .map(u128::from)
-                .sum();
-            if !supermajority(weight, total) {
-                continue;
-            }
-            let (Some(chain), Some(ids)) = (self.chain_value_at(p), self.own_ids_from(p)) else {
+            let Some(chain) = self.chain_value_at(p) else {
                 continue;
             };
+            let eligible: Vec<&(OrderHeader, Signature, &Order)> = votes
+                .iter()
+                .filter(|(h, _, o)| {
+                    h.finality >= p
+                        && h.consensus <= p + MAX_CERT_IDS as u64
+                        && o.chain_at(p) == Some(chain)
+                })
+                .collect();
+            if !supermajority(weight(&mut eligible.iter().map(|v| &v.0.peer)), total) {
+                continue;
+            }
             let anchor = Checkpoint { position: p, chain };
-            let ids = &ids[..ids.len().min(MAX_CERT_IDS)];
-            if let Some(certificate) = Certificate::assemble(
-                self.network,
-                CertKind::Finality,
-                anchor,
-                ids,
-                &table,
-                &signed,
-            ) {
-                return Some(CertRequest {
-                    certificate,
-                    table: Some(table),
-                });
+            let signed: Vec<(OrderHeader, Signature)> =
+                eligible.iter().map(|(h, s, _)| (h.clone(), *s)).collect();
+            // The own ids first; then each voter's, the first that carries a quorum.
+            let tails =
+                core::iter::once(self.own_ids_from(p)).chain(eligible.iter().map(|(_, _, o)| {
+                    usize::try_from(p.checked_sub(o.checkpoint.position)?)
+                        .ok()
+                        .and_then(|i| o.blocks.get(i..))
+                }));
+            for ids in tails.flatten() {
+                let ids = &ids[..ids.len().min(MAX_CERT_IDS)];
+                if let Some(certificate) = Certificate::assemble(
+                    self.network,
+                    CertKind::Finality,
+                    anchor,
+                    ids,
+                    &table,
+                    &signed,
+                ) {
+                    return Some(CertRequest {
+                        certificate,
+                        table: Some(table),
+                    });
+                }
             }
         }
         None

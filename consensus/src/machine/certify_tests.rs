@@ -157,16 +157,12 @@ fn a_peer_that_sees_three_of_four_fresh_orders_builds_a_certificate_the_signer_a
     two.others.retain(|k, _| *k == keep);
     assert!(two.certificate().is_none(), "2 of 4 is not more than 2/3");
 
-    // An order on another chain is left out: re-sign peer 2's order with a different
-    // block at its consensus point; with peers 1 and 3 the quorum still stands without it.
+    // An order on another chain is left out: re-sign peer 2's order over another
+    // checkpoint chain (every position differs); peers 0, 1 and 3 still make a quorum.
     let mut p = n.peers.remove(0); // was peer 1
     let k2 = n.keys[2].public();
     let mut o = p.others.get(&k2).expect("held").order.clone();
-    let mut ids = o.blocks.to_vec();
-    let c = usize::try_from(o.consensus - o.checkpoint.position).unwrap();
-    assert!(c >= 1, "peer 2's order locks a block above its checkpoint");
-    ids[c - 1] = Hash([0xee; 32]);
-    o.blocks = BoundedVec::try_from_vec(ids).unwrap();
+    o.checkpoint.chain = Hash([0xee; 32]);
     o.timestamp = Timestamp(n.now + 1);
     let signature = n.keys[2].sign_value(&n.network, &o);
     p.others.insert(
@@ -264,13 +260,19 @@ fn resync_when_own_finality_stalls_while_the_network_moves_on() {
     report(&mut p, &n, t, &[(1, 10), (2, 10), (3, 10)]);
     assert!(resyncs(&mut p, t).is_empty());
     // The network moves on, this peer stays at 0.
-    for k in 1..20u64 {
+    let steps = RESYNC_STALL_MS / 100;
+    for k in 1..steps {
         report(&mut p, &n, t + k * 100, &[(1, 10 + k), (2, 10 + k)]);
         let r = resyncs(&mut p, t + k * 100);
         assert!(r.is_empty(), "{k}: {r:?}");
     }
-    report(&mut p, &n, t + 2_000, &[(1, 30), (2, 30)]);
-    assert_eq!(resyncs(&mut p, t + RESYNC_STALL_MS), vec![(0, 30)]);
+    report(
+        &mut p,
+        &n,
+        t + RESYNC_STALL_MS,
+        &[(1, 10 + steps), (2, 10 + steps)],
+    );
+    assert_eq!(resyncs(&mut p, t + RESYNC_STALL_MS), vec![(0, 10 + steps)]);
 }
 
 #[test]

@@ -362,9 +362,11 @@ const REFUSAL_BACKOFF_MS: u64 = 50;
 pub const RESYNC_GAP: u64 = MAX_BRIDGE as u64 / 2;
 /// [`Action::Resync`] when the own finality has not advanced for this long while peers
 /// holding more than 1/3 of stake report a higher one and that finality moved within
-/// this time (a peer that cannot line up, or whose lock conflicts with a network that
-/// moved on; never while the network as a whole stands still).
-pub const RESYNC_STALL_MS: u64 = 2_000;
+/// this time (a peer that cannot line up, e.g. because the blocks it lacks have aged out
+/// of every peer's memory, or whose lock conflicts with a network that moved on; never
+/// while the network as a whole stands still). One second: a resync after it still fits
+/// the simulation's 2 s recovery bound (docs/consensus.md §6).
+pub const RESYNC_STALL_MS: u64 = 1_000;
 /// [`Action::Resync`] is repeated at most this often while its condition holds.
 pub const RESYNC_RETRY_MS: u64 = 3_000;
 const MAX_GET_BLOCKS: usize = 256;
