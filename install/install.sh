@@ -135,6 +135,10 @@ if [ ! -e "$d_etc_signer/signer.toml" ]; then
 # cvx-signer configuration (docs/signer.md). Unknown fields are an error.
 # The network id: 64 hex digits, the SHA-256 of the network's genesis (cvx-peer prints it).
 network = "SET-ME: the network id, 64 hex digits"
+# The network's genesis, a copy of the peer's (/etc/cvx-peer/genesis.bin): the signer
+# checks finality certificates against the stake table it derives from it, so a peer that
+# was down or cut off for long recovers by itself (docs/signer.md, "Certificates").
+genesis_file = "/etc/cvx-signer/genesis.bin"
 state_file = "/var/lib/cvx-signer/state"
 audit_log = "/var/lib/cvx-signer/audit.log"
 # At start, an audit log past this size is archived read-only beside it (audit.log.FIRST-LAST)
@@ -165,6 +169,7 @@ cat <<NEXT
 next steps (docs/operations.md, "Installation"):
   1. age-keygen -o /etc/cvx-signer/host.identity; chmod 0400; give its recipient to the vault
   2. on the vault: cvx-vault provision ... --recipient age1... -> /etc/cvx-signer/peer.key.age
-  3. set network = in /etc/cvx-signer/signer.toml; sudo -u cvx-signer cvx-signer init --config ...
+  3. copy the genesis to /etc/cvx-peer/genesis.bin and /etc/cvx-signer/genesis.bin (0640);
+     set network = in /etc/cvx-signer/signer.toml; sudo -u cvx-signer cvx-signer init --config ...
   4. systemctl enable --now cvx-signer.socket cvx-peer.service
 NEXT

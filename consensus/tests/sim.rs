@@ -2,7 +2,8 @@
 //!
 //! Default: 1,000 seeds (CI). `CVX_SIM_SEEDS=10000` for the long mode; `CVX_SIM_SEED=<n>`
 //! replays one seed exactly (a failure prints it). `CVX_SIM_MS` changes the simulated
-//! duration per seed (default 1,500 ms).
+//! duration per seed (default 1,500 ms) of the seeds that are not long-outage seeds (every
+//! twentieth seed; `CVX_SIM_LONG=1` makes every seed one, `CVX_SIM_LONG=0` none).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -21,6 +22,7 @@ fn simulation_many_seeds_no_fork_no_regression_bounded_recovery() {
         None => (1..=env_u64("CVX_SIM_SEEDS").unwrap_or(1_000)).collect(),
     };
     let threads = 2;
+    let list = std::env::var("CVX_SIM_LIST").is_ok_and(|v| v == "1");
     let started = std::time::Instant::now();
     let results: Vec<(Tally, Vec<Failure>)> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..threads)
@@ -31,7 +33,15 @@ fn simulation_many_seeds_no_fork_no_regression_bounded_recovery() {
                     let mut fails = Vec::new();
                     for seed in mine {
                         match common::build(seed, duration).run() {
-                            Ok(r) => tally.add(&r),
+                            Ok(r) => {
+                                if list && (r.resync_asked > 0 || !r.forged_refused.is_empty()) {
+                                    eprintln!(
+                                        "seed {seed}: long {} byzantine {} resyncs asked {} done {} forged refused {:?} honest refused {:?}",
+                                        r.long, r.members.1, r.resync_asked, r.resyncs, r.forged_refused, r.honest_refused
+                                    );
+                                }
+                                tally.add(&r);
+                            }
                             Err(f) => fails.push(f),
                         }
                     }
@@ -44,27 +54,30 @@ fn simulation_many_seeds_no_fork_no_regression_bounded_recovery() {
     let mut all = Tally::default();
     let mut fails = Vec::new();
     for (t, f) in results {
-        all.seeds += t.seeds;
-        all.recoveries.extend(t.recoveries);
-        all.blocks += t.blocks;
-        all.txs += t.txs;
-        all.byzantine += t.byzantine;
-        all.byz_seeds += t.byz_seeds;
-        all.refusals += t.refusals;
+        all.merge(t);
         fails.extend(f);
     }
     let (n, p50, p90, p99, max) = distribution(all.recoveries.clone());
+    let (ln, l50, l90, l99, lmax) = distribution(all.long_recoveries.clone());
+    let forged: u64 = all.forged_refused.values().sum();
     eprintln!(
-        "sim: {} seeds passed, {} failed, forks 0, regressions 0 in passing seeds; {} seeds with byzantine members ({} byzantine members); \
+        "sim: {} seeds passed ({} long-outage), {} failed, forks 0, regressions 0 in passing seeds; {} seeds with byzantine members ({} byzantine members); \
          {} blocks finalized (max per seed summed), {} txs applied, {} signer refusals; \
-         recovery after heal: n={n} p50={p50}ms p90={p90}ms p99={p99}ms max={max}ms; wall {:.1}s",
+         recovery after heal: n={n} p50={p50}ms p90={p90}ms p99={p99}ms max={max}ms; \
+         long-outage recovery: n={ln} p50={l50}ms p90={l90}ms p99={l99}ms max={lmax}ms; \
+         resyncs asked {} done {}; forged certificates refused {forged} {:?}; honest certificates or joins refused {:?}; wall {:.1}s",
         all.seeds,
+        all.long_seeds,
         fails.len(),
         all.byz_seeds,
         all.byzantine,
         all.blocks,
         all.txs,
         all.refusals,
+        all.resync_asked,
+        all.resyncs,
+        all.forged_refused,
+        all.honest_refused,
         started.elapsed().as_secs_f64()
     );
     for f in &fails {

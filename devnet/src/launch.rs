@@ -199,8 +199,9 @@ pub async fn run(
         let sd = dir.join(format!("signer-{i}"));
         let cfg = sd.join("signer.toml");
         let text = format!(
-            "network = \"{}\"\nstate_file = \"{}\"\naudit_log = \"{}\"\nsocket = \"{}\"\nallowed_uids = [{uid}]\n\n[key]\nfile = \"{}\"\nidentity_file = \"{}\"\n",
+            "network = \"{}\"\ngenesis_file = \"{}\"\nstate_file = \"{}\"\naudit_log = \"{}\"\nsocket = \"{}\"\nallowed_uids = [{uid}]\n\n[key]\nfile = \"{}\"\nidentity_file = \"{}\"\n",
             network.0.to_hex(),
+            genesis_path.display(),
             sd.join("state").display(),
             sd.join("audit.log").display(),
             sd.join("sock").join("signer.sock").display(),

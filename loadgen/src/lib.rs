@@ -11,11 +11,16 @@
 
 use core::fmt;
 
+use cvx_protocol::certificate::{
+    CertDecision, CertRequest, DEFAULT_TRUST_PERIOD_MS, TrustedTable, decide_certificate,
+};
 use cvx_protocol::consensus::{BlockHeader, Order};
 use cvx_protocol::ledger::{
     Action, Genesis, GenesisAccount, GenesisPeer, Params, SignedTransaction, Transaction,
 };
-use cvx_protocol::policy::{Decision, Policy, PolicyParams, Refusal, Request, Watermark};
+use cvx_protocol::policy::{
+    Decision, Policy, PolicyParams, Refusal, RefuseCode, Request, Watermark,
+};
 use cvx_protocol::primitives::Name;
 use cvx_protocol::{
     Address, Amount, BoundedVec, NetworkId, PublicKey, Signable, Signature, Timestamp,
@@ -102,6 +107,8 @@ pub struct SimSigner {
     key: Keypair,
     policy: Policy,
     durable: Watermark,
+    /// The trusted stake table (certificates), as the real signer's trust file.
+    trusted: Option<TrustedTable>,
     /// Requests answered.
     pub signed: u64,
     /// Requests refused.
@@ -121,6 +128,7 @@ impl SimSigner {
             key,
             policy,
             durable: Watermark::default(),
+            trusted: None,
             signed: 0,
             refused: 0,
         }
@@ -156,6 +164,55 @@ impl SimSigner {
                 ))
             }
             Decision::Refuse(r) => {
+                self.refused += 1;
+                Err(r)
+            }
+        }
+    }
+
+    /// Accept certificates against `table` (the real signer's `genesis_file` / trust file).
+    #[must_use]
+    pub fn with_trust(mut self, table: TrustedTable) -> Self {
+        self.trusted = Some(table);
+        self
+    }
+
+    /// The trusted stake table, if certificates are enabled.
+    #[must_use]
+    pub const fn trusted(&self) -> Option<&TrustedTable> {
+        self.trusted.as_ref()
+    }
+
+    /// A certificate (catch-up or lock release), decided by the real
+    /// [`decide_certificate`] as cvx-signer's `Certify` does: on success the watermark and
+    /// the trusted table move (durably, before the answer).
+    ///
+    /// # Errors
+    /// The `CERT_*` refusal; `CERT_TABLE_UNPROVEN` without a trusted table.
+    pub fn certify(&mut self, req: &CertRequest, now: Timestamp) -> Result<(), Refusal> {
+        let Some(trusted) = &self.trusted else {
+            self.refused += 1;
+            return Err(Refusal {
+                code: RefuseCode::CertTableUnproven,
+                detail: "this signer has no trusted stake table".to_owned(),
+            });
+        };
+        match decide_certificate(
+            &self.policy.network,
+            &self.durable,
+            trusted,
+            req,
+            now,
+            DEFAULT_TRUST_PERIOD_MS,
+        ) {
+            CertDecision::Allow {
+                watermark, trusted, ..
+            } => {
+                self.durable = watermark;
+                self.trusted = Some(trusted);
+                Ok(())
+            }
+            CertDecision::Refuse(r) => {
                 self.refused += 1;
                 Err(r)
             }

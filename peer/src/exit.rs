@@ -102,7 +102,7 @@ impl Exit {
                 "sandbox: Landlock or seccomp could not be applied (or Landlock is not fully enforced under require_landlock)"
             }
             Self::Join => {
-                "state-sync join: no bootstrap peer offered a state confirmed by more than 1/3 of stake, or the signer cannot bridge to it"
+                "state-sync join or start-up resync: no source offered a state confirmed by more than 1/3 of stake, or no finality certificate could move the signer to it"
             }
             Self::HaltLock => {
                 "halt: the peer was stopped, but the signer could NOT be locked (lock it with cvx-signer lock, or stop cvx-signer)"

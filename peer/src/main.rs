@@ -359,6 +359,11 @@ fn cmd_query(q: Query, addr: &str) -> Result<(), Failure> {
                 Some(t) => serde_json::json!({"id": t.id.to_hex(), "block": t.block_position, "index": t.index, "outcome": format!("{:?}", t.outcome)}).to_string(),
                 None => "null".into(),
             },
+            // No `cvx-peer query` asks for a certificate; peers fetch them (node::join).
+            Answer::Certificate(c) => match c {
+                Some(c) => serde_json::json!({"anchor": c.certificate.anchor.position, "chain": c.certificate.anchor.chain.to_hex(), "votes": c.certificate.votes.len()}).to_string(),
+                None => "null".into(),
+            },
         };
         out(&format!("{text}\n"));
         Ok(())

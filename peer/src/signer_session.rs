@@ -44,7 +44,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cvx_protocol::policy::{RefuseCode, Request};
+use cvx_protocol::certificate::CertRequest;
+use cvx_protocol::policy::{RefuseCode, Request, Watermark};
 use cvx_protocol::signer_wire::{self, ClientMessage, SignerMessage, StatusReport, WIRE_VERSION};
 use cvx_protocol::{DecodeError, NetworkId, PublicKey, Signature};
 use tokio::net::UnixStream;
@@ -241,9 +242,20 @@ enum SignReply {
 /// add an allocation per signature for nothing (as `signer_wire::ClientMessage` does).
 #[allow(clippy::large_enum_variant)]
 enum Job {
-    Sign { request: Request, reply: SignReply },
+    Sign {
+        request: Request,
+        reply: SignReply,
+    },
     Status(oneshot::Sender<Result<StatusReport, SignError>>),
+    Certify(
+        Box<CertRequest>,
+        oneshot::Sender<Result<Certified, SignError>>,
+    ),
 }
+
+/// The signer's answer to an accepted certificate: whether its lock moved, and its
+/// durable watermark now.
+pub type Certified = (bool, Watermark);
 
 /// A handle on the session task (cheap to clone; the task ends when every handle is gone).
 #[derive(Debug, Clone)]
@@ -336,6 +348,22 @@ impl SignerSession {
                 request,
                 reply: SignReply::Once(reply),
             })
+            .await
+            .map_err(|_| SignError::Stopped)?;
+        rx.await.unwrap_or(Err(SignError::Stopped))
+    }
+
+    /// Present a finality or lock certificate (docs/consensus.md §7.6): the signer moves
+    /// its lock to the anchor (catch-up or release) or refuses with a `CERT_*` code,
+    /// returned as [`SignError::Refused`] with that code. A locked signer answers
+    /// [`SignError::Locked`].
+    ///
+    /// # Errors
+    /// [`SignError`]: a refusal, or why the signer could not be asked.
+    pub async fn certify(&self, request: CertRequest) -> Result<Certified, SignError> {
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .send(Job::Certify(Box::new(request), reply))
             .await
             .map_err(|_| SignError::Stopped)?;
         rx.await.unwrap_or(Err(SignError::Stopped))

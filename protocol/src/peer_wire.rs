@@ -15,6 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::certificate::CertRequest;
 use crate::codes::ErrorCode;
 use crate::consensus::{Belief, Block, SignedChallengeResponse};
 use crate::encoding::{BoundedString, BoundedVec, Canonical, DecodeError, ensure};
@@ -74,6 +75,10 @@ pub enum Query {
     /// serves (with its root); `Some(position)` asks for the chain value and state hash the
     /// peer finalized at that position (a joining peer confirms a state this way).
     SyncPoint(Option<u64>),
+    /// 5: the peer's newest finality certificate with the stake table it is checked
+    /// against (docs/consensus.md §7.4): a peer too far behind to catch up from orders
+    /// has its signer accept it, then joins by state sync at or past its anchor.
+    Certificate,
 }
 
 /// Where a joining peer can start: a finalized position, the chain value there, the hash
@@ -125,6 +130,9 @@ pub enum Answer {
     Status(Status),
     /// 4: the sync point asked for, if the peer has it.
     SyncPoint(Option<SyncPoint>),
+    /// 5: answer to [`Query::Certificate`]: `None` while no quorum of orders is in the
+    /// peer's view. Boxed: it is up to `CertRequest::MAX_LEN` (62 KiB) encoded.
+    Certificate(Option<Box<CertRequest>>),
 }
 
 /// One frame's message.
@@ -192,6 +200,7 @@ impl Canonical for Message {
             Self::Belief(b) => b.validate(),
             Self::Block(b) => b.validate(),
             Self::Submit(t) => t.validate(),
+            Self::Answer(Answer::Certificate(Some(c))) => c.validate(),
             Self::GetBlockIds { count, .. } => ensure(
                 Self::NAME,
                 *count as usize <= MAX_BLOCK_IDS,
@@ -266,6 +275,62 @@ mod tests {
         assert_eq!(Message::decode(&a.encode()), Ok(a));
         // The earlier variants keep their encodings (appended, never renumbered).
         assert_eq!(Message::Query(Query::Status).encode(), vec![11, 3]);
+    }
+
+    #[test]
+    fn certificate_query_and_answer_round_trip() {
+        let q = Message::Query(Query::Certificate);
+        assert_eq!(q.encode(), vec![11, 5]);
+        assert_eq!(Message::decode(&q.encode()), Ok(q));
+        assert_eq!(
+            Message::Answer(Answer::Certificate(None)).encode(),
+            vec![12, 5, 0]
+        );
+        let req = CertRequest {
+            certificate: crate::certificate::Certificate {
+                network: NetworkId(Hash([3; 32])),
+                kind: crate::certificate::CertKind::Finality,
+                anchor: crate::consensus::Checkpoint {
+                    position: 9,
+                    chain: Hash([4; 32]),
+                },
+                stake_root: Hash([5; 32]),
+                ids: BoundedVec::new(),
+                votes: BoundedVec::new(),
+            },
+            table: None,
+        };
+        let a = Message::Answer(Answer::Certificate(Some(Box::new(req.clone()))));
+        let bytes = a.encode();
+        assert_eq!(bytes[..3], [12, 5, 1], "tag, variant, Some");
+        assert_eq!(
+            bytes[3..],
+            req.encode()[..],
+            "then the CertRequest as §11 encodes it"
+        );
+        assert_eq!(Message::decode(&bytes), Ok(a));
+        // A certificate that does not validate (votes out of order) does not decode.
+        let vote = |k: u8| crate::certificate::Vote {
+            peer: (0u8..=255)
+                .find_map(|n| PublicKey::from_bytes(&crate::hash::hash_parts(&[&[k, n]]).0).ok())
+                .unwrap(),
+            timestamp: Timestamp(1),
+            body_hash: Hash([0; 32]),
+            proposal: 9,
+            consensus: 9,
+            finality: 9,
+            signature: crate::primitives::Signature([0; 64]),
+        };
+        let mut bad = req;
+        let (a1, a2) = (vote(1), vote(2));
+        let (lo, hi) = if a1.peer < a2.peer {
+            (a1, a2)
+        } else {
+            (a2, a1)
+        };
+        bad.certificate.votes = BoundedVec::try_from_vec(vec![hi, lo]).unwrap();
+        let m = Message::Answer(Answer::Certificate(Some(Box::new(bad))));
+        assert!(Message::decode(&m.encode()).is_err());
     }
 
     #[test]

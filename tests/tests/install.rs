@@ -131,6 +131,12 @@ fn install_into_a_staging_root_is_complete_idempotent_and_uninstall_keeps_state(
     } else {
         skip("owner checks", "needs root and systemd-sysusers");
     }
+    // The signer can check finality certificates (docs/signer.md, "Certificates").
+    let conf = std::fs::read_to_string(dest.join("etc/cvx-signer/signer.toml")).unwrap();
+    assert!(
+        conf.contains("\ngenesis_file = \"/etc/cvx-signer/genesis.bin\""),
+        "{conf}"
+    );
     // Idempotent: a second run succeeds and keeps an edited config.
     let conf = dest.join("etc/cvx-signer/signer.toml");
     let edited = std::fs::read_to_string(&conf).unwrap() + "# operator's edit\n";

@@ -28,11 +28,13 @@ use crate::ledger::{BlockOutcome, State};
 use crate::merge::{BlockStatus, CatchUp, ForkDetected, MergeParams, OwnView, Voter};
 
 mod catch_up;
+mod certify;
 mod finality;
 mod inputs;
 mod merging;
 mod produce;
 mod report;
+mod resync;
 
 /// Settings of one peer's state machine (network rules come from the genesis).
 #[derive(Clone, Debug)]
@@ -185,7 +187,7 @@ pub enum Action {
     /// network that moved on): the host should fetch a certificate and a state from an
     /// up-to-date peer, have the signer accept the certificate, and restore the machine at
     /// the synced state (docs/consensus.md §7, step 3). Repeated at most every
-    /// `RESYNC_RETRY_MS` while the condition holds.
+    /// [`RESYNC_RETRY_MS`] while the condition holds ([`RESYNC_GAP`], [`RESYNC_STALL_MS`]).
     Resync {
         /// This peer's finality when it gave up on catching up.
         finality: u64,
@@ -332,6 +334,7 @@ pub struct Peer {
     catch_up_conn: Option<ConnId>,
     last_chain_request: Timestamp,
     order_conn: IdMap<PublicKey, ConnId>,
+    resync: resync::Watch,
 }
 
 // Debug-printable wrappers (the pending values are large; print ids only).
@@ -353,6 +356,19 @@ const REQUEST_RETRY_MS: u64 = 200;
 const PROTECT_HOLDS: u64 = 5;
 
 const REFUSAL_BACKOFF_MS: u64 = 50;
+/// [`Action::Resync`] when peers holding more than 1/3 of stake report a finality more
+/// than this above the own: half the bridge a signer accepts, so the peer gives up on
+/// catching up from orders well before it could no longer bridge its signer.
+pub const RESYNC_GAP: u64 = MAX_BRIDGE as u64 / 2;
+/// [`Action::Resync`] when the own finality has not advanced for this long while peers
+/// holding more than 1/3 of stake report a higher one and that finality moved within
+/// this time (a peer that cannot line up, e.g. because the blocks it lacks have aged out
+/// of every peer's memory, or whose lock conflicts with a network that moved on; never
+/// while the network as a whole stands still). One second: a resync after it still fits
+/// the simulation's 2 s recovery bound (docs/consensus.md §6).
+pub const RESYNC_STALL_MS: u64 = 1_000;
+/// [`Action::Resync`] is repeated at most this often while its condition holds.
+pub const RESYNC_RETRY_MS: u64 = 3_000;
 const MAX_GET_BLOCKS: usize = 256;
 
 impl Peer {
@@ -408,6 +424,7 @@ impl Peer {
             catch_up_conn: None,
             last_chain_request: Timestamp(0),
             order_conn: IdMap::default(),
+            resync: resync::Watch::default(),
         }
     }
 
@@ -539,17 +556,6 @@ impl Peer {
         &self.cfg.genesis.params
     }
 
-    /// A finality certificate for the highest position that the newest orders (own and
-    /// others') of peers holding more than 2/3 of the stake cover, on this peer's chain,
-    /// with the stake table it is checked against (docs/consensus.md §7.4): what this
-    /// peer answers a peer that asks for one to resync. `None` when no such quorum is in
-    /// view.
-    #[must_use]
-    pub fn certificate(&self) -> Option<cvx_protocol::certificate::CertRequest> {
-        // Interface for issue 14, step 3; built in machine/certify.rs.
-        None
-    }
-
     /// The root of the finalized ledger's stake table, the `stake_root` of the next
     /// order (recomputed once per finalized height).
     pub fn stake_root(&mut self) -> Hash {
@@ -587,6 +593,7 @@ impl Peer {
         if now >= self.last_merge.plus_ms(self.cfg.merge_interval_ms) {
             self.dirty = true;
         }
+        self.watch_resync(now, out);
         self.try_produce(now, out);
         self.try_merge(now, out);
         if self.signed.is_some() && now >= self.last_broadcast.plus_ms(self.cfg.rebroadcast_ms) {

@@ -106,7 +106,7 @@ impl Sim {
             }
             (3, _) => {
                 // Garbage: a bad signature, inconsistent points, a mismatched body.
-                let cp = cvx_protocol::consensus::Checkpoint::genesis(&network);
+                let cp = Checkpoint::genesis(&network);
                 let ids = vec![Hash(rnd.bytes32()), Hash(rnd.bytes32())];
                 let chain = chain_over(&cp.chain, &ids);
                 let _ = chain;

@@ -47,9 +47,22 @@ impl Sim {
                     return Ok(());
                 };
                 // The signer answers even if the peer has crashed meanwhile (its
-                // watermark moves); the answer is then lost, as over a dead socket.
+                // watermark moves); the answer is then lost, as over a dead socket. A
+                // frozen peer reads it when it resumes.
                 let result = h.signer.sign(&req, now);
-                if h.life == life && h.peer.is_some() {
+                let alive = h.life == life && h.peer.is_some();
+                let deliver = match (&mut h.frozen, alive) {
+                    (Some(stash), true) => {
+                        stash.push((id, result.clone()));
+                        false
+                    }
+                    (None, true) => true,
+                    (_, false) => false,
+                };
+                if let (Ok(_), SignRequest::Order { order, .. }) = (&result, &req.body) {
+                    self.claim(node, order)?;
+                }
+                if deliver {
                     self.feed(node, Event::SignatureReturned { id, result })?;
                 }
             }
@@ -57,6 +70,7 @@ impl Sim {
                 if let Node::Honest(h) = &mut self.nodes[i] {
                     h.peer = None;
                     h.life += 1;
+                    h.resync = None;
                     if self.rng.chance(300) {
                         h.signer.crash();
                     }
@@ -90,7 +104,28 @@ impl Sim {
                     }
                     h.peer = Some(peer);
                 }
+                if self.faults.long {
+                    self.start_recovery();
+                }
             }
+            Ev::Freeze(i) => {
+                if let Node::Honest(h) = &mut self.nodes[i] {
+                    h.frozen = Some(Vec::new());
+                    h.resync = None;
+                }
+                self.recovery = None;
+            }
+            Ev::Thaw(i) => {
+                let stash = match &mut self.nodes[i] {
+                    Node::Honest(h) => h.frozen.take().unwrap_or_default(),
+                    Node::Byz(_) => Vec::new(),
+                };
+                for (id, result) in stash {
+                    self.feed(i, Event::SignatureReturned { id, result })?;
+                }
+                self.start_recovery();
+            }
+            Ev::Resync(step) => self.resync_step(step)?,
             Ev::Partition(g) => {
                 self.groups = g;
                 self.recovery = None;
@@ -102,9 +137,7 @@ impl Sim {
             Ev::Load => {
                 let next = self.now + self.rng.range(10, 50);
                 self.push(next, Ev::Load);
-                let ups: Vec<usize> = (0..self.nodes.len())
-                    .filter(|i| matches!(&self.nodes[*i], Node::Honest(h) if h.peer.is_some()))
-                    .collect();
+                let ups: Vec<usize> = (0..self.nodes.len()).filter(|i| self.running(*i)).collect();
                 for _ in 0..self.rng.range(1, 3) {
                     if ups.is_empty() {
                         break;
@@ -126,14 +159,16 @@ impl Sim {
         Ok(())
     }
 
+    /// An honest member whose peer runs (not crashed, not frozen).
+    pub(super) fn running(&self, i: usize) -> bool {
+        matches!(&self.nodes[i], Node::Honest(h) if h.peer.is_some() && h.frozen.is_none())
+    }
+
     fn honest_up_stake(&self) -> (u128, u128) {
         let total: u128 = self.stakes.iter().sum();
-        let up = self
-            .nodes
-            .iter()
-            .zip(&self.stakes)
-            .filter(|(n, _)| matches!(n, Node::Honest(h) if h.peer.is_some()))
-            .map(|(_, s)| *s)
+        let up = (0..self.nodes.len())
+            .filter(|i| self.running(*i))
+            .map(|i| self.stakes[i])
             .sum();
         (up, total)
     }
@@ -144,8 +179,8 @@ impl Sim {
             let at = self.t0 + at;
             match back {
                 // A crash for good that has happened is already out of the up stake.
-                None => at > self.now && at < self.now + RECOVERY_BOUND_MS,
-                Some(back) => self.t0 + back > self.now && at < self.now + RECOVERY_BOUND_MS,
+                None => at > self.now && at < self.now + self.bound,
+                Some(back) => self.t0 + back > self.now && at < self.now + self.bound,
             }
         });
         if up * 100 > total * 67 && !crash_pending {
@@ -165,7 +200,7 @@ impl Sim {
             .unwrap_or(0)
     }
 
-    fn feed(&mut self, i: usize, ev: Event) -> Result<(), Failure> {
+    pub(super) fn feed(&mut self, i: usize, ev: Event) -> Result<(), Failure> {
         let now = Timestamp(self.now);
         let Node::Honest(h) = &mut self.nodes[i] else {
             return Ok(());
@@ -173,6 +208,9 @@ impl Sim {
         let Some(peer) = h.peer.as_mut() else {
             return Ok(());
         };
+        if h.frozen.is_some() {
+            return Ok(());
+        }
         let actions = peer.handle(now, ev);
         let fin = peer.points().2;
         let coins = peer.ledger().total_coins();
@@ -239,6 +277,7 @@ impl Sim {
                         }
                     } else if pos == self.finalized.len() {
                         self.finalized.push((f.id, f.state_hash));
+                        self.finalized_chain(f.id)?;
                         if let crate::ledger::BlockOutcome::Applied(o) = &f.outcome {
                             self.report.applied_txs +=
                                 o.iter()
@@ -255,23 +294,22 @@ impl Sim {
                 Action::Halted(fork) => {
                     return Err(self.fail(&format!("honest member {i} halted: {fork}")));
                 }
-                // Not emitted yet (issue 14, step 3 builds it and the simulation's resync).
-                Action::Resync { .. } => {}
+                Action::Resync { .. } => {
+                    self.report.resync_asked += 1;
+                    self.start_resync(i);
+                }
             }
         }
         if let Some((healed, base)) = self.recovery {
-            let all = self.nodes.iter().all(|n| match n {
-                Node::Honest(h) => h.peer.is_none() || h.finality > base,
+            let all = (0..self.nodes.len()).all(|i| match &self.nodes[i] {
+                Node::Honest(h) => !self.running(i) || h.finality > base,
                 Node::Byz(_) => true,
             });
             if all {
                 self.report.recoveries.push(self.now - healed);
                 self.recovery = None;
-            } else if self.now - healed > RECOVERY_BOUND_MS {
-                return Err(self.fail(&format!(
-                    "finality did not advance within {RECOVERY_BOUND_MS} ms of the heal at t={}ms",
-                    healed - self.t0
-                )));
+            } else if self.now - healed > self.bound {
+                return Err(self.not_recovered(healed));
             }
         }
         Ok(())

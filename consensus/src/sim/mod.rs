@@ -19,18 +19,25 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
 
+use cvx_protocol::certificate::{CertRequest, OrderHeader};
 use cvx_protocol::consensus::{
-    Belief, Block, BlockBody, BlockHeader, Order, SignedOrder, body_hash,
+    Belief, Block, BlockBody, BlockHeader, Checkpoint, Order, SignedOrder, body_hash,
 };
 use cvx_protocol::hash::chain_over;
 use cvx_protocol::ledger::{Genesis, SignedTransaction};
-use cvx_protocol::policy::{Refusal, Request};
+use cvx_protocol::policy::{Refusal, Request, SignRequest};
 use cvx_protocol::{BoundedVec, Hash, NetworkId, PublicKey, Signature, Timestamp};
 
 use crate::{Action, Config, ConnId, Event, Message, Peer, Snapshot};
 
 mod byzantine;
 mod events;
+mod faults;
+mod resync;
+mod tally;
+
+pub use faults::Faults;
+pub use tally::{Report, Tally, distribution};
 
 /// A signer as the simulation sees it (cvx-loadgen's `SimSigner`, wrapped by the tests,
 /// implements it with the real policy).
@@ -42,6 +49,13 @@ pub trait SignerModel {
     fn sign(&mut self, req: &Request, now: Timestamp) -> Result<Signature, Refusal>;
     /// The signer process crashes and restarts (its durable watermark survives).
     fn crash(&mut self);
+    /// Decide a certificate (cvx-signer's `Certify`: `decide_certificate` against its
+    /// trusted table, which starts as the genesis table); on success the watermark and the
+    /// trusted table have moved.
+    ///
+    /// # Errors
+    /// The policy's `CERT_*` refusal.
+    fn certify(&mut self, req: &CertRequest, now: Timestamp) -> Result<(), Refusal>;
 }
 
 /// A byzantine peer's key: signs anything, no policy.
@@ -52,6 +66,8 @@ pub trait RawKey {
     fn sign_order(&self, network: &NetworkId, o: &Order) -> Signature;
     /// Sign a block header.
     fn sign_block(&self, network: &NetworkId, h: &BlockHeader) -> Signature;
+    /// Sign an order header (a forged certificate's vote).
+    fn sign_header(&self, network: &NetworkId, h: &OrderHeader) -> Signature;
 }
 
 /// Where client transactions come from.
@@ -62,6 +78,9 @@ pub trait TxSource {
 
 /// Bound on recovery after a heal that reconnects more than 0.67 of stake.
 pub const RECOVERY_BOUND_MS: u64 = 800;
+/// The same bound in long-outage runs ([`Faults::long_from_seed`]): a peer that the outage
+/// left beyond its order window must resync (certificate + state) first.
+pub const LONG_RECOVERY_BOUND_MS: u64 = 2_000;
 
 /// A small deterministic PRNG (SplitMix64).
 #[derive(Clone, Debug)]
@@ -120,82 +139,6 @@ impl core::fmt::Debug for Member {
     }
 }
 
-/// Fault knobs of one run (derived from the seed by [`Faults::from_seed`]).
-#[derive(Clone, Debug)]
-pub struct Faults {
-    /// Per-mille message loss.
-    pub loss_per_mille: u64,
-    /// Delay range in ms.
-    pub delay_ms: (u64, u64),
-    /// Per-mille chance of a long extra delay (reordering).
-    pub spike_per_mille: u64,
-    /// (start, duration) of partitions, with the group of each member.
-    pub partitions: Vec<(u64, u64, Vec<u8>)>,
-    /// (member, crash time, restart time) of honest crashes; no restart time = the peer
-    /// stays down for the rest of the run (as a peer killed for good).
-    pub crashes: Vec<(usize, u64, Option<u64>)>,
-}
-
-impl Faults {
-    /// Random faults for `n` members over `duration` ms, heals leaving time to recover.
-    #[must_use]
-    pub fn from_seed(rng: &mut Rng, n: usize, honest: &[bool], duration: u64) -> Self {
-        let loss_per_mille = [0, 0, 20, 50, 100][rng.index(5)];
-        let delay_ms = (1, rng.range(5, 40));
-        let spike_per_mille = rng.range(0, 50);
-        let mut partitions = Vec::new();
-        let latest_heal = duration.saturating_sub(RECOVERY_BOUND_MS + 100);
-        let mut t = rng.range(100, 250);
-        for _ in 0..rng.range(0, 2) {
-            let len = rng.range(100, 350);
-            if t + len > latest_heal {
-                break;
-            }
-            let groups: Vec<u8> = (0..n).map(|_| u8::from(rng.chance(500))).collect();
-            partitions.push((t, len, groups));
-            t += len + rng.range(50, 200);
-        }
-        let mut crashes = Vec::new();
-        if rng.chance(500) {
-            let candidates: Vec<usize> = (0..n).filter(|i| honest[*i]).collect();
-            let who = candidates[rng.index(candidates.len())];
-            let at = rng.range(100, duration / 2);
-            let back = at + rng.range(100, 700);
-            crashes.push((who, at, (!rng.chance(300)).then_some(back)));
-        }
-        Self {
-            loss_per_mille,
-            delay_ms,
-            spike_per_mille,
-            partitions,
-            crashes,
-        }
-    }
-}
-
-/// What a run measured.
-#[derive(Clone, Debug, Default)]
-pub struct Report {
-    /// The seed.
-    pub seed: u64,
-    /// Members, byzantine members.
-    pub members: (usize, usize),
-    /// Highest finality reached by an honest peer.
-    pub max_finality: u64,
-    /// Lowest finality among honest peers at the end.
-    pub min_finality: u64,
-    /// Transactions applied.
-    pub applied_txs: u64,
-    /// Recovery times after heals (ms).
-    pub recoveries: Vec<u64>,
-    /// Signer refusals seen by honest peers.
-    pub refusals: u64,
-    /// Orders dropped by honest peers (byzantine garbage and stale copies).
-    pub dropped: u64,
-    /// Messages delivered.
-    pub messages: u64,
-}
-
 /// A broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("simulation seed {seed} failed at t={at_ms}ms: {what} (replay: CVX_SIM_SEED={seed})")]
@@ -225,6 +168,9 @@ enum Ev {
     },
     Crash(usize),
     Restart(usize),
+    Freeze(usize),
+    Thaw(usize),
+    Resync(resync::Step),
     Partition(Vec<u8>),
     Heal,
     Load,
@@ -259,6 +205,10 @@ struct HonestNode {
     persisted: Option<Snapshot>,
     life: u64,
     finality: u64,
+    /// Frozen (no events), with the signer's answers that wait for the resume.
+    frozen: Option<Vec<(crate::RequestId, Result<Signature, Refusal>)>>,
+    /// A resync in progress: the sources tried so far.
+    resync: Option<Vec<usize>>,
 }
 
 struct ByzNode {
@@ -292,6 +242,15 @@ pub struct Sim {
     finalized: Vec<(Hash, Hash)>,
     supply: u128,
     recovery: Option<(u64, u64)>,
+    /// [`RECOVERY_BOUND_MS`], or [`LONG_RECOVERY_BOUND_MS`] in a long-outage run.
+    bound: u64,
+    /// `chains[k]`: the chain value after the first `k` finalized blocks.
+    chains: Vec<Hash>,
+    /// Finality claims of orders honest signers signed, above what is finalized yet:
+    /// position -> chain value there (checked as positions are finalized).
+    claims: BTreeMap<u64, Hash>,
+    /// Certificates honest members built for resyncs (byzantine members replay them).
+    old_certs: Vec<CertRequest>,
     report: Report,
     cfg_tweak: fn(&mut Config),
 }
@@ -309,13 +268,39 @@ impl Sim {
         duration: u64,
         cfg_tweak: fn(&mut Config),
     ) -> Self {
+        Self::build(seed, genesis, members, txs, Some(duration), cfg_tweak)
+    }
+
+    /// A long-outage run ([`Faults::long_from_seed`]; its duration follows from the outage).
+    #[must_use]
+    pub fn new_long(
+        seed: u64,
+        genesis: Genesis,
+        members: Vec<Member>,
+        txs: Box<dyn TxSource>,
+        cfg_tweak: fn(&mut Config),
+    ) -> Self {
+        Self::build(seed, genesis, members, txs, None, cfg_tweak)
+    }
+
+    fn build(
+        seed: u64,
+        genesis: Genesis,
+        members: Vec<Member>,
+        txs: Box<dyn TxSource>,
+        duration: Option<u64>,
+        cfg_tweak: fn(&mut Config),
+    ) -> Self {
         let mut rng = Rng::new(seed ^ 0x5eed_cafe);
         let network = genesis.network_id();
         let honest: Vec<bool> = members
             .iter()
             .map(|m| matches!(m, Member::Honest(_)))
             .collect();
-        let faults = Faults::from_seed(&mut rng, members.len(), &honest, duration);
+        let (faults, duration) = match duration {
+            Some(d) => (Faults::from_seed(&mut rng, members.len(), &honest, d), d),
+            None => Faults::long_from_seed(&mut rng, members.len(), &honest),
+        };
         let stakes = genesis
             .peers
             .iter()
@@ -336,6 +321,8 @@ impl Sim {
                         persisted: None,
                         life: 0,
                         finality: 0,
+                        frozen: None,
+                        resync: None,
                     }))
                 }
                 Member::Byzantine(key) => Node::Byz(ByzNode {
@@ -347,6 +334,7 @@ impl Sim {
             .collect::<Vec<_>>();
         let n = nodes.len();
         let byz = honest.iter().filter(|h| !**h).count();
+        let long = faults.long;
         Self {
             seed,
             rng,
@@ -365,9 +353,18 @@ impl Sim {
             finalized: Vec::new(),
             supply,
             recovery: None,
+            bound: if long {
+                LONG_RECOVERY_BOUND_MS
+            } else {
+                RECOVERY_BOUND_MS
+            },
+            chains: vec![Checkpoint::genesis(&network).chain],
+            claims: BTreeMap::new(),
+            old_certs: Vec::new(),
             report: Report {
                 seed,
                 members: (n, byz),
+                long,
                 ..Report::default()
             },
             cfg_tweak,
@@ -470,6 +467,10 @@ impl Sim {
                 self.push(self.t0 + back, Ev::Restart(who));
             }
         }
+        for (who, at, len) in self.faults.freezes.clone() {
+            self.push(self.t0 + at, Ev::Freeze(who));
+            self.push(self.t0 + at + len, Ev::Thaw(who));
+        }
         while let Some(q) = self.queue.pop() {
             if q.at > end {
                 break;
@@ -478,12 +479,9 @@ impl Sim {
             self.dispatch(q.ev)?;
         }
         if let Some((healed, _)) = self.recovery
-            && end - healed >= RECOVERY_BOUND_MS
+            && end - healed >= self.bound
         {
-            return Err(self.fail(&format!(
-                "finality did not advance within {RECOVERY_BOUND_MS} ms of the heal at t={}ms",
-                healed - self.t0
-            )));
+            return Err(self.not_recovered(healed));
         }
         let fins: Vec<u64> = self
             .nodes
@@ -513,53 +511,6 @@ fn belief(mut orders: Vec<SignedOrder>) -> Message {
     Message::Belief(Belief {
         orders: BoundedVec::try_from_vec(orders).unwrap_or_else(|_| BoundedVec::new()),
     })
-}
-
-/// Summary statistics of recovery times (ms): (count, p50, p90, p99, max).
-#[must_use]
-pub fn distribution(mut v: Vec<u64>) -> (usize, u64, u64, u64, u64) {
-    if v.is_empty() {
-        return (0, 0, 0, 0, 0);
-    }
-    v.sort_unstable();
-    let q = |p: usize| v[(v.len() - 1) * p / 100];
-    (v.len(), q(50), q(90), q(99), v[v.len() - 1])
-}
-
-/// Tally of a multi-seed run.
-#[derive(Clone, Debug, Default)]
-pub struct Tally {
-    /// Seeds run.
-    pub seeds: u64,
-    /// Forks seen (always 0 when the run passed).
-    pub forks: u64,
-    /// Finality regressions (always 0 when the run passed).
-    pub regressions: u64,
-    /// All recovery times.
-    pub recoveries: Vec<u64>,
-    /// Sum of the highest finality per seed.
-    pub blocks: u64,
-    /// Transactions applied.
-    pub txs: u64,
-    /// Byzantine members over all seeds.
-    pub byzantine: u64,
-    /// Signer refusals.
-    pub refusals: u64,
-    /// Seeds that had at least one byzantine member.
-    pub byz_seeds: u64,
-}
-
-impl Tally {
-    /// Add one report.
-    pub fn add(&mut self, r: &Report) {
-        self.seeds += 1;
-        self.recoveries.extend_from_slice(&r.recoveries);
-        self.blocks += r.max_finality;
-        self.txs += r.applied_txs;
-        self.byzantine += r.members.1 as u64;
-        self.byz_seeds += u64::from(r.members.1 > 0);
-        self.refusals += r.refusals;
-    }
 }
 
 /// Members' key map helper for tests: which genesis index is which key.

@@ -4,8 +4,9 @@
 use cvx_consensus::Config;
 use cvx_consensus::sim::{Member, RawKey, Rng, Sim, TxSource};
 use cvx_loadgen::{Keypair, SimSigner, TestNet, Wallet, fast_params, test_net};
+use cvx_protocol::certificate::{CertRequest, OrderHeader, TrustedTable};
 use cvx_protocol::consensus::{BlockHeader, Order};
-use cvx_protocol::ledger::{Params, SignedTransaction};
+use cvx_protocol::ledger::{Genesis, Params, SignedTransaction};
 use cvx_protocol::policy::{PolicyParams, Refusal, Request};
 use cvx_protocol::{NetworkId, PublicKey, Signature, Timestamp};
 
@@ -17,6 +18,9 @@ impl cvx_consensus::sim::SignerModel for Signer {
     }
     fn crash(&mut self) {
         self.0.crash();
+    }
+    fn certify(&mut self, req: &CertRequest, now: Timestamp) -> Result<(), Refusal> {
+        self.0.certify(req, now)
     }
 }
 
@@ -30,6 +34,9 @@ impl RawKey for Raw {
         self.0.sign_value(network, o)
     }
     fn sign_block(&self, network: &NetworkId, h: &BlockHeader) -> Signature {
+        self.0.sign_value(network, h)
+    }
+    fn sign_header(&self, network: &NetworkId, h: &OrderHeader) -> Signature {
         self.0.sign_value(network, h)
     }
 }
@@ -118,6 +125,54 @@ pub fn scenario(seed: u64) -> (TestNet, Vec<bool>) {
     (test_net(seed, &stakes, n + 4, 1_000_000, params), honest)
 }
 
+/// Network shape of a long-outage seed: 4 peers (5 in a fifth of seeds), equal stakes in
+/// half of them, one byzantine member (below 0.3 of stake) in half of them.
+pub fn scenario_long(seed: u64) -> (TestNet, Vec<bool>) {
+    let mut rng = Rng::new(seed ^ 0x10e6);
+    let n = if rng.chance(200) { 5 } else { 4 };
+    let mut stakes: Vec<u64> = (0..n).map(|_| rng.range(1_000, 10_000)).collect();
+    if rng.chance(500) {
+        let s = stakes[0];
+        stakes.iter_mut().for_each(|x| *x = s);
+    }
+    let mut honest = vec![true; n];
+    if rng.chance(500) {
+        honest[n - 1] = false;
+        let others: u64 = stakes[..n - 1].iter().sum();
+        // Strictly below 0.3 of the total: b < 3/7 of the others.
+        stakes[n - 1] = stakes[n - 1].min(others * 3 / 7 - 1);
+    }
+    let mut params: Params = fast_params();
+    params.min_block_time_ms = 100;
+    (test_net(seed, &stakes, n + 4, 1_000_000, params), honest)
+}
+
+/// Whether `seed` runs a long outage: every twentieth seed; `CVX_SIM_LONG=1` makes every
+/// seed one, `CVX_SIM_LONG=0` none. Never in devnet mode.
+pub fn long_seed(seed: u64) -> bool {
+    if devnet_mode() {
+        return false;
+    }
+    match std::env::var("CVX_SIM_LONG").as_deref() {
+        Ok("1") => true,
+        Ok("0") => false,
+        _ => seed.is_multiple_of(20),
+    }
+}
+
+/// The trusted table a signer starts with: the genesis table (cvx-signer's
+/// `genesis_file`).
+pub fn genesis_trust(genesis: &Genesis) -> TrustedTable {
+    TrustedTable {
+        position: 0,
+        confirmed_at: genesis.time,
+        table: cvx_consensus::stake_table(
+            &cvx_consensus::ledger::State::from_genesis(genesis),
+            genesis.params.min_stake,
+        ),
+    }
+}
+
 /// `CVX_SIM_DEVNET=1`: the devnet's shape (4 equal peers, 20 ms blocks, default timing).
 pub fn devnet_mode() -> bool {
     std::env::var("CVX_SIM_DEVNET").is_ok_and(|v| v == "1")
@@ -133,19 +188,23 @@ pub fn tweak(cfg: &mut Config) {
 }
 
 pub fn build(seed: u64, duration: u64) -> Sim {
-    let (net, honest) = scenario(seed);
+    let long = long_seed(seed);
+    let (net, honest) = if long {
+        scenario_long(seed)
+    } else {
+        scenario(seed)
+    };
     let network = net.genesis.network_id();
+    let trust = genesis_trust(&net.genesis);
     let members: Vec<Member> = net
         .peers
         .into_iter()
         .zip(&honest)
         .map(|(k, h)| {
             if *h {
-                Member::Honest(Box::new(Signer(SimSigner::new(
-                    k,
-                    network,
-                    policy_params(),
-                ))))
+                Member::Honest(Box::new(Signer(
+                    SimSigner::new(k, network, policy_params()).with_trust(trust.clone()),
+                )))
             } else {
                 Member::Byzantine(Box::new(Raw(k)))
             }
@@ -155,7 +214,11 @@ pub fn build(seed: u64, duration: u64) -> Sim {
         wallet: Wallet::new(network, net.accounts),
         network,
     };
-    Sim::new(seed, net.genesis, members, Box::new(load), duration, tweak)
+    if long {
+        Sim::new_long(seed, net.genesis, members, Box::new(load), tweak)
+    } else {
+        Sim::new(seed, net.genesis, members, Box::new(load), duration, tweak)
+    }
 }
 
 pub fn params() -> Params {

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
+use cvx_protocol::certificate::CertRequest;
 use cvx_protocol::peer_wire::{Answer, Query, Status, SyncPoint};
 
 use super::MainLoop;
@@ -13,8 +14,14 @@ use super::MAX_API_WAITERS;
 use crate::api::{ApiQuery, ApiReply};
 use crate::error::NodeError;
 
+/// How long an answered certificate is reused (`Query::Certificate`).
+pub const CERT_REFRESH: std::time::Duration = std::time::Duration::from_millis(250);
+
 impl MainLoop {
-    pub(super) fn answer(&self, q: &Query) -> Answer {
+    pub(super) fn answer(&mut self, q: &Query) -> Answer {
+        if let Query::Certificate = q {
+            return Answer::Certificate(self.certificate());
+        }
         let ledger = self.peer.ledger();
         match q {
             Query::Account(a) => Answer::Account(ledger.account(*a).cloned()),
@@ -22,7 +29,24 @@ impl MainLoop {
             Query::Transaction(id) => Answer::Transaction(self.results.get(id).cloned()),
             Query::Status => Answer::Status(self.status()),
             Query::SyncPoint(at) => Answer::SyncPoint(self.sync_point(*at)),
+            Query::Certificate => Answer::Certificate(None),
         }
+    }
+
+    /// The machine's finality certificate, recomputed at most every
+    /// [`CERT_REFRESH`] (anyone may ask, and building one verifies up to 256 signatures).
+    fn certificate(&mut self) -> Option<Box<CertRequest>> {
+        let fresh = self
+            .cert_cache
+            .0
+            .is_some_and(|t| t.elapsed() < CERT_REFRESH);
+        if !fresh {
+            self.cert_cache = (
+                Some(std::time::Instant::now()),
+                self.peer.certificate().map(Box::new),
+            );
+        }
+        self.cert_cache.1.clone()
     }
 
     /// `None`: the newest persisted sync point (its tree is in the store). `Some(p)`: what

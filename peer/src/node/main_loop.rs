@@ -68,6 +68,14 @@ impl MainLoop {
                 _ = slow.tick() => self.housekeeping(),
                 Some((q, reply)) = api.recv() => self.on_api(q, reply)?,
             }
+            // Answers to the old machine's sign requests (the session answers in order,
+            // so every one has arrived by now): its request ids mean nothing to the
+            // restored machine.
+            if let Some((finality, network_finality)) = self.resync.take()
+                && self.resync(finality, network_finality).await
+            {
+                while signed.try_recv().is_ok() {}
+            }
         }
         tracing::info!("shutting down: goodbye to peers, checkpoint, close");
         let bye = Arc::new(cvx_protocol::peer_wire::encode_frame(&Message::Goodbye));
@@ -243,11 +251,83 @@ impl MainLoop {
                     tracing::error!(?fork, "fork detected: consensus halted");
                     return Err(NodeError::Halted(format!("{fork:?}")));
                 }
-                // Not emitted yet (issue 14, step 3 builds the resync).
-                Action::Resync { .. } => {}
+                // Carried out by the loop once this batch is done ([`MainLoop::resync`]).
+                Action::Resync {
+                    finality,
+                    network_finality,
+                } => self.resync = Some((finality, network_finality)),
             }
         }
         Ok(())
+    }
+
+    /// The machine cannot catch up from orders (`Action::Resync`): sync to the network
+    /// ([`super::join::sync_to_network`]: certificate, state, signer commit) and restore
+    /// the machine there, without restarting the process. Not in consensus meanwhile
+    /// (clients get NETWORK). A failure is logged and the old machine goes on (it asks
+    /// again). True when the machine was replaced.
+    async fn resync(&mut self, finality: u64, network_finality: u64) -> bool {
+        let t0 = std::time::Instant::now();
+        if self.ctx.shared.in_consensus.swap(false, Ordering::Relaxed) {
+            tracing::info!(in_consensus = false, "consensus participation changed");
+        }
+        let from = self.peer.ledger().height();
+        let min_stake = self.cfg.genesis.params.min_stake.get();
+        let mut sources = super::join::sources(&self.settings, self.peer.ledger(), min_stake);
+        for h in self.conns.values().filter_map(|c| c.dialed.as_ref()) {
+            if !sources.contains(h) {
+                sources.push(h.clone());
+            }
+        }
+        let snap = match super::join::sync_to_network(
+            &self.settings,
+            &sources,
+            &self.cfg,
+            &mut self.persist,
+            (&self.ctx.signer, super::join::RESYNC_WAIT),
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(
+                    finality,
+                    network_finality,
+                    error = %e,
+                    "resync failed; the consensus machine asks again"
+                );
+                return false;
+            }
+        };
+        let to = snap.ledger.height();
+        self.sign_pending.clear();
+        self.sign_held.clear();
+        self.restart_machine(snap);
+        tracing::info!(
+            from,
+            to,
+            network_finality,
+            elapsed_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "resynced from position {from} to {to} in {} ms",
+            t0.elapsed().as_millis()
+        );
+        true
+    }
+
+    /// Replace the machine by one restored from `snap` (a synced state).
+    pub(super) fn restart_machine(&mut self, snap: consensus::Snapshot) {
+        let height = snap.ledger.height();
+        self.peer = consensus::Peer::restore(self.cfg.clone(), snap);
+        self.synced_from = height;
+        self.chain_log.clear();
+        if let Some(c) = chain_at_height(&self.peer, height) {
+            self.chain_log
+                .push_back((height, c, self.peer.ledger().state_hash()));
+        }
+        self.cert_cache = (None, None);
+        if let Ok(mut g) = self.ctx.shared.state.write() {
+            *g = Arc::new(self.peer.ledger().clone());
+        }
     }
 
     fn on_finalized(&mut self, f: &consensus::Finalized) {

@@ -51,7 +51,7 @@ pub use answers::status_json;
 pub use join::JOIN_WAIT_ROUNDS;
 
 use connection::accept_loop;
-use join::join_by_state_sync;
+use join::sync_to_network;
 
 /// How long the other side's Hello may take.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -279,15 +279,21 @@ impl Node {
         let mut synced_from = 0;
         let peer = match persist.load(&cfg)? {
             Some(snap) => {
-                tracing::info!(position = snap.ledger.height(), "restored from the store");
-                consensus::Peer::restore(cfg, snap)
+                let height = snap.ledger.height();
+                tracing::info!(position = height, "restored from the store");
+                let (snap, synced) =
+                    join::resync_at_start(&settings, &cfg, &mut persist, &signer, snap).await?;
+                synced_from = synced;
+                consensus::Peer::restore(cfg.clone(), snap)
             }
             None if settings.state_sync => {
-                let snap = join_by_state_sync(&settings, &cfg, &mut persist, &signer).await?;
+                let sources = settings.bootstrap.clone();
+                let wait = (&signer, join::JOIN_WAIT);
+                let snap = sync_to_network(&settings, &sources, &cfg, &mut persist, wait).await?;
                 synced_from = snap.ledger.height();
-                consensus::Peer::restore(cfg, snap)
+                consensus::Peer::restore(cfg.clone(), snap)
             }
-            None => consensus::Peer::new(cfg),
+            None => consensus::Peer::new(cfg.clone()),
         };
         let start_position = peer.ledger().height();
         let chain_log = persist
@@ -353,6 +359,9 @@ impl Node {
             events: tokio::sync::broadcast::channel(EVENTS_BUFFERED).0,
             api_waiters: HashMap::new(),
             submitted_at: HashMap::new(),
+            cfg,
+            cert_cache: (None, None),
+            resync: None,
         };
         main.run(in_rx, api_rx, signed, shutdown).await
     }
@@ -409,6 +418,16 @@ struct MainLoop {
     api_waiters: HashMap<Hash, Vec<tokio::sync::oneshot::Sender<crate::api::ApiReply>>>,
     /// When each pending client transaction reached this peer (finality latency).
     submitted_at: HashMap<Hash, std::time::Instant>,
+    /// The machine's settings (a resync restores the machine with them).
+    cfg: consensus::Config,
+    /// The last certificate answered and when it was built ([`answers::CERT_REFRESH`]).
+    cert_cache: (
+        Option<std::time::Instant>,
+        Option<Box<cvx_protocol::certificate::CertRequest>>,
+    ),
+    /// A resync the machine asked for (`Action::Resync`: finality, network finality),
+    /// carried out by the loop between two inputs ([`join`]).
+    resync: Option<(u64, u64)>,
 }
 
 /// Finalized-block events buffered for the slowest event-stream client; one further

@@ -264,6 +264,15 @@ impl Task {
                 let _ = tx.send(r);
                 return failed.map_or(Ok(()), Err);
             }
+            Job::Certify(req, tx) => {
+                let r = self.certify(conn, *req).await;
+                let broken = match &r {
+                    Err(SignError::Refused { .. } | SignError::Locked) | Ok(_) => None,
+                    Err(e) => Some(e.clone()),
+                };
+                let _ = tx.send(r);
+                return broken.map_or(Ok(()), Err);
+            }
             Job::Sign { request, reply } => (request, reply),
         };
         if conn.locked {
@@ -296,6 +305,35 @@ impl Task {
         broken.map_or(Ok(()), Err)
     }
 
+    /// One `Certify` on a live connection: `Certified`, or the signer's refusal with its
+    /// `CERT_*` code kept.
+    async fn certify(
+        &self,
+        conn: &mut Conn,
+        req: cvx_protocol::certificate::CertRequest,
+    ) -> Result<super::Certified, SignError> {
+        if conn.locked {
+            return Err(SignError::Locked);
+        }
+        let s = &self.settings;
+        let msg = ClientMessage::Certify(req);
+        match call(&mut conn.stream, &s.socket, &msg, s.reply_timeout).await? {
+            SignerMessage::Certified { moved, watermark } => Ok((moved, watermark)),
+            SignerMessage::Refused {
+                code: RefuseCode::Locked,
+                ..
+            } => {
+                self.lock_state(conn, true);
+                Err(SignError::Locked)
+            }
+            SignerMessage::Refused { code, detail } => Err(SignError::Refused {
+                code,
+                detail: detail.as_str().to_owned(),
+            }),
+            other => Err(unexpected("Certify", &other)),
+        }
+    }
+
     fn lock_state(&self, conn: &mut Conn, locked: bool) {
         if conn.locked != locked {
             conn.locked = locked;
@@ -319,6 +357,9 @@ impl Task {
         match job {
             Job::Sign { reply, .. } => self.reply(reply, Err(e)).await,
             Job::Status(tx) => {
+                let _ = tx.send(Err(e));
+            }
+            Job::Certify(_, tx) => {
                 let _ = tx.send(Err(e));
             }
         }

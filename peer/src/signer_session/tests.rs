@@ -160,7 +160,22 @@ async fn serve_fake(mut s: UnixStream, st: Arc<FakeState>) {
             }
             ClientMessage::Lock => SignerMessage::Locked,
             ClientMessage::PublicKey => SignerMessage::PublicKey(st.key),
-            ClientMessage::Certify(_) => panic!("the session never sends certificates yet"),
+            // Accepts a certificate at an even position, refuses one at an odd position.
+            ClientMessage::Certify(_) if *st.locked.lock().unwrap() => {
+                SignerMessage::refused(RefuseCode::Locked, "locked")
+            }
+            ClientMessage::Certify(req) if req.certificate.anchor.position % 2 == 1 => {
+                SignerMessage::refused(RefuseCode::CertBelowLock, "below the lock")
+            }
+            ClientMessage::Certify(req) => SignerMessage::Certified {
+                moved: true,
+                watermark: Watermark {
+                    block: None,
+                    order: None,
+                    consensus: Some(req.certificate.anchor),
+                    finality: req.certificate.anchor.position,
+                },
+            },
         };
         if s.write_all(&signer_wire::encode_frame(&answer))
             .await
@@ -483,4 +498,55 @@ async fn a_restarted_signer_is_tried_at_once_not_at_the_next_backoff_step() {
     let _fake = Fake::start(&path, key(1), Mode::Sign);
     let took = until("up", Duration::from_secs(5), || s.is_up()).await;
     assert!(took < Duration::from_millis(1_000), "{took:?}");
+}
+
+fn cert(position: u64) -> CertRequest {
+    use cvx_protocol::certificate::{CertKind, Certificate};
+    CertRequest {
+        certificate: Certificate {
+            network: network(),
+            kind: CertKind::Finality,
+            anchor: cvx_protocol::consensus::Checkpoint {
+                position,
+                chain: Hash([9; 32]),
+            },
+            stake_root: Hash([8; 32]),
+            ids: cvx_protocol::BoundedVec::new(),
+            votes: cvx_protocol::BoundedVec::new(),
+        },
+        table: None,
+    }
+}
+
+#[tokio::test]
+async fn certify_returns_the_new_watermark_or_the_cert_refusal_code() {
+    let path = sock("certify");
+    let fake = Fake::start(&path, key(1), Mode::Sign);
+    let (s, _signed) = SignerSession::start(settings(&path, 2_000)).await.unwrap();
+    let (moved, w) = s.certify(cert(40)).await.unwrap();
+    assert!(moved);
+    assert_eq!(w.consensus.map(|c| c.position), Some(40));
+    assert_eq!(w.finality, 40);
+    match s.certify(cert(41)).await {
+        Err(SignError::Refused { code, detail }) => {
+            assert_eq!(code, RefuseCode::CertBelowLock);
+            assert_eq!(detail, "below the lock");
+        }
+        other => panic!("expected the refusal, got {other:?}"),
+    }
+    // A refusal is the signer's answer: the connection stays, the next request works.
+    assert!(s.is_up());
+    assert_eq!(s.sign(request(3)).await.unwrap(), sig_of(3));
+    assert_eq!(fake.state.connections.load(Ordering::SeqCst), 1);
+    fake.set_locked(true);
+    assert!(matches!(s.certify(cert(42)).await, Err(SignError::Locked)));
+    drop(fake);
+    until("down", Duration::from_secs(5), || {
+        matches!(s.health(), Health::Down(_))
+    })
+    .await;
+    assert!(matches!(
+        s.certify(cert(44)).await,
+        Err(SignError::Unreachable { .. })
+    ));
 }

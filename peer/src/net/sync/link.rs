@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use cvx_protocol::certificate::CertRequest;
 use cvx_protocol::consensus::{ChallengeResponse, SignedChallengeResponse};
 use cvx_protocol::peer_wire::{
     Answer, Hello, MAX_BLOCK_IDS, Message, PEER_WIRE_VERSION, Query, Role, SyncPoint,
@@ -139,6 +140,21 @@ impl Link {
             if let Message::Answer(a) = self.next().await? {
                 return match a {
                     Answer::SyncPoint(sp) => Ok(sp),
+                    _ => Err("unexpected answer".into()),
+                };
+            }
+        }
+    }
+
+    /// The peer's newest finality certificate (`Query::Certificate`).
+    pub(super) async fn certificate(&mut self) -> Result<Option<CertRequest>, String> {
+        write_msg(&mut self.stream, &Message::Query(Query::Certificate))
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            if let Message::Answer(a) = self.next().await? {
+                return match a {
+                    Answer::Certificate(c) => Ok(c.map(|b| *b)),
                     _ => Err("unexpected answer".into()),
                 };
             }

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use cvx_etch::Store;
 use cvx_etch::merkle;
+use cvx_protocol::certificate::CertRequest;
 use cvx_protocol::consensus::Checkpoint;
 use cvx_protocol::hash::chain_over;
 use cvx_protocol::peer_wire::{MAX_REQUEST_IDS, SyncPoint};
@@ -37,6 +38,8 @@ mod link;
 
 /// How long one exchange with a bootstrap peer may take.
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the start-up probe ([`newest_sync_point`]) waits for one host.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Confirmation rounds at most (500 ms apart) while too little stake has answered.
 pub const CONFIRM_ATTEMPTS: u32 = 5;
 /// Rounds of `GetState` at most (a round fetches up to 256 nodes; each round goes one
@@ -84,6 +87,16 @@ pub enum SyncError {
         /// Set when peers disagreed.
         conflict: String,
     },
+    /// Every source offers a state below the position the signer committed to.
+    #[error(
+        "the newest state offered is at position {offered}, below {wanted}, the position this peer's signer committed to"
+    )]
+    Behind {
+        /// The highest sync point offered.
+        offered: u64,
+        /// The position the state must reach.
+        wanted: u64,
+    },
     /// Our signer would not sign what the join needs.
     #[error("the signer refused the join: {0}")]
     Signer(String),
@@ -119,7 +132,7 @@ pub async fn join(
     bootstrap: &[String],
     network: NetworkId,
     me: PublicKey,
-    min_stake: u64,
+    (min_stake, at_least): (u64, u64),
     store: &Store,
     signer: &SignerSession,
 ) -> Result<Joined, SyncError> {
@@ -154,6 +167,12 @@ pub async fn join(
     let Some((mut link, point, root)) = best else {
         return Err(SyncError::NoSyncPoint(why.join("; ")));
     };
+    if point.position < at_least {
+        return Err(SyncError::Behind {
+            offered: point.position,
+            wanted: at_least,
+        });
+    }
     tracing::info!(
         host = %link.host,
         position = point.position,
@@ -193,6 +212,91 @@ pub async fn join(
     })
 }
 
+/// The highest position among the newest sync points `hosts` offer (`None`: nobody
+/// answered with one).
+pub async fn newest_sync_point(
+    hosts: &[String],
+    network: NetworkId,
+    me: PublicKey,
+    signer: &SignerSession,
+) -> Option<u64> {
+    let mut best = None;
+    for host in hosts {
+        // A start-up probe: a host that is down or frozen is not waited for long.
+        let ask = async {
+            let mut link = Link::open(host, network, me, signer).await?;
+            link.sync_point(None).await
+        };
+        if let Ok(Ok(Some(sp))) = tokio::time::timeout(PROBE_TIMEOUT, ask).await {
+            best = best.max(Some(sp.position));
+        }
+    }
+    best
+}
+
+/// The newest finality certificate (with its stake table) each of `hosts` offers, in the
+/// order asked, until `take` accepts one (`take` returns `Some`): the certificates and
+/// why the others gave none are logged by the caller.
+///
+/// # Errors
+/// Every host's failure, joined, when `take` accepted none.
+pub async fn certificates<T>(
+    hosts: &[String],
+    network: NetworkId,
+    me: PublicKey,
+    signer: &SignerSession,
+    take: impl AsyncFnMut(&str, CertRequest) -> Result<Option<T>, String>,
+) -> Result<T, String> {
+    let fetch = async |host: &str| {
+        // A source that is down or frozen is not waited for long: there are others.
+        let ask = async {
+            let mut link = Link::open(host, network, me, signer).await?;
+            link.certificate().await
+        };
+        tokio::time::timeout(PROBE_TIMEOUT, ask)
+            .await
+            .map_err(|_| format!("no answer within {PROBE_TIMEOUT:?}"))?
+    };
+    first_accepted(hosts, fetch, take).await
+}
+
+/// Ask each host in turn (`fetch`) and hand what it offers to `take`, until `take`
+/// accepts (`Some`); a host that offers nothing, fails, or whose offer `take` refuses
+/// (`Err`) is passed over for the next one.
+///
+/// # Errors
+/// Every host's reason, joined, when none was accepted.
+pub async fn first_accepted<C, T>(
+    hosts: &[String],
+    mut fetch: impl AsyncFnMut(&str) -> Result<Option<C>, String>,
+    mut take: impl AsyncFnMut(&str, C) -> Result<Option<T>, String>,
+) -> Result<T, String> {
+    let mut why: Vec<(&str, String)> = Vec::new();
+    for host in hosts {
+        match fetch(host).await {
+            Ok(Some(c)) => match take(host, c).await {
+                Ok(Some(t)) => return Ok(t),
+                Ok(None) => {}
+                Err(e) => why.push((host, e)),
+            },
+            Ok(None) => why.push((host, "no certificate (no quorum in its view)".into())),
+            Err(e) => why.push((host, e)),
+        }
+    }
+    Err(match why.as_slice() {
+        [] => "no source to ask".into(),
+        [(_, first), rest @ ..] if !rest.is_empty() && rest.iter().all(|(_, w)| w == first) => {
+            let names: Vec<&str> = why.iter().map(|(h, _)| *h).collect();
+            format!("every source ({}): {first}", names.join(", "))
+        }
+        _ => why
+            .iter()
+            .map(|(h, w)| format!("{h}: {w}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+    })
+}
+
 /// The block ids at positions `from.position .. to.position`, from the first bootstrap peer
 /// that has them, checked to link `from` to `to` (`chain_over(from.chain, ids) ==
 /// to.chain`): the bridge a signer that already committed to `from` needs before it signs an
@@ -219,7 +323,7 @@ pub async fn fetch_bridge(
         return Err(SyncError::Fetch {
             host: bootstrap.join(","),
             problem: format!(
-                "this peer's signer committed to position {} and the state is at {}: more than {MAX_BRIDGE} blocks apart, too far to bridge",
+                "this peer's signer committed to position {} and the state is at {}: more than {MAX_BRIDGE} blocks apart, and no finality certificate moved the signer forward",
                 from.position, to.position
             ),
         });
@@ -369,6 +473,11 @@ async fn confirm(
     let mut disagree = 0u128;
     let mut counted: HashSet<PublicKey> = HashSet::new();
     for host in &hosts {
+        // More than 2/3 agreeing: nobody left can make more than 1/3 disagree (and a
+        // frozen peer further down the list is not waited for).
+        if agree.saturating_mul(3) > total.saturating_mul(2) {
+            break;
+        }
         let mut link = match Link::open(host, network, me, signer).await {
             Ok(l) => l,
             Err(e) => {
@@ -414,191 +523,4 @@ async fn confirm(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::link::STATE_LOAD_BACKOFF;
-    use super::*;
-    use crate::net::{read_frame, write_msg};
-    use crate::persist::write_state;
-    use cvx_protocol::ledger::{Genesis, GenesisAccount, GenesisPeer};
-    use cvx_protocol::peer_wire::Message;
-    use cvx_protocol::{Address, Amount, BoundedVec, ErrorCode};
-    use tokio::net::TcpStream;
-
-    fn pk(i: u8) -> PublicKey {
-        (0u8..=255)
-            .find_map(|n| PublicKey::from_bytes(&cvx_protocol::hash::hash_parts(&[&[i, n]]).0).ok())
-            .unwrap()
-    }
-
-    /// A served state (a source store) of 300 accounts and 3 peers, and its sync point.
-    fn source(dir: &std::path::Path) -> (Store, cvx_etch::Hash, SyncPoint) {
-        let g = Genesis {
-            network_name: cvx_protocol::primitives::Name::new("sync-test").unwrap(),
-            time: cvx_protocol::Timestamp(5),
-            accounts: BoundedVec::try_from_vec(
-                (0..300u32)
-                    .map(|i| GenesisAccount {
-                        key: pk(u8::try_from(i % 200).unwrap()),
-                        balance: Amount::new(u64::from(i) + 1).unwrap(),
-                    })
-                    .collect(),
-            )
-            .unwrap(),
-            peers: BoundedVec::try_from_vec(
-                (0..3u8)
-                    .map(|i| GenesisPeer {
-                        key: pk(200 + i),
-                        controller: Address(u64::from(i)),
-                        stake: Amount::new(5_000).unwrap(),
-                        host: None,
-                    })
-                    .collect(),
-            )
-            .unwrap(),
-            params: crate::test_params::params(),
-        };
-        let state = State::from_genesis(&g);
-        let (store, _) = Store::open(dir.join("source.etch")).unwrap();
-        let root = write_state(&store, None, &state).unwrap();
-        let point = SyncPoint {
-            position: 0,
-            chain: Hash([1; 32]),
-            state_hash: state.state_hash(),
-            root: Some(Hash(root.0)),
-        };
-        (store, root, point)
-    }
-
-    fn serve(src: &Store, ids: &[cvx_etch::Hash]) -> Vec<Vec<u8>> {
-        ids.iter().filter_map(|h| src.get(h).unwrap()).collect()
-    }
-
-    fn tmp(name: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("cvx-sync-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
-    fn run<T>(f: impl Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(f)
-    }
-
-    #[test]
-    fn a_load_answer_to_a_state_request_is_waited_out_and_repeated() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            // A serving peer over its budget twice, then answering.
-            let server = tokio::spawn(async move {
-                let (mut s, _) = listener.accept().await.unwrap();
-                let mut asked = 0;
-                while let Ok(m) = read_frame(&mut s, SYNC_TIMEOUT, SYNC_TIMEOUT).await {
-                    if let Message::GetState(_) = m {
-                        asked += 1;
-                        let reply = if asked < 3 {
-                            Message::Error {
-                                code: ErrorCode::Load,
-                                detail: cvx_protocol::BoundedString::new("slow down").unwrap(),
-                            }
-                        } else {
-                            let node = BoundedVec::try_from_vec(vec![1, 2, 3]).unwrap();
-                            Message::State(BoundedVec::try_from_vec(vec![node]).unwrap())
-                        };
-                        write_msg(&mut s, &reply).await.unwrap();
-                    }
-                }
-                asked
-            });
-            let mut link = Link {
-                stream: TcpStream::connect(addr).await.unwrap(),
-                host: "test".into(),
-                key: None,
-            };
-            let t0 = tokio::time::Instant::now();
-            let nodes = link.get_state(&[cvx_etch::Hash([1; 32])]).await.unwrap();
-            assert_eq!(nodes, vec![vec![1, 2, 3]]);
-            assert!(
-                t0.elapsed() >= 2 * STATE_LOAD_BACKOFF,
-                "it waited each LOAD out"
-            );
-            drop(link);
-            assert_eq!(server.await.unwrap(), 3, "asked again after each LOAD");
-        });
-    }
-
-    #[test]
-    fn an_honest_source_yields_the_state_node_by_node() {
-        let d = tmp("honest");
-        let (src, root, point) = source(&d);
-        let (dst, _) = Store::open(d.join("dst.etch")).unwrap();
-        let mut rounds = 0;
-        let (state, nodes) = run(fetch_state(&dst, &point, root, "src", async |ids| {
-            rounds += 1;
-            Ok(serve(&src, ids))
-        }))
-        .unwrap();
-        assert_eq!(state.accounts_len(), 300);
-        assert_eq!(state.peers().count(), 3);
-        assert_eq!(state.state_hash(), point.state_hash);
-        assert!(
-            nodes > 300 && rounds >= 3,
-            "{nodes} nodes in {rounds} rounds"
-        );
-        let _ = std::fs::remove_dir_all(&d);
-    }
-
-    #[test]
-    fn a_lying_or_unhelpful_source_is_refused() {
-        let d = tmp("liar");
-        let (src, root, point) = source(&d);
-        // Unrequested bytes (e.g. a tampered node: its hash is no longer the one asked for).
-        let (dst, _) = Store::open(d.join("a.etch")).unwrap();
-        let e = run(fetch_state(&dst, &point, root, "src", async |ids| {
-            let mut v = serve(&src, ids);
-            if let Some(n) = v.first_mut() {
-                let last = n.len() - 1;
-                n[last] ^= 1;
-            }
-            Ok(v)
-        }))
-        .unwrap_err();
-        assert!(matches!(e, SyncError::Fetch { .. }), "{e}");
-        // Nothing served.
-        let (dst, _) = Store::open(d.join("b.etch")).unwrap();
-        let e = run(fetch_state(&dst, &point, root, "src", async |_| {
-            Ok(Vec::new())
-        }))
-        .unwrap_err();
-        assert!(e.to_string().contains("does not serve"), "{e}");
-        // A genuine tree that is not the state the sync point names.
-        let (dst, _) = Store::open(d.join("c.etch")).unwrap();
-        let mut wrong = point.clone();
-        wrong.state_hash = Hash([7; 32]);
-        let e = run(fetch_state(&dst, &wrong, root, "src", async |ids| {
-            Ok(serve(&src, ids))
-        }))
-        .unwrap_err();
-        assert!(matches!(e, SyncError::Mismatch { .. }), "{e}");
-        let _ = std::fs::remove_dir_all(&d);
-    }
-
-    #[test]
-    fn more_than_a_third_of_stake_must_confirm() {
-        assert!(!confirmed(0, 0, 0), "no stake, no confirmation");
-        assert!(!confirmed(1, 0, 3), "exactly 1/3 is not enough");
-        assert!(confirmed(2, 0, 5), "2/5 > 1/3");
-        assert!(confirmed(4, 1, 5), "a minority that disagrees is outvoted");
-        assert!(
-            !confirmed(2, 2, 5),
-            "more than 1/3 disagreeing refuses the join"
-        );
-    }
-}
+mod tests;
