@@ -26,10 +26,12 @@ pub use crate::ids::IdHasher;
 use crate::ids::{IdMap, IdSet};
 use crate::ledger::{BlockOutcome, State};
 use crate::merge::{BlockStatus, CatchUp, ForkDetected, MergeParams, OwnView, Voter};
+pub use limits::{Held, MAX_HELD_BLOCKS, MAX_HELD_TXS, MAX_REQUESTED};
 
 mod catch_up;
 mod finality;
 mod inputs;
+mod limits;
 mod merging;
 mod produce;
 mod report;
@@ -225,6 +227,11 @@ pub enum Dropped {
     TxLoad,
     /// Transaction that can never apply (unknown origin, old sequence) or a duplicate.
     TxUseless,
+    /// Block not asked for, dropped because the held blocks are at their cap
+    /// ([`MAX_HELD_TXS`], [`MAX_HELD_BLOCKS`]).
+    BlockLoad,
+    /// Block request not remembered because [`MAX_REQUESTED`] requests are pending.
+    RequestLoad,
 }
 
 /// Counters.
@@ -277,6 +284,8 @@ pub struct Peer {
     history: VecDeque<Hash>,
     signed_consensus: Option<Checkpoint>,
     blocks: IdMap<Hash, Arc<Block>>,
+    /// Transactions in `blocks` (capped: [`MAX_HELD_TXS`]).
+    held_txs: usize,
     others: BTreeMap<PublicKey, SignedOrder>,
     own_new: Vec<Hash>,
     /// Pending transactions with their ids; an id missing from `mempool_ids` is a
@@ -357,6 +366,7 @@ impl Peer {
             history: VecDeque::new(),
             signed_consensus: None,
             blocks: IdMap::default(),
+            held_txs: 0,
             others: BTreeMap::new(),
             own_new: Vec::new(),
             mempool: VecDeque::new(),
@@ -390,6 +400,7 @@ impl Peer {
         let network = cfg.genesis.network_id();
         let mut p = Self::empty(cfg, network, snap.ledger);
         for b in snap.blocks {
+            p.held_txs += b.transactions.len();
             p.blocks.insert(b.id(), b);
         }
         p.history = snap.history.into_iter().collect();

@@ -68,7 +68,11 @@ impl MainLoop {
             refuse(self, ErrorCode::Load);
             return Ok(());
         }
-        self.waiting.entry(id).or_default().push(conn);
+        // Once per connection, and a few connections per transaction (bounded memory).
+        let w = self.waiting.entry(id).or_default();
+        if !w.contains(&conn) && w.len() < super::MAX_WAITERS_PER_TX {
+            w.push(conn);
+        }
         self.note_submitted(id);
         let acts = self.peer.handle(now(), Event::Transaction(tx));
         self.carry_out(acts)
