@@ -4,7 +4,7 @@
 //! reaches the loop; `GetState` is served here, rate-limited per connection.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use cvx_protocol::consensus::{ChallengeResponse, SignedChallengeResponse};
@@ -13,15 +13,13 @@ use cvx_protocol::peer_wire::{
 };
 use cvx_protocol::policy::{Request, SignRequest};
 use cvx_protocol::{BoundedVec, ErrorCode, Hash, PublicKey, Token};
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 
 use super::client::check_tx;
+use super::write_queue::{self, FrameTx};
 use super::{
     CLIENT_IDLE, Ctx, FRAME_BODY, HELLO_TIMEOUT, INPUT_EXPANSION, Input, PEER_IDLE,
-    STATE_REQUESTS_PER_SEC, Shared, WRITE_QUEUE, WRITE_QUEUE_BYTES, WRITE_QUEUES_BYTES,
-    error_frame, random_token,
+    STATE_REQUESTS_PER_SEC, Shared, error_frame, random_token,
 };
 use crate::clock::now;
 use crate::net::{self, FrameError};
@@ -108,7 +106,7 @@ async fn connection(
         return fail_dial(dialed, &ctx).await;
     }
     let (wtx, wrx) = FrameTx::channel(&ctx.shared.write);
-    tokio::spawn(write_frames(wr, wrx, wtx.clone()));
+    tokio::spawn(write_queue::write_frames(wr, wrx, wtx.bytes()));
     if ctx
         .inputs
         .send(Input::Opened {
@@ -300,94 +298,6 @@ async fn read_loop(
     }
 }
 
-/// The sending side of one connection's write queue, bounded twice: at most
-/// [`WRITE_QUEUE`] frames and [`WRITE_QUEUE_BYTES`] bytes for this connection, and at most
-/// [`WRITE_QUEUES_BYTES`] over all connections. A frame over a bound is dropped and
-/// counted (`cvx_peer_frames_dropped_total`): the other side asks again (blocks), gets
-/// the whole belief again within seconds, or is a client that does not read.
-#[derive(Clone, Debug)]
-pub(super) struct FrameTx {
-    tx: mpsc::Sender<Arc<Vec<u8>>>,
-    queued: Arc<AtomicUsize>,
-    all: Arc<WriteBudget>,
-}
-
-/// What all write queues hold together, and the frames dropped.
-#[derive(Debug, Default)]
-pub(super) struct WriteBudget {
-    pub(super) bytes: AtomicUsize,
-    pub(super) dropped: AtomicU64,
-}
-
-impl FrameTx {
-    pub(super) fn channel(all: &Arc<WriteBudget>) -> (Self, mpsc::Receiver<Arc<Vec<u8>>>) {
-        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let me = Self {
-            tx,
-            queued: Arc::new(AtomicUsize::new(0)),
-            all: Arc::clone(all),
-        };
-        (me, rx)
-    }
-
-    /// Queue a frame unless a bound is reached (then it is dropped and counted).
-    pub(super) fn try_send(&self, frame: Arc<Vec<u8>>) -> Result<(), ()> {
-        let n = frame.len();
-        let mine = self.queued.fetch_add(n, Ordering::Relaxed) + n;
-        let all = self.all.bytes.fetch_add(n, Ordering::Relaxed) + n;
-        // A frame always fits an empty queue (MAX_FRAME is below both bounds).
-        let over = (mine > WRITE_QUEUE_BYTES && mine > n) || all > WRITE_QUEUES_BYTES;
-        if over || self.tx.try_send(frame).is_err() {
-            self.written(n);
-            self.all.dropped.fetch_add(1, Ordering::Relaxed);
-            return Err(());
-        }
-        Ok(())
-    }
-
-    /// Queue a frame, waiting for room in the queue (the challenge proof: one frame).
-    pub(super) async fn send(&self, frame: Arc<Vec<u8>>) {
-        let n = frame.len();
-        self.queued.fetch_add(n, Ordering::Relaxed);
-        self.all.bytes.fetch_add(n, Ordering::Relaxed);
-        if self.tx.send(frame).await.is_err() {
-            self.written(n);
-        }
-    }
-
-    /// `n` bytes left the queue (written, or dropped with it).
-    fn written(&self, n: usize) {
-        self.queued.fetch_sub(n, Ordering::Relaxed);
-        self.all.bytes.fetch_sub(n, Ordering::Relaxed);
-    }
-
-    /// Frames queued now.
-    pub(super) fn frames(&self) -> usize {
-        WRITE_QUEUE - self.tx.capacity()
-    }
-}
-
-/// One connection's writer: the queued frames, in order, until the socket fails or
-/// every sender is gone; then the frames still queued are dropped and their bytes given
-/// back to the budgets.
-async fn write_frames<W: tokio::io::AsyncWrite + Unpin>(
-    mut wr: W,
-    mut wrx: mpsc::Receiver<Arc<Vec<u8>>>,
-    budget: FrameTx,
-) {
-    while let Some(frame) = wrx.recv().await {
-        budget.written(frame.len());
-        if wr.write_all(&frame).await.is_err() {
-            break;
-        }
-    }
-    wrx.close();
-    while let Ok(frame) = wrx.try_recv() {
-        budget.written(frame.len());
-    }
-    let _ = wr.shutdown().await;
-}
-
 /// The share of the loop's input budget ([`super::INPUT_BYTES`]) for a frame of `len`
 /// bytes, waited for (back-pressure on this connection); `None` once the budget is closed.
 async fn input_budget(ctx: &Ctx, len: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
@@ -470,10 +380,6 @@ fn serve_state(
 mod tests {
     use super::*;
 
-    fn frame(n: usize) -> Arc<Vec<u8>> {
-        Arc::new(vec![0; n])
-    }
-
     #[test]
     fn the_input_budget_holds_a_bounded_number_of_frames_and_frees_as_the_loop_takes_them() {
         let budget = Arc::new(tokio::sync::Semaphore::new(
@@ -496,90 +402,6 @@ mod tests {
         // The loop drops one input: room for one more frame.
         held.pop();
         assert!(Arc::clone(&budget).try_acquire_many_owned(big).is_ok());
-    }
-
-    #[test]
-    fn a_write_queue_holds_at_most_its_bytes_and_takes_frames_again_once_written() {
-        let all = Arc::new(WriteBudget::default());
-        let (tx, mut rx) = FrameTx::channel(&all);
-        // One frame of MAX_FRAME, shared: the bound counts bytes, not allocations.
-        let big = frame(cvx_protocol::peer_wire::MAX_FRAME);
-        let fit = WRITE_QUEUE_BYTES / big.len();
-        for _ in 0..fit {
-            assert!(tx.try_send(Arc::clone(&big)).is_ok());
-        }
-        assert!(
-            tx.try_send(Arc::clone(&big)).is_err(),
-            "over the byte bound"
-        );
-        assert_eq!(all.dropped.load(Ordering::Relaxed), 1);
-        assert_eq!(all.bytes.load(Ordering::Relaxed), WRITE_QUEUE_BYTES);
-        assert_eq!(tx.frames(), fit);
-        // The writer takes one: room for one more, and a small frame still goes.
-        let f = rx.try_recv().unwrap();
-        tx.written(f.len());
-        assert!(tx.try_send(Arc::clone(&big)).is_ok());
-        assert!(tx.try_send(frame(100)).is_err(), "full again");
-        // The count bound: small frames up to WRITE_QUEUE.
-        let (tx, _rx) = FrameTx::channel(&all);
-        let small = frame(10);
-        let ok = (0..WRITE_QUEUE + 10)
-            .filter(|_| tx.try_send(Arc::clone(&small)).is_ok())
-            .count();
-        assert_eq!(ok, WRITE_QUEUE);
-    }
-
-    #[test]
-    fn all_write_queues_together_hold_at_most_the_shared_bound() {
-        let all = Arc::new(WriteBudget::default());
-        let big = frame(cvx_protocol::peer_wire::MAX_FRAME);
-        let mut queues = Vec::new();
-        let mut sent = 0;
-        for _ in 0..2 * WRITE_QUEUES_BYTES / WRITE_QUEUE_BYTES {
-            let (tx, rx) = FrameTx::channel(&all);
-            while tx.try_send(Arc::clone(&big)).is_ok() {
-                sent += big.len();
-            }
-            queues.push((tx, rx));
-        }
-        assert_eq!(sent, WRITE_QUEUES_BYTES);
-        assert_eq!(all.bytes.load(Ordering::Relaxed), WRITE_QUEUES_BYTES);
-    }
-
-    #[tokio::test]
-    async fn a_closed_connection_gives_its_queued_bytes_back() {
-        let all = Arc::new(WriteBudget::default());
-        let (tx, rx) = FrameTx::channel(&all);
-        for _ in 0..100 {
-            tx.try_send(frame(1000)).unwrap();
-        }
-        // A socket that fails at once: the writer stops, the queue is dropped.
-        struct Broken;
-        impl tokio::io::AsyncWrite for Broken {
-            fn poll_write(
-                self: std::pin::Pin<&mut Self>,
-                _: &mut std::task::Context<'_>,
-                _: &[u8],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                std::task::Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()))
-            }
-            fn poll_flush(
-                self: std::pin::Pin<&mut Self>,
-                _: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::task::Poll::Ready(Ok(()))
-            }
-            fn poll_shutdown(
-                self: std::pin::Pin<&mut Self>,
-                _: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::task::Poll::Ready(Ok(()))
-            }
-        }
-        write_frames(Broken, rx, tx.clone()).await;
-        assert_eq!(all.bytes.load(Ordering::Relaxed), 0);
-        assert!(tx.try_send(frame(10)).is_err(), "closed");
-        assert_eq!(all.bytes.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod join;
 mod main_loop;
 mod metrics;
 mod signer_jobs;
+mod write_queue;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -118,7 +119,7 @@ struct Shared {
     input_budget: Arc<tokio::sync::Semaphore>,
     /// Bytes queued for all connections' writers ([`WRITE_QUEUES_BYTES`]), and the
     /// frames dropped because a write queue was full.
-    write: Arc<connection::WriteBudget>,
+    write: Arc<write_queue::WriteBudget>,
 }
 
 impl Shared {
@@ -133,7 +134,7 @@ impl Shared {
 enum Input {
     Opened {
         conn: ConnId,
-        tx: connection::FrameTx,
+        tx: write_queue::FrameTx,
         dialed: Option<String>,
     },
     Proven {
@@ -385,7 +386,7 @@ impl Node {
 }
 
 struct ConnState {
-    tx: connection::FrameTx,
+    tx: write_queue::FrameTx,
     /// The proven key of a staked peer: its beliefs and blocks count.
     key: Option<PublicKey>,
     /// The proven key, staked or not: it receives our beliefs and blocks (public data), so
