@@ -176,7 +176,7 @@ mod tests {
     #[test]
     fn a_transaction_in_memory_is_as_large_as_docs_say() {
         // docs/operations.md, "Memory limits": the worst cases are counted with this.
-        let n = core::mem::size_of::<SignedTransaction>();
+        let n = size_of::<SignedTransaction>();
         assert!(n <= 320, "SignedTransaction is {n} bytes: update the docs");
     }
 
