@@ -97,6 +97,13 @@ impl ConnManager {
     /// Hosts to dial now (each is then reported back through
     /// [`ConnManager::on_connected`] or [`ConnManager::on_failed`]).
     pub fn plan(&mut self, now_ms: u64, candidates: &[Candidate]) -> Vec<String> {
+        // Forget the backoff of hosts no longer candidates (hosts change on-chain): the map
+        // stays within the candidates, not every host ever seen.
+        if self.backoff.len() > candidates.len() {
+            let hosts: std::collections::BTreeSet<&str> =
+                candidates.iter().map(|c| c.host.as_str()).collect();
+            self.backoff.retain(|h, _| hosts.contains(h.as_str()));
+        }
         let mut pool: Vec<(String, u64)> = candidates
             .iter()
             .filter(|c| !self.out.contains_key(&c.host))
@@ -221,6 +228,31 @@ mod tests {
         assert_eq!(again.len(), 1, "one lost, one replaced");
         assert_ne!(again[0], d[0], "the failed host waits for its backoff");
         assert_eq!(m.connected() + m.dialing(), 20);
+    }
+
+    #[test]
+    fn backoff_is_kept_only_for_current_candidates() {
+        let mut m = ConnManager::new(4, 3);
+        // Hosts change on-chain again and again; every old one failed once.
+        for round in 0..1_000u64 {
+            let c = vec![Candidate {
+                host: format!("10.1.{}.{}:18888", round / 256, round % 256),
+                key: None,
+                stake: 1,
+            }];
+            for h in m.plan(round * 100_000, &c) {
+                m.on_failed(round * 100_000, &h);
+            }
+            assert!(m.backoff.len() <= 2, "{}", m.backoff.len());
+        }
+        // The current candidate's backoff is kept: it is not redialled at once.
+        let c = vec![Candidate {
+            host: "10.1.3.231:18888".into(),
+            key: None,
+            stake: 1,
+        }];
+        assert!(m.retry_at("10.1.3.231:18888").is_some());
+        assert!(m.plan(99_900_001, &c).is_empty());
     }
 
     #[test]

@@ -6,6 +6,7 @@ impl Peer {
     /// Ask again for blocks that held orders list and that never arrived (a lost reply
     /// must not stall the vote), each from the connection that brought the order.
     pub(super) fn request_missing(&mut self, now: Timestamp, out: &mut Vec<Action>) {
+        self.make_room_requested(now);
         let mut asks: BTreeMap<ConnId, Vec<Hash>> = BTreeMap::new();
         for (peer, so) in &self.others {
             let Some(conn) = self.order_conn.get(peer) else {
@@ -48,7 +49,7 @@ impl Peer {
         }
         for (conn, ids) in asks {
             for id in &ids {
-                self.requested.insert(*id, now);
+                self.note_requested(*id, now);
             }
             out.push(Action::Send {
                 to: conn,
@@ -155,8 +156,9 @@ impl Peer {
             .copied()
             .collect();
         missing.truncate(MAX_GET_BLOCKS);
+        self.make_room_requested(now);
         for id in &missing {
-            self.requested.insert(*id, now);
+            self.note_requested(*id, now);
         }
         if !missing.is_empty() {
             out.push(Action::Send {

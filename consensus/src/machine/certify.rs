@@ -7,7 +7,32 @@ use cvx_protocol::consensus::Order;
 
 use super::*;
 
+/// The stake table of a finalized ledger: the peers whose stake without decay is at least
+/// `min_stake`, the voters of docs/consensus.md §2 rules 1 and 7 (§7.3).
+#[must_use]
+pub fn stake_table(
+    ledger: &State,
+    min_stake: cvx_protocol::primitives::Amount,
+) -> cvx_protocol::certificate::StakeTable {
+    let peers: Vec<cvx_protocol::ledger::PeerRecord> = ledger.peers().cloned().collect();
+    cvx_protocol::certificate::StakeTable::from_peers(&peers, min_stake)
+}
+
 impl Peer {
+    /// The root of the finalized ledger's stake table, the `stake_root` of the next
+    /// order (recomputed once per finalized height).
+    pub fn stake_root(&mut self) -> Hash {
+        let height = self.ledger.height();
+        match self.stake_root {
+            Some((h, root)) if h == height => root,
+            _ => {
+                let root = stake_table(&self.ledger, self.cfg.genesis.params.min_stake).root();
+                self.stake_root = Some((height, root));
+                root
+            }
+        }
+    }
+
     /// A finality certificate for the highest position `P` that the newest signed orders
     /// (the own one and the others' held) of peers holding more than 2/3 of the stake
     /// table cover, on this peer's chain, with the table it is counted against

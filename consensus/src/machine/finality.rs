@@ -102,8 +102,14 @@ impl Peer {
             .chain(self.own_new.iter())
             .copied()
             .collect();
-        self.blocks
-            .retain(|id, b| window.contains(id) || b.header.timestamp >= horizon);
+        let held = &mut self.held_txs;
+        self.blocks.retain(|id, b| {
+            let keep = window.contains(id) || b.header.timestamp >= horizon;
+            if !keep {
+                *held = held.saturating_sub(b.transactions.len());
+            }
+            keep
+        });
         self.requested
             .retain(|_, t| t.plus_ms(REQUEST_RETRY_MS * 10) >= now);
     }

@@ -20,6 +20,7 @@ impl Peer {
         }
         self.mempool_ids.insert(id);
         self.mempool.push_back((id, tx));
+        self.compact_mempool();
     }
 
     pub(super) fn on_message(
@@ -97,6 +98,7 @@ impl Peer {
         if o.peer.verify(&self.network, o, &so.signature).is_err() {
             return self.reject(Dropped::OrderSignature);
         }
+        self.make_room_requested(now);
         for id in o.blocks.iter() {
             if !self.blocks.contains_key(id)
                 && !self.recent_final.contains_key(id)
@@ -105,7 +107,7 @@ impl Peer {
                     .get(id)
                     .is_none_or(|t| now >= t.plus_ms(REQUEST_RETRY_MS))
             {
-                self.requested.insert(*id, now);
+                self.note_requested(*id, now);
                 missing.push(*id);
             }
         }
@@ -130,6 +132,9 @@ impl Peer {
         {
             return self.reject(Dropped::BlockMalformed);
         }
+        if !self.may_hold(&id, b.transactions.len()) {
+            return self.reject(Dropped::BlockLoad);
+        }
         if h.proposer.verify(&self.network, h, &b.signature).is_err() {
             return self.reject(Dropped::BlockSignature);
         }
@@ -137,6 +142,7 @@ impl Peer {
             self.mempool_ids.remove(&t.id());
         }
         self.requested.remove(&id);
+        self.held_txs += b.transactions.len();
         self.blocks.insert(id, b);
         self.dirty = true;
     }
@@ -180,6 +186,7 @@ impl Peer {
                     let bid = block.id();
                     self.last_block_ts = block.header.timestamp;
                     self.stats.blocks_signed += 1;
+                    self.held_txs += block.transactions.len();
                     self.blocks.insert(bid, Arc::clone(&block));
                     self.own_new.push(bid);
                     self.dirty = true;

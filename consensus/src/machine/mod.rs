@@ -26,11 +26,14 @@ pub use crate::ids::IdHasher;
 use crate::ids::{IdMap, IdSet};
 use crate::ledger::{BlockOutcome, State};
 use crate::merge::{BlockStatus, CatchUp, ForkDetected, MergeParams, OwnView, Voter};
+pub use limits::{Held, MAX_HELD_BLOCKS, MAX_HELD_TXS, MAX_REQUESTED};
 
 mod catch_up;
 mod certify;
+pub use certify::stake_table;
 mod finality;
 mod inputs;
+mod limits;
 mod merging;
 mod produce;
 mod report;
@@ -239,6 +242,11 @@ pub enum Dropped {
     TxLoad,
     /// Transaction that can never apply (unknown origin, old sequence) or a duplicate.
     TxUseless,
+    /// Block not asked for, dropped because the held blocks are at their cap
+    /// ([`MAX_HELD_TXS`], [`MAX_HELD_BLOCKS`]).
+    BlockLoad,
+    /// Block request not remembered because [`MAX_REQUESTED`] requests are pending.
+    RequestLoad,
 }
 
 /// Counters.
@@ -275,17 +283,6 @@ struct PendingBlock {
     body: BlockBody,
 }
 
-/// The stake table of a finalized ledger: the peers whose stake without decay is at least
-/// `min_stake`, the voters of docs/consensus.md §2 rules 1 and 7 (§7.3).
-#[must_use]
-pub fn stake_table(
-    ledger: &State,
-    min_stake: cvx_protocol::primitives::Amount,
-) -> cvx_protocol::certificate::StakeTable {
-    let peers: Vec<cvx_protocol::ledger::PeerRecord> = ledger.peers().cloned().collect();
-    cvx_protocol::certificate::StakeTable::from_peers(&peers, min_stake)
-}
-
 /// One peer's consensus state machine.
 #[derive(Debug)]
 pub struct Peer {
@@ -305,6 +302,8 @@ pub struct Peer {
     history: VecDeque<Hash>,
     signed_consensus: Option<Checkpoint>,
     blocks: IdMap<Hash, Arc<Block>>,
+    /// Transactions in `blocks` (capped: [`MAX_HELD_TXS`]).
+    held_txs: usize,
     others: BTreeMap<PublicKey, SignedOrder>,
     own_new: Vec<Hash>,
     /// Pending transactions with their ids; an id missing from `mempool_ids` is a
@@ -400,6 +399,7 @@ impl Peer {
             history: VecDeque::new(),
             signed_consensus: None,
             blocks: IdMap::default(),
+            held_txs: 0,
             others: BTreeMap::new(),
             own_new: Vec::new(),
             mempool: VecDeque::new(),
@@ -434,6 +434,7 @@ impl Peer {
         let network = cfg.genesis.network_id();
         let mut p = Self::empty(cfg, network, snap.ledger);
         for b in snap.blocks {
+            p.held_txs += b.transactions.len();
             p.blocks.insert(b.id(), b);
         }
         p.history = snap.history.into_iter().collect();
@@ -554,20 +555,6 @@ impl Peer {
     #[must_use]
     pub const fn params(&self) -> &Params {
         &self.cfg.genesis.params
-    }
-
-    /// The root of the finalized ledger's stake table, the `stake_root` of the next
-    /// order (recomputed once per finalized height).
-    pub fn stake_root(&mut self) -> Hash {
-        let height = self.ledger.height();
-        match self.stake_root {
-            Some((h, root)) if h == height => root,
-            _ => {
-                let root = stake_table(&self.ledger, self.cfg.genesis.params.min_stake).root();
-                self.stake_root = Some((height, root));
-                root
-            }
-        }
     }
 
     /// Handle one event at time `now`.

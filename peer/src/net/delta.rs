@@ -10,6 +10,10 @@ use cvx_protocol::{BoundedVec, PublicKey, Timestamp};
 
 /// A connection gets the whole belief at least this often.
 pub const FULL_EVERY_MS: u64 = 2_000;
+/// Peers whose newest order is remembered per connection, at most (a belief names any keys
+/// it likes; the consensus machine drops orders of non-peers later). Beyond, an order of a
+/// new key is not remembered: it is sent again, never lost.
+pub const MAX_KNOWN: usize = 4096;
 
 /// What one connection is known to hold.
 #[derive(Debug, Default)]
@@ -27,6 +31,9 @@ impl Known {
     }
 
     fn note(&mut self, so: &SignedOrder) {
+        if self.newest.len() >= MAX_KNOWN && !self.newest.contains_key(&so.order.peer) {
+            return;
+        }
         let t = self
             .newest
             .entry(so.order.peer)
@@ -128,6 +135,34 @@ mod tests {
         assert_eq!(peers_of(&k.outgoing(&b2, 200).unwrap()), vec![(key(2), 20)]);
         // The timer: a full belief again.
         assert_eq!(k.outgoing(&b2, 2_000).unwrap().orders.len(), 3);
+    }
+
+    #[test]
+    fn a_belief_flood_of_fresh_keys_is_remembered_up_to_the_cap_and_gossip_goes_on() {
+        let mut k = Known::default();
+        let fresh = |i: usize| {
+            let mut o = so(1, 10);
+            o.order.peer = (0u32..)
+                .find_map(|j| {
+                    let h = cvx_protocol::hash::hash(
+                        &[(i as u64).to_le_bytes(), u64::from(j).to_le_bytes()].concat(),
+                    );
+                    PublicKey::from_bytes(&h.0).ok()
+                })
+                .unwrap();
+            o
+        };
+        let flood: Vec<SignedOrder> = (0..MAX_KNOWN + 100).map(fresh).collect();
+        k.received(&flood);
+        assert_eq!(k.newest.len(), MAX_KNOWN, "the cap holds");
+        // Orders of the real peers still go out (as a delta: none was remembered).
+        let _ = k.outgoing(&belief(vec![so(1, 10)]), 0);
+        let b = belief(vec![so(1, 10), so(2, 20)]);
+        assert_eq!(
+            peers_of(&k.outgoing(&b, 10).unwrap()),
+            vec![(key(1), 10), (key(2), 20)]
+        );
+        assert_eq!(k.newest.len(), MAX_KNOWN);
     }
 
     #[test]

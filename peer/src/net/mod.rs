@@ -38,6 +38,18 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     idle: Duration,
     body: Duration,
 ) -> Result<Message, FrameError> {
+    read_frame_sized(r, idle, body).await.map(|(m, _)| m)
+}
+
+/// [`read_frame`], with the frame's payload length (for byte budgets).
+///
+/// # Errors
+/// [`FrameError`]; the caller closes the connection on any of them.
+pub async fn read_frame_sized<R: AsyncRead + Unpin>(
+    r: &mut R,
+    idle: Duration,
+    body: Duration,
+) -> Result<(Message, usize), FrameError> {
     let mut h = [0u8; 4];
     match tokio::time::timeout(idle, r.read_exact(&mut h[..1])).await {
         Ok(res) => {
@@ -50,7 +62,9 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         let n = peer_wire::frame_len(h).ok_or(FrameError::Length(u32::from_le_bytes(h)))?;
         let mut buf = vec![0u8; n];
         r.read_exact(&mut buf).await?;
-        Message::decode(&buf).map_err(FrameError::Decode)
+        Message::decode(&buf)
+            .map(|m| (m, n))
+            .map_err(FrameError::Decode)
     };
     tokio::time::timeout(body, rest)
         .await

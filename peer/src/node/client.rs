@@ -69,7 +69,11 @@ impl MainLoop {
             refuse(self, ErrorCode::Load);
             return Ok(());
         }
-        self.waiting.entry(id).or_default().push(conn);
+        // Once per connection, and a few connections per transaction (bounded memory).
+        let w = self.waiting.entry(id).or_default();
+        if !w.contains(&conn) && w.len() < super::MAX_WAITERS_PER_TX {
+            w.push(conn);
+        }
         self.note_submitted(id);
         let acts = self.peer.handle(now(), Event::Transaction(tx));
         self.carry_out(acts)
@@ -228,11 +232,14 @@ pub(super) async fn submit_batch<R: tokio::io::AsyncRead + Unpin>(
     rd: &mut tokio::io::BufReader<R>,
     first: SignedTransaction,
     idle: Duration,
-) -> (Vec<SignedTransaction>, Option<Result<Message, FrameError>>) {
+) -> (
+    Vec<SignedTransaction>,
+    Option<Result<(Message, usize), FrameError>>,
+) {
     let mut txs = vec![first];
     while txs.len() < INGRESS_BATCH && frame_buffered(rd.buffer()) {
-        match crate::net::read_frame(rd, idle, super::FRAME_BODY).await {
-            Ok(Message::Submit(tx)) => txs.push(tx),
+        match crate::net::read_frame_sized(rd, idle, super::FRAME_BODY).await {
+            Ok((Message::Submit(tx), _)) => txs.push(tx),
             other => return (txs, Some(other)),
         }
     }
@@ -326,7 +333,7 @@ mod tests {
         };
         let (txs, next) = submit_batch(&mut rd, first, CLIENT_IDLE).await;
         assert_eq!(txs, vec![submit(2), submit(3)]);
-        assert!(matches!(next, Some(Ok(Message::Query(Query::Status)))));
+        assert!(matches!(next, Some(Ok((Message::Query(Query::Status), _)))));
         let Ok(Message::Submit(first)) =
             crate::net::read_frame(&mut rd, CLIENT_IDLE, CLIENT_IDLE).await
         else {

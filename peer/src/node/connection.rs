@@ -13,14 +13,13 @@ use cvx_protocol::peer_wire::{
 };
 use cvx_protocol::policy::{Request, SignRequest};
 use cvx_protocol::{BoundedVec, ErrorCode, Hash, PublicKey, Token};
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 
 use super::client::{check_txs, submit_batch};
+use super::write_queue::{self, FrameTx};
 use super::{
-    CLIENT_IDLE, Ctx, FRAME_BODY, HELLO_TIMEOUT, Input, PEER_IDLE, STATE_REQUESTS_PER_SEC, Shared,
-    WRITE_QUEUE, error_frame, random_token,
+    CLIENT_IDLE, Ctx, FRAME_BODY, HELLO_TIMEOUT, INPUT_EXPANSION, Input, PEER_IDLE,
+    STATE_REQUESTS_PER_SEC, Shared, error_frame, random_token,
 };
 use crate::clock::now;
 use crate::net::{self, FrameError};
@@ -106,15 +105,8 @@ async fn connection(
         tracing::debug!("dialled host answered with another peer key");
         return fail_dial(dialed, &ctx).await;
     }
-    let (wtx, mut wrx) = mpsc::channel::<Arc<Vec<u8>>>(WRITE_QUEUE);
-    tokio::spawn(async move {
-        while let Some(frame) = wrx.recv().await {
-            if wr.write_all(&frame).await.is_err() {
-                break;
-            }
-        }
-        let _ = wr.shutdown().await;
-    });
+    let (wtx, wrx) = FrameTx::channel(&ctx.shared.write);
+    tokio::spawn(write_queue::write_frames(wr, wrx, wtx.bytes()));
     if ctx
         .inputs
         .send(Input::Opened {
@@ -152,7 +144,7 @@ async fn connection(
 
 /// Prove our key to `challenger` over its token, through the signer session; while the
 /// session is down (or the signer locked), wait until it is up and ask again.
-async fn prove(challenger: PublicKey, token: Token, wtx: &mpsc::Sender<Arc<Vec<u8>>>, ctx: &Ctx) {
+async fn prove(challenger: PublicKey, token: Token, wtx: &FrameTx, ctx: &Ctx) {
     let response = ChallengeResponse {
         challenger,
         responder: ctx.shared.key,
@@ -170,8 +162,7 @@ async fn prove(challenger: PublicKey, token: Token, wtx: &mpsc::Sender<Arc<Vec<u
                     response,
                     signature,
                 });
-                let _ = wtx
-                    .send(Arc::new(cvx_protocol::peer_wire::encode_frame(&proof)))
+                wtx.send(Arc::new(cvx_protocol::peer_wire::encode_frame(&proof)))
                     .await;
                 return;
             }
@@ -196,7 +187,7 @@ async fn read_loop(
     conn: ConnId,
     claimed: Option<PublicKey>,
     token: Token,
-    wtx: &mpsc::Sender<Arc<Vec<u8>>>,
+    wtx: &FrameTx,
     ctx: &Ctx,
     idle: Duration,
 ) -> &'static str {
@@ -211,9 +202,9 @@ async fn read_loop(
     loop {
         let read = match next.take() {
             Some(r) => r,
-            None => net::read_frame(rd, idle, FRAME_BODY).await,
+            None => net::read_frame_sized(rd, idle, FRAME_BODY).await,
         };
-        let msg = match read {
+        let (msg, len) = match read {
             Ok(m) => m,
             Err(FrameError::Io(_)) => return "closed",
             Err(e) => {
@@ -253,14 +244,31 @@ async fn read_loop(
                 let (txs, after) = submit_batch(rd, tx, idle).await;
                 next = after;
                 let checked = check_txs(&ctx.shared, &txs);
-                for (tx, r) in txs.into_iter().zip(checked) {
+                for (i, (tx, r)) in txs.into_iter().zip(checked).enumerate() {
                     if let Err(code) = r {
                         ctx.shared.refused_ingress.fetch_add(1, Ordering::Relaxed);
                         reply(&Message::Submitted {
                             id: tx.id(),
                             result: Err(code),
                         });
-                    } else if ctx.inputs.send(Input::Submit { conn, tx }).await.is_err() {
+                        continue;
+                    }
+                    // The first frame's size is known; the batched ones are charged the
+                    // largest a transaction can be.
+                    let size = if i == 0 {
+                        len
+                    } else {
+                        <cvx_protocol::ledger::SignedTransaction as cvx_protocol::Canonical>::MAX_LEN
+                    };
+                    let Some(_budget) = input_budget(ctx, size).await else {
+                        return "shutdown";
+                    };
+                    if ctx
+                        .inputs
+                        .send(Input::Submit { conn, tx, _budget })
+                        .await
+                        .is_err()
+                    {
                         return "shutdown";
                     }
                 }
@@ -289,12 +297,39 @@ async fn read_loop(
             // Unsolicited state nodes are ignored (a join uses its own connections).
             Message::State(_) => {}
             m => {
-                if ctx.inputs.send(Input::Wire { conn, msg: m }).await.is_err() {
+                let Some(_budget) = input_budget(ctx, len).await else {
+                    return "shutdown";
+                };
+                if ctx
+                    .inputs
+                    .send(Input::Wire {
+                        conn,
+                        msg: m,
+                        _budget,
+                    })
+                    .await
+                    .is_err()
+                {
                     return "shutdown";
                 }
             }
         }
     }
+}
+
+/// The share of the loop's input budget ([`super::INPUT_BYTES`]) for a frame of `len`
+/// bytes, waited for (back-pressure on this connection); `None` once the budget is closed.
+async fn input_budget(ctx: &Ctx, len: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    Arc::clone(&ctx.shared.input_budget)
+        .acquire_many_owned(input_charge(len))
+        .await
+        .ok()
+}
+
+/// KiB of the input budget a frame of `len` bytes takes (decoded, at most
+/// [`INPUT_EXPANSION`] times its bytes); a frame is at most `MAX_FRAME`, so this fits.
+fn input_charge(len: usize) -> u32 {
+    u32::try_from(len.saturating_mul(INPUT_EXPANSION).div_ceil(1024).max(1)).unwrap_or(u32::MAX)
 }
 
 /// A token bucket: `per_sec` tokens a second, at most `per_sec` saved up.
@@ -363,6 +398,30 @@ fn serve_state(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_input_budget_holds_a_bounded_number_of_frames_and_frees_as_the_loop_takes_them() {
+        let budget = Arc::new(tokio::sync::Semaphore::new(
+            super::super::INPUT_BYTES / 1024,
+        ));
+        let big = input_charge(cvx_protocol::peer_wire::MAX_FRAME);
+        assert_eq!(input_charge(1), 1);
+        assert_eq!(
+            big as usize * 1024,
+            cvx_protocol::peer_wire::MAX_FRAME * INPUT_EXPANSION
+        );
+        let mut held = Vec::new();
+        while let Ok(p) = Arc::clone(&budget).try_acquire_many_owned(big) {
+            held.push(p);
+        }
+        assert_eq!(
+            held.len(),
+            super::super::INPUT_BYTES / (cvx_protocol::peer_wire::MAX_FRAME * INPUT_EXPANSION)
+        );
+        // The loop drops one input: room for one more frame.
+        held.pop();
+        assert!(Arc::clone(&budget).try_acquire_many_owned(big).is_ok());
+    }
 
     #[test]
     fn state_request_budget_allows_a_burst_then_the_rate() {

@@ -9,7 +9,7 @@ use cvx_protocol::PublicKey;
 use cvx_protocol::peer_wire::Message;
 
 use super::connection::dial;
-use super::{HEARD_WINDOW_MS, MainLoop};
+use super::{HEARD_WINDOW_MS, INPUT_BYTES, MainLoop};
 use crate::clock::now;
 use crate::conn::Candidate;
 use cvx_consensus::ConnId;
@@ -129,5 +129,44 @@ impl MainLoop {
             let expect = cands.iter().find(|c| c.host == host).and_then(|c| c.key);
             tokio::spawn(dial(host, expect, self.ctx.clone()));
         }
+    }
+}
+
+impl MainLoop {
+    /// Lengths of every bounded queue, map and cache of the peer (the `queue_length`
+    /// gauge; docs/operations.md, "Memory limits").
+    pub(super) fn queue_lengths(&self) -> Vec<(&'static str, usize)> {
+        let h = self.peer.held();
+        let write_frames: usize = self.conns.values().map(|c| c.tx.frames()).sum();
+        vec![
+            (
+                "inputs",
+                self.ctx.inputs.max_capacity() - self.ctx.inputs.capacity(),
+            ),
+            ("write_frames", write_frames),
+            (
+                "write_bytes",
+                self.ctx.shared.write.bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "input_bytes",
+                (INPUT_BYTES / 1024 - self.ctx.shared.input_budget.available_permits()) * 1024,
+            ),
+            ("connections", self.conns.len()),
+            ("waiting", self.waiting.len()),
+            ("results", self.results.len()),
+            ("submitted_at", self.submitted_at.len()),
+            ("api_waiters", self.api_waiters.len()),
+            ("sign_pending", self.sign_pending.len()),
+            ("sign_held", self.sign_held.len()),
+            ("chain_log", self.chain_log.len()),
+            ("mempool", self.peer.mempool_len()),
+            ("mempool_queue", h.mempool_queue),
+            ("blocks", h.blocks),
+            ("block_txs", h.block_txs),
+            ("requested", h.requested),
+            ("recent_final", h.recent_final),
+            ("orders", h.orders),
+        ]
     }
 }

@@ -141,8 +141,8 @@ impl MainLoop {
                     }
                 }
             }
-            Input::Wire { conn, msg } => self.on_wire(conn, msg)?,
-            Input::Submit { conn, tx } => self.on_submit(conn, tx)?,
+            Input::Wire { conn, msg, .. } => self.on_wire(conn, msg)?,
+            Input::Submit { conn, tx, .. } => self.on_submit(conn, tx)?,
             Input::Closed { conn } => {
                 if let Some(c) = self.conns.remove(&conn)
                     && let Some(h) = c.dialed

@@ -14,7 +14,7 @@ use cvx_protocol::policy::Refusal;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -253,6 +253,22 @@ impl MainLoop {
             "state_requests_limited",
             "State requests answered LOAD (a connection over its per-second budget).",
             sh.state_requests_limited.load(Ordering::Relaxed),
+        );
+        o.counter(
+            "frames_dropped",
+            "Frames dropped because a connection's write queue was full (frames or bytes).",
+            sh.write.dropped.load(Ordering::Relaxed),
+        );
+        let queues = Family::<Labels, Gauge>::default();
+        for (name, n) in self.queue_lengths() {
+            queues
+                .get_or_create(&labels(&[("queue", name)]))
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        o.0.register(
+            "queue_length",
+            "Entries in each bounded queue, map and cache (docs/operations.md, Memory limits)",
+            queues,
         );
         o.counter("orders_signed", "Own orders signed.", stats.orders_signed);
         o.counter("blocks_signed", "Own blocks signed.", stats.blocks_signed);

@@ -21,6 +21,7 @@ mod join;
 mod main_loop;
 mod metrics;
 mod signer_jobs;
+mod write_queue;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -61,13 +62,29 @@ pub const PEER_IDLE: Duration = Duration::from_secs(30);
 pub const CLIENT_IDLE: Duration = Duration::from_secs(120);
 /// A started frame must complete within this.
 pub const FRAME_BODY: Duration = Duration::from_secs(10);
-/// Frames queued for one connection's writer at most (beyond: dropped, or the
-/// connection closed if it is a client that does not read).
+/// Inputs queued for the main loop at most (beyond: the connection readers wait, so
+/// their sockets are not read: back-pressure, nothing dropped).
+pub const INPUT_QUEUE: usize = 65_536;
+/// Bytes of frames queued for the main loop at most (charged at [`INPUT_EXPANSION`] times
+/// the frame's length, for the decoded form; beyond: the readers wait, as above).
+pub const INPUT_BYTES: usize = 64 * 1024 * 1024;
+/// A decoded message takes at most this many times its frame's bytes (public keys are
+/// kept decompressed: 192 bytes for 32 on the wire).
+pub const INPUT_EXPANSION: usize = 4;
+/// Frames queued for one connection's writer at most (beyond: dropped).
 pub const WRITE_QUEUE: usize = 4096;
+/// Bytes queued for one connection's writer at most (beyond: dropped; a frame always fits
+/// an empty queue).
+pub const WRITE_QUEUE_BYTES: usize = 16 * 1024 * 1024;
+/// Bytes queued for all connections' writers together at most (beyond: dropped).
+pub const WRITE_QUEUES_BYTES: usize = 128 * 1024 * 1024;
 /// A peer that sent nothing for this long no longer counts towards taking part.
 pub const HEARD_WINDOW_MS: u64 = 3_000;
 /// Finalized results remembered for `Query::Transaction`.
 pub const RESULTS_KEPT: usize = 200_000;
+/// Connections told the result of one pending transaction at most (a client resubmitting
+/// the same transaction is told once; others beyond the bound ask with a query).
+pub const MAX_WAITERS_PER_TX: usize = 16;
 /// Sequence numbers accepted ahead of the account's current one.
 pub const MAX_SEQUENCE_AHEAD: u64 = 1_000;
 /// `GetState` requests one connection may make per second (and in a burst): each costs up
@@ -98,6 +115,11 @@ struct Shared {
     state_nodes_served: AtomicU64,
     /// `GetState` requests answered `LOAD` (over [`STATE_REQUESTS_PER_SEC`]).
     state_requests_limited: AtomicU64,
+    /// What is left of [`INPUT_BYTES`], in KiB.
+    input_budget: Arc<tokio::sync::Semaphore>,
+    /// Bytes queued for all connections' writers ([`WRITE_QUEUES_BYTES`]), and the
+    /// frames dropped because a write queue was full.
+    write: Arc<write_queue::WriteBudget>,
 }
 
 impl Shared {
@@ -112,7 +134,7 @@ impl Shared {
 enum Input {
     Opened {
         conn: ConnId,
-        tx: mpsc::Sender<Arc<Vec<u8>>>,
+        tx: write_queue::FrameTx,
         dialed: Option<String>,
     },
     Proven {
@@ -122,10 +144,13 @@ enum Input {
     Wire {
         conn: ConnId,
         msg: Message,
+        /// Its share of [`INPUT_BYTES`], given back when the loop drops the input.
+        _budget: tokio::sync::OwnedSemaphorePermit,
     },
     Submit {
         conn: ConnId,
         tx: SignedTransaction,
+        _budget: tokio::sync::OwnedSemaphorePermit,
     },
     Closed {
         conn: ConnId,
@@ -321,8 +346,10 @@ impl Node {
             store,
             state_nodes_served: AtomicU64::new(0),
             state_requests_limited: AtomicU64::new(0),
+            input_budget: Arc::new(tokio::sync::Semaphore::new(INPUT_BYTES / 1024)),
+            write: Arc::default(),
         });
-        let (in_tx, in_rx) = mpsc::channel::<Input>(65_536);
+        let (in_tx, in_rx) = mpsc::channel::<Input>(INPUT_QUEUE);
         let ctx = Ctx {
             shared: Arc::clone(&shared),
             inputs: in_tx,
@@ -368,7 +395,7 @@ impl Node {
 }
 
 struct ConnState {
-    tx: mpsc::Sender<Arc<Vec<u8>>>,
+    tx: write_queue::FrameTx,
     /// The proven key of a staked peer: its beliefs and blocks count.
     key: Option<PublicKey>,
     /// The proven key, staked or not: it receives our beliefs and blocks (public data), so

@@ -51,6 +51,11 @@ pub fn collect_garbage(store: &Store) -> Result<Option<cvx_etch::GcReport>, cvx_
     }
 }
 
+/// The store's record count from which a collection starts before its interval is up
+/// (or twice what the last collection kept, if more): the index then stays within 2^21
+/// slots (32 MiB; it doubles at 70% full) between collections.
+pub const GC_GROWTH_MIN_RECORDS: u64 = 1_000_000;
+
 /// Periodic online garbage collection of the peer's store: at most one at a time, on a
 /// blocking thread (consensus goes on; the store stays usable, etch's contract), with the
 /// counters `/metrics` shows.
@@ -58,6 +63,13 @@ pub fn collect_garbage(store: &Store) -> Result<Option<cvx_etch::GcReport>, cvx_
 pub struct PeriodicGc {
     interval: Duration,
     next: std::sync::Mutex<Option<Instant>>,
+    /// Collect sooner once the store holds more records than this: twice what the last
+    /// collection kept, at least [`GC_GROWTH_MIN_RECORDS`]. The store's in-memory index
+    /// takes 16 bytes per slot (at most 70% full) and grows with the records written
+    /// since the last collection, so under heavy load a fixed interval alone let the
+    /// peer's memory grow with the load (issue 15).
+    grow_at: Arc<std::sync::atomic::AtomicU64>,
+    grow_min: u64,
     running: Arc<std::sync::atomic::AtomicBool>,
     /// Completed collections.
     pub runs: Arc<std::sync::atomic::AtomicU64>,
@@ -73,6 +85,8 @@ impl PeriodicGc {
         Self {
             interval,
             next: std::sync::Mutex::new((interval_secs > 0).then(|| Instant::now() + interval)),
+            grow_at: Arc::new(std::sync::atomic::AtomicU64::new(GC_GROWTH_MIN_RECORDS)),
+            grow_min: GC_GROWTH_MIN_RECORDS,
             running: Arc::default(),
             runs: Arc::default(),
             reclaimed: Arc::default(),
@@ -90,7 +104,10 @@ impl PeriodicGc {
         };
         let Some(due) = *next else { return };
         let now = Instant::now();
-        if now < due || self.running.swap(true, Ordering::AcqRel) {
+        let grown = store
+            .stats()
+            .is_ok_and(|s| s.records > self.grow_at.load(Ordering::Relaxed));
+        if (now < due && !grown) || self.running.swap(true, Ordering::AcqRel) {
             return;
         }
         *next = Some(now + self.interval);
@@ -99,6 +116,7 @@ impl PeriodicGc {
         let running = Arc::clone(&self.running);
         let runs = Arc::clone(&self.runs);
         let reclaimed = Arc::clone(&self.reclaimed);
+        let (grow_at, grow_min) = (Arc::clone(&self.grow_at), self.grow_min);
         tokio::task::spawn_blocking(move || {
             let t0 = Instant::now();
             match store.stats() {
@@ -111,6 +129,10 @@ impl PeriodicGc {
             }
             match collect_garbage(&store) {
                 Ok(Some(r)) => {
+                    grow_at.store(
+                        grow_min.max(r.records_after.saturating_mul(2)),
+                        Ordering::Relaxed,
+                    );
                     runs.fetch_add(1, Ordering::Relaxed);
                     reclaimed.fetch_add(
                         r.bytes_before.saturating_sub(r.bytes_after),
@@ -134,5 +156,54 @@ impl PeriodicGc {
             }
             running.store(false, Ordering::Release);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_store_that_grows_fast_is_collected_before_the_interval() {
+        let dir = std::env::temp_dir().join(format!("cvx-gc-growth-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (store, _) = Store::open(dir.join("peer.etch")).unwrap();
+        let store = Arc::new(store);
+        // An hour's interval, and a low growth bound for the test.
+        let mut gc = PeriodicGc::new(3_600);
+        gc.grow_min = 50;
+        gc.grow_at.store(50, std::sync::atomic::Ordering::Relaxed);
+        let live = store.put(b"live").unwrap();
+        store.set_root("snapshot", Some(live)).unwrap();
+        for i in 0..40u32 {
+            store.put(&i.to_le_bytes()).unwrap();
+        }
+        gc.poll(&store);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            gc.runs.load(std::sync::atomic::Ordering::Relaxed),
+            0,
+            "not grown yet"
+        );
+        for i in 40..100u32 {
+            store.put(&i.to_le_bytes()).unwrap();
+        }
+        gc.poll(&store);
+        for _ in 0..100 {
+            if gc.runs.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            gc.runs.load(std::sync::atomic::Ordering::Relaxed),
+            1,
+            "collected early"
+        );
+        assert!(store.stats().unwrap().records < 10, "garbage reclaimed");
+        assert_eq!(store.get(&live).unwrap().as_deref(), Some(&b"live"[..]));
+        assert_eq!(gc.grow_at.load(std::sync::atomic::Ordering::Relaxed), 50);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
