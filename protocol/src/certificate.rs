@@ -633,9 +633,22 @@ pub fn verify_certificate(
     }
 }
 
+fn below_lock(anchor: Checkpoint, lock: Option<&Checkpoint>) -> Refusal {
+    refusal(
+        RefuseCode::CertBelowLock,
+        format!(
+            "the certificate's anchor {} is below the committed consensus point {}",
+            anchor.position,
+            lock.map_or(0, |l| l.position)
+        ),
+    )
+}
+
 /// Catch-up and lock release (docs/consensus.md §7.6): a valid certificate for `(P, C)`
 /// at or above the lock moves the lock to `(P, C)` (and, for a finality certificate, the
-/// finality watermark to at least `P`); one below the lock is refused.
+/// finality watermark to at least `P`). One below the lock never moves it: a valid one of
+/// the trusted table re-confirms that table (`Allow` with `moved` false and the watermark
+/// unchanged, §7.5); any other is refused (`CERT_BELOW_LOCK`, or `CERT_TRUST_EXPIRED`).
 #[must_use]
 pub fn decide_certificate(
     network: &NetworkId,
@@ -646,21 +659,36 @@ pub fn decide_certificate(
     trust_period_ms: u64,
 ) -> CertDecision {
     let anchor = req.certificate.anchor;
-    if let Some(lock) = &wm.consensus
-        && anchor.position < lock.position
-    {
-        return CertDecision::Refuse(refusal(
-            RefuseCode::CertBelowLock,
-            format!(
-                "the certificate's anchor {} is below the committed consensus point {}",
-                anchor.position, lock.position
-            ),
-        ));
-    }
+    let below = wm
+        .consensus
+        .as_ref()
+        .filter(|lock| anchor.position < lock.position);
     let table = match verify_certificate(network, trusted, req, now, trust_period_ms) {
         Ok(t) => t,
-        Err(r) => return CertDecision::Refuse(r),
+        Err(r) if below.is_none() => return CertDecision::Refuse(r),
+        Err(r) if r.code == RefuseCode::CertTrustExpired => return CertDecision::Refuse(r),
+        Err(_) => return CertDecision::Refuse(below_lock(anchor, below)),
     };
+    if below.is_some() {
+        // Below the lock the signer cannot tell whether the certificate conflicts with its
+        // lock, so the lock never moves (§7.6). A valid certificate of the *same* table
+        // still shows that more than 2/3 of that table signed recently: it re-confirms the
+        // table (the trust period starts again), which is how a running peer keeps its
+        // signer's table fresh (docs/consensus.md §7.5). A new table below the lock is
+        // refused: a table change is taken only with a certificate at or above the lock.
+        if table != trusted.table {
+            return CertDecision::Refuse(below_lock(anchor, below));
+        }
+        return CertDecision::Allow {
+            watermark: wm.clone(),
+            trusted: TrustedTable {
+                position: trusted.position,
+                confirmed_at: Timestamp(trusted.confirmed_at.0.max(now.0)),
+                table,
+            },
+            moved: false,
+        };
+    }
     let moved = wm.consensus != Some(anchor);
     let mut watermark = wm.clone();
     watermark.consensus = Some(anchor);

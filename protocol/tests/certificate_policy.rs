@@ -249,8 +249,9 @@ proptest! {
     }
 
     /// Catch-up at any distance: the lock and (for finality) the finality watermark move
-    /// to the anchor; the next order must extend it; a certificate below the lock is
-    /// refused; a lock certificate leaves finality alone.
+    /// to the anchor; the next order must extend it; a certificate below the lock never
+    /// moves it (a valid one of the trusted table re-confirms the table, any other is
+    /// refused); a lock certificate leaves finality alone.
     #[test]
     fn catch_up_at_any_distance(q in 0u64..1000, gap in 1u64..(u64::MAX / 4), lock_kind in any::<bool>()) {
         let stakes: Vec<(u8, u64)> = (0..4).map(|i| (i, 100)).collect();
@@ -282,9 +283,22 @@ proptest! {
         let allowed = matches!(policy.decide(&watermark, &req(order(a.chain)), NOW), Decision::Allow { .. });
         prop_assert!(allowed);
         prop_assert_eq!(policy.decide(&watermark, &req(order(hash(b"fork"))), NOW).refusal(), Some(RefuseCode::PrefixConflict));
-        // Below the lock: refused.
+        // Below the lock the lock never moves: a valid certificate of the trusted table
+        // only re-confirms the table (docs/consensus.md §7.5) ...
         let below = cert(kind, anchor(p - 1), &id, t.root(), &[(0, p, p), (1, p, p), (2, p, p)], &net());
-        prop_assert_eq!(decide(&watermark, &trusted(&t), below, None).refusal(), Some(RefuseCode::CertBelowLock));
+        let stale = TrustedTable { confirmed_at: Timestamp(NOW.0 - 1_000), ..trusted(&t) };
+        let CertDecision::Allow { watermark: w2, trusted: t_after, moved } = decide(&watermark, &stale, below, None) else { panic!("a valid certificate below the lock re-confirms the table") };
+        prop_assert!(!moved);
+        prop_assert_eq!(&w2, &watermark);
+        prop_assert_eq!(t_after.confirmed_at, NOW);
+        prop_assert_eq!(t_after.position, stale.position);
+        prop_assert_eq!(&t_after.table, &t);
+        // ... and any other is refused: a new table, or too few votes.
+        let t2 = table(&(0..4).map(|i| (i, 101)).collect::<Vec<_>>());
+        let new_table = cert(kind, anchor(p - 1), &id, t2.root(), &[(0, p, p), (1, p, p), (2, p, p)], &net());
+        prop_assert_eq!(decide(&watermark, &trusted(&t), new_table, Some(t2)).refusal(), Some(RefuseCode::CertBelowLock));
+        let weak = cert(kind, anchor(p - 1), &id, t.root(), &[(0, p, p), (1, p, p)], &net());
+        prop_assert_eq!(decide(&watermark, &trusted(&t), weak, None).refusal(), Some(RefuseCode::CertBelowLock));
     }
 
     /// Lock release is safe: see `run_fork_tree`.

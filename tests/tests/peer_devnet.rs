@@ -77,6 +77,23 @@ fn peer_devnet_four_peers_finalize_and_agree() {
     assert!(v["finality_ms_p50"].as_u64().unwrap() > 0);
     assert!(v["finality_ms_p99"].as_u64().unwrap() >= v["finality_ms_p50"].as_u64().unwrap());
     check_agreement(&v);
+    // Each peer presented a certificate of its own view to its signer once it was in
+    // consensus: the signer re-confirmed its trusted stake table without moving its lock
+    // (docs/consensus.md §7.5), so the trust period never runs out on a running signer.
+    for i in 0..4 {
+        let log = dir.join(format!("signer-{i}/audit.log"));
+        let out = Command::new(bin_dir().join("cvx-signer"))
+            .args(["audit", "verify", "--print"])
+            .arg(&log)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "signer {i}: {text}");
+        assert!(
+            text.contains("Certified {") && text.contains("moved: false"),
+            "signer {i} never re-confirmed its table: {text}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

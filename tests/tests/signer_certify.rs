@@ -229,12 +229,24 @@ fn a_signer_catches_up_on_a_certificate_any_distance_ahead_and_keeps_it_across_r
         Some(RefuseCode::PrefixConflict)
     );
     // The same certificate again: below the lock now (the order moved it to 1,000,001).
-    assert_eq!(
-        refused(&c.call(&cert).unwrap()),
-        Some(RefuseCode::CertBelowLock)
-    );
+    // It cannot move the lock; being valid for the trusted table, it re-confirms the
+    // table (the running peer's hourly refresh) and changes nothing else.
+    let before = match c.call(&ClientMessage::Status).unwrap() {
+        SignerMessage::Status(st) => st.watermark,
+        other => panic!("{other:?}"),
+    };
+    match c.call(&cert).unwrap() {
+        SignerMessage::Certified { moved, watermark } => {
+            assert!(!moved, "a certificate below the lock never moves it");
+            assert_eq!(watermark, before);
+        }
+        other => panic!("expected a re-confirmation, got {other:?}"),
+    }
     match c.call(&ClientMessage::Status).unwrap() {
-        SignerMessage::Status(st) => assert_eq!(st.watermark.finality, 1_000_000),
+        SignerMessage::Status(st) => {
+            assert_eq!(st.watermark, before);
+            assert_eq!(st.watermark.finality, 1_000_000);
+        }
         other => panic!("{other:?}"),
     }
     run.stop();

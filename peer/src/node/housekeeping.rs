@@ -15,6 +15,39 @@ use crate::conn::Candidate;
 use cvx_consensus::ConnId;
 
 impl MainLoop {
+    /// Every [`super::TRUST_REFRESH_EVERY`] (and once soon after start), present a
+    /// certificate of this peer's own view to its signer: it never moves the lock (the
+    /// anchor is at or below it) but re-confirms the signer's trusted stake table, so the
+    /// 14-day trust period never runs out on a signer that runs (docs/consensus.md §7.5).
+    fn refresh_trust(&mut self) {
+        if self
+            .trust_refreshed
+            .is_some_and(|t| t.elapsed() < super::TRUST_REFRESH_EVERY)
+        {
+            return;
+        }
+        let Some(req) = self.peer.certificate() else {
+            return;
+        };
+        self.trust_refreshed = Some(std::time::Instant::now());
+        let signer = self.ctx.signer.clone();
+        tokio::spawn(async move {
+            let position = req.certificate.anchor.position;
+            match signer.certify(req).await {
+                Ok((moved, _)) => tracing::info!(
+                    position,
+                    moved,
+                    "the signer's trusted stake table was re-confirmed by a certificate"
+                ),
+                Err(e) => tracing::warn!(
+                    position,
+                    error = %e,
+                    "the signer did not re-confirm its trusted stake table (a later resync needs it within the trust period; docs/operations.md, Recovery)"
+                ),
+            }
+        });
+    }
+
     /// Candidates for outgoing connections: hosts registered on-chain for staked peers
     /// (not ourselves), and the operator's bootstrap hosts.
     pub(super) fn candidates(&self) -> Vec<Candidate> {
@@ -109,6 +142,9 @@ impl MainLoop {
         let was = self.ctx.shared.in_consensus.swap(ok, Ordering::Relaxed);
         if was != ok {
             tracing::info!(in_consensus = ok, "consensus participation changed");
+        }
+        if ok {
+            self.refresh_trust();
         }
         // Outgoing connections.
         let cands = self.candidates();

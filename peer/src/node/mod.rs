@@ -389,6 +389,7 @@ impl Node {
             cfg,
             cert_cache: (None, None),
             resync: None,
+            trust_refreshed: None,
         };
         main.run(in_rx, api_rx, signed, shutdown).await
     }
@@ -455,7 +456,16 @@ struct MainLoop {
     /// A resync the machine asked for (`Action::Resync`: finality, network finality),
     /// carried out by the loop between two inputs ([`join`]).
     resync: Option<(u64, u64)>,
+    /// When this peer last presented its own certificate to its signer to re-confirm the
+    /// signer's trusted stake table ([`TRUST_REFRESH_EVERY`]).
+    trust_refreshed: Option<std::time::Instant>,
 }
+
+/// How often a peer in consensus presents a certificate of its own to its signer, which
+/// re-confirms the signer's trusted stake table without moving its lock (docs/consensus.md
+/// §7.5): far inside the 14-day trust period, so that a signer that runs keeps accepting
+/// the certificates a later resync needs.
+pub const TRUST_REFRESH_EVERY: Duration = Duration::from_secs(3600);
 
 /// Finalized-block events buffered for the slowest event-stream client; one further
 /// behind is told `lagged` and disconnected (see `crate::api`).
