@@ -105,8 +105,28 @@ impl Peer {
                         .ok()
                         .and_then(|i| o.blocks.get(i..))
                 }));
+            let mut tried: Vec<&[Hash]> = Vec::new();
             for ids in tails.flatten() {
                 let ids = &ids[..ids.len().min(MAX_CERT_IDS)];
+                if tried.contains(&ids) {
+                    continue;
+                }
+                tried.push(ids);
+                // Which votes this list carries (their consensus chain is on it), cheaply,
+                // before `assemble` checks their signatures.
+                let chains = chains_from(&chain, ids);
+                let on = signed.iter().filter(|(h, _)| {
+                    let n = usize::try_from(h.consensus - p).unwrap_or(usize::MAX);
+                    let at = if n == 0 {
+                        Some(&chain)
+                    } else {
+                        chains.get(n - 1)
+                    };
+                    at == Some(&h.consensus_chain)
+                });
+                if !supermajority(weight(&mut on.map(|(h, _)| &h.peer)), total) {
+                    continue;
+                }
                 if let Some(certificate) = Certificate::assemble(
                     self.network,
                     CertKind::Finality,

@@ -13,7 +13,13 @@
 //! different state hashes at one position; a peer's finality never regresses (also
 //! across a crash and restart); total coins equal the genesis supply; no honest peer
 //! halts; after a heal that reconnects more than 0.67 of stake, finality advances within
-//! [`RECOVERY_BOUND_MS`].
+//! [`RECOVERY_BOUND_MS`]; no honest signer signs orders that finalize conflicting chains.
+//!
+//! Long-outage runs ([`Sim::new_long`], [`Faults::long_from_seed`]) add partitions, freezes
+//! and crashes of 1–60 s; members that fall too far behind resync (certificate, signer,
+//! state, join order) as the networked peer does, while byzantine members answer with
+//! forged certificates that the signers must refuse; recovery is bounded by
+//! [`LONG_RECOVERY_BOUND_MS`].
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};

@@ -188,7 +188,11 @@ pub fn tweak(cfg: &mut Config) {
 }
 
 pub fn build(seed: u64, duration: u64) -> Sim {
-    let long = long_seed(seed);
+    build_as(seed, duration, long_seed(seed))
+}
+
+/// `seed` as an ordinary seed of `duration` ms, or as a long-outage seed.
+pub fn build_as(seed: u64, duration: u64, long: bool) -> Sim {
     let (net, honest) = if long {
         scenario_long(seed)
     } else {
