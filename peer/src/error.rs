@@ -40,9 +40,10 @@ pub enum NodeError {
     /// The consensus machine halted on a fork.
     #[error("consensus halted: {0} (see docs/operations.md, Security breach)")]
     Halted(String),
-    /// Joining by state sync failed (nothing was written; the store stays empty).
+    /// Joining or resyncing by state sync failed (nothing of the new state was adopted: the
+    /// store keeps what it had).
     #[error(
-        "joining by state sync: {0} (check `bootstrap` and that those peers are up; see docs/operations.md, Storage management)"
+        "joining by state sync: {0} (check `bootstrap` and that those peers are up; see docs/operations.md, Joining by state sync and Recovery)"
     )]
     Join(String),
 }

@@ -6,10 +6,10 @@
 //!
 //! The CI run: 4 peers, 60 s, 20 ms one-way latency, seed 3 with partitions, delay
 //! spikes and loss only. Seed 3's schedule is an isolated peer (5.0–11.4 s) and a
-//! halves split (26.4–35.5 s). Today's code recovers from the first within the bound (asserted);
-//! from the second not always (measured and printed; issue 14). Kill -9 and SIGSTOP are left out of the CI mix on purpose: today a restarted or
-//! long-frozen peer may not catch up (self-healing consensus, issue 14, has not landed),
-//! and the devnet reports that as a violation (docs/operations.md lists the findings).
+//! halves split (26.4–35.5 s); the network must recover from both within the bound
+//! (asserted; before the self-healing of issue 14 the halves split sometimes left it
+//! standing). Kill -9 and SIGSTOP are not in this run's mix: their recovery is asserted on
+//! their own, with tighter bounds, in `tests/tests/peer_heal.rs`.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::missing_panics_doc)]
 
 use std::path::Path;
@@ -126,39 +126,25 @@ fn ci_nemesis_run_keeps_safety_and_recovers_within_the_bound() {
         .map(|f| f["label"].as_str().unwrap())
         .collect();
     assert_eq!(labels, ["isolate p3", "halves 1,3"], "{report}");
-    // Recovery. The isolated peer (a minority cut: the other three hold more than 2/3 of
-    // the stake and go on) must catch up within the bound: today's code does. After the
-    // halves split (no side held more than 2/3, so nobody finalized meanwhile) today's
-    // code does not always resume: seen in CI, the network still stood 24 s after the
-    // heal (conflicting locks; the self-healing of issue 14 is what fixes it). That
-    // outcome is measured and printed here, not asserted, until issue 14 lands; the
-    // devnet itself still counts it (`unrecovered`, or a `no_recovery` violation once the
-    // bound has passed) and the soak figures in docs/operations.md report it.
+    // Recovery: the isolated peer (a minority cut: the other three hold more than 2/3 of
+    // the stake and go on) and, after the halves split (no side held more than 2/3, so
+    // nobody finalized meanwhile), every peer must pass the highest finality seen at the
+    // heal within the bound. Measured after issue 14: 0.6–1.6 s for the halves split.
     let faults = v["faults"].as_array().unwrap();
-    let isolate = faults[0]["recovery_ms"].as_u64();
-    assert!(
-        isolate.is_some_and(|ms| ms <= BOUND_SECS * 1000),
-        "the isolated peer caught up within {BOUND_SECS} s: {report}"
-    );
-    match faults[1]["recovery_ms"].as_u64() {
-        Some(ms) => eprintln!("halves split: recovered in {ms} ms"),
-        None => eprintln!(
-            "halves split: NOT recovered by the end of the run (known limit, issue 14): {report}"
-        ),
+    for (f, what) in faults.iter().zip(["the isolated peer", "the halves split"]) {
+        let ms = f["recovery_ms"].as_u64();
+        assert!(
+            ms.is_some_and(|ms| ms <= BOUND_SECS * 1000),
+            "{what} recovered within {BOUND_SECS} s: {report}"
+        );
+        eprintln!("{what}: recovered in {} ms", ms.unwrap_or(0));
     }
     // Clients of the cut-off peers got NETWORK (they said they no longer take part), and
-    // nothing but a late recovery of the halves split is a violation.
+    // there is no violation at all.
     assert_eq!(v["no_network_error"], 0, "{report}");
+    assert_eq!(v["violations"].as_array().unwrap().len(), 0, "{report}");
     assert_eq!(v["recovery_bound_ms"], BOUND_SECS * 1000);
-    for viol in v["violations"].as_array().unwrap() {
-        assert_eq!(viol["kind"], "no_recovery", "{report}");
-        assert!(viol["at_ms"].as_u64().unwrap() > 35_000, "{report}");
-    }
-    assert!(
-        out.status.success() || out.status.code() == Some(12),
-        "exit {:?}; {report}",
-        out.status
-    );
+    assert!(out.status.success(), "exit {:?}; {report}", out.status);
     for k in ["finality_ms_p50", "finality_ms_p99", "recovery_ms"] {
         assert!(!v[k].is_null(), "{k} in the summary");
     }
