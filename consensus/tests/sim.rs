@@ -136,3 +136,25 @@ fn forged_certificates_are_refused_and_the_resync_uses_an_honest_source() {
     );
     assert!(all.resyncs >= 7, "every seed's member resynced: {all:?}");
 }
+
+/// A resync never hands the signer a certificate at or below the member's own lock (the
+/// networked peer's check, docs/consensus.md §7.8): in long-outage seed 125 a member asks
+/// another that is as far behind; the simulation used to take its certificate (the signer
+/// accepts one below its lock as a trust refresh) and the join order from that old state
+/// was then refused (`FINALITY_REGRESSED`, `CONSENSUS_REGRESSED`).
+#[test]
+fn a_resync_skips_a_certificate_not_above_the_own_lock() {
+    let r = match common::build_as(125, 0, true).run() {
+        Ok(r) => r,
+        Err(f) => panic!("{f}"),
+    };
+    assert!(
+        r.honest_refused.contains_key("PEER_NOT_ABOVE_LOCK"),
+        "the behind source was skipped: {r:?}"
+    );
+    assert!(
+        r.honest_refused.keys().all(|k| !k.ends_with("_REGRESSED")),
+        "no join from an old state reached the signer: {r:?}"
+    );
+    assert!(r.resyncs >= 1, "the member resynced: {r:?}");
+}

@@ -173,6 +173,28 @@ impl Sim {
         let Node::Honest(h) = &mut self.nodes[node] else {
             return Ok(());
         };
+        // As the networked peer (cvx-peer's join, `certify`): a certificate at or below
+        // the own lock on the same chain moves nothing, so it never goes to the signer and
+        // the next source is asked. Without this a member took a certificate at position
+        // 0 from another member that was as far behind, and "resynced" to its state
+        // (all-long seed 144).
+        let anchor = req.certificate.anchor;
+        let lock = h.peer.as_ref().map(|p| {
+            let c = p.points().1;
+            (c, p.chain_value_at(c))
+        });
+        if let Some((c, chain)) = lock
+            && (anchor.position < c || (anchor.position == c && chain == Some(anchor.chain)))
+        {
+            let seen = if forged.is_some() {
+                &mut self.report.forged_refused
+            } else {
+                &mut self.report.honest_refused
+            };
+            *seen.entry("PEER_NOT_ABOVE_LOCK").or_default() += 1;
+            self.push(self.now + 1, Ev::Resync(Step::Ask { node, life }));
+            return Ok(());
+        }
         let result = h.signer.certify(req, now);
         let next = self.now + 1;
         match (result, forged) {
