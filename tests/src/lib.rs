@@ -6,6 +6,7 @@
 
 pub mod deps;
 pub mod devnet;
+pub mod proc;
 pub mod rooms;
 
 use std::path::PathBuf;

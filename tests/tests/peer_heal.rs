@@ -16,13 +16,12 @@
 //! printed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::ffi::OsString;
-use std::os::unix::ffi::OsStringExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use cvx_systest::devnet::{devnet, listen_of, serial, status, tmp_dir, wait_until};
+use cvx_systest::proc::{launch_of, pid_of};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -40,23 +39,6 @@ fn in_consensus(addr: &str) -> bool {
     status(addr).is_some_and(|s| s["in_consensus"] == true)
 }
 
-/// The pid of the `BIN run` whose config is `config`.
-fn pid_of(bin: &str, config: &Path) -> u32 {
-    let want = config.as_os_str().as_encoded_bytes();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
-                args.first().is_some_and(|a| a.ends_with(bin.as_bytes()))
-                    && args.contains(&b"run".as_slice())
-                    && args.contains(&want)
-            })
-        })
-        .unwrap_or_else(|| panic!("the devnet's {bin} for {}", config.display()))
-}
-
 fn peer_pid(config: &Path) -> u32 {
     pid_of("cvx-peer", config)
 }
@@ -65,46 +47,11 @@ fn signal(pid: u32, s: Signal) {
     kill(Pid::from_raw(i32::try_from(pid).unwrap()), s).unwrap();
 }
 
-fn nul_split(bytes: &[u8]) -> Vec<OsString> {
-    bytes
-        .split(|b| *b == 0)
-        .filter(|p| !p.is_empty())
-        .map(|p| OsString::from_vec(p.to_vec()))
-        .collect()
-}
-
-/// Start again the process `pid` is (same executable, arguments, environment and working
-/// directory, read from /proc before it is killed); returns a closure that does it, its
-/// output appended to `out` and `err`.
+/// Start again the process `pid` is (as read from /proc before it is killed); returns a
+/// closure that does it, its output appended to `out` and `err`.
 fn relauncher(pid: u32, out: PathBuf, err: PathBuf) -> impl FnOnce() -> Child {
-    let proc = PathBuf::from(format!("/proc/{pid}"));
-    let args = nul_split(&std::fs::read(proc.join("cmdline")).unwrap());
-    let env: Vec<(OsString, OsString)> = nul_split(&std::fs::read(proc.join("environ")).unwrap())
-        .into_iter()
-        .filter_map(|kv| {
-            let kv = kv.into_vec();
-            let eq = kv.iter().position(|b| *b == b'=')?;
-            Some((
-                OsString::from_vec(kv[..eq].to_vec()),
-                OsString::from_vec(kv[eq + 1..].to_vec()),
-            ))
-        })
-        .collect();
-    let exe = std::fs::read_link(proc.join("exe")).unwrap();
-    let cwd = std::fs::read_link(proc.join("cwd")).unwrap();
-    move || {
-        let append = |p: &Path| std::fs::OpenOptions::new().append(true).open(p).unwrap();
-        Command::new(exe)
-            .args(&args[1..])
-            .env_clear()
-            .envs(env)
-            .current_dir(cwd)
-            .stdin(Stdio::null())
-            .stdout(append(&out))
-            .stderr(append(&err))
-            .spawn()
-            .unwrap()
-    }
+    let launch = launch_of(pid);
+    move || launch.start(&out, &err)
 }
 
 /// A running devnet: its directory, its launcher and the peers' addresses.

@@ -8,70 +8,18 @@
 //! WARN lines about the signer, not one per request; all four agree at the end.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::ffi::OsString;
-use std::os::unix::ffi::OsStringExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use cvx_systest::devnet::{
     api_of, bin_dir, devnet, http_get, listen_of, metric, serial, status, tmp_dir, wait_until,
 };
-
-/// How a process was started, read from /proc.
-#[derive(Debug)]
-struct Launch {
-    exe: PathBuf,
-    args: Vec<OsString>,
-    env: Vec<(OsString, OsString)>,
-    cwd: PathBuf,
-}
-
-fn nul_split(bytes: &[u8]) -> Vec<OsString> {
-    bytes
-        .split(|b| *b == 0)
-        .filter(|p| !p.is_empty())
-        .map(|p| OsString::from_vec(p.to_vec()))
-        .collect()
-}
-
-fn launch_of(pid: u32) -> Launch {
-    let proc = PathBuf::from(format!("/proc/{pid}"));
-    let args = nul_split(&std::fs::read(proc.join("cmdline")).unwrap());
-    let env = nul_split(&std::fs::read(proc.join("environ")).unwrap())
-        .into_iter()
-        .filter_map(|kv| {
-            let kv = kv.into_vec();
-            let eq = kv.iter().position(|b| *b == b'=')?;
-            Some((
-                OsString::from_vec(kv[..eq].to_vec()),
-                OsString::from_vec(kv[eq + 1..].to_vec()),
-            ))
-        })
-        .collect();
-    Launch {
-        exe: std::fs::read_link(proc.join("exe")).unwrap(),
-        args: args[1..].to_vec(),
-        env,
-        cwd: std::fs::read_link(proc.join("cwd")).unwrap(),
-    }
-}
+use cvx_systest::proc::{Launch, launch_of, pid_of};
 
 /// The pid of the `cvx-signer run` serving `config`.
 fn signer_pid(config: &Path) -> u32 {
-    let want = config.as_os_str().as_encoded_bytes();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
-                args.first().is_some_and(|a| a.ends_with(b"cvx-signer"))
-                    && args.contains(&b"run".as_slice())
-                    && args.contains(&want)
-            })
-        })
-        .expect("the devnet's cvx-signer for peer-3")
+    pid_of("cvx-signer", config)
 }
 
 /// A transaction file peer-3 accepts at ingress (a sequence ahead of its account's).
@@ -141,17 +89,7 @@ fn submit_refused_network(tx: &Path, addr: &str, why: &str) {
 
 /// Start the signer as `launch` says, its stderr appended to the devnet's signer log.
 fn start_signer(launch: &Launch, log: &Path) -> Child {
-    let log = std::fs::OpenOptions::new().append(true).open(log).unwrap();
-    Command::new(&launch.exe)
-        .args(&launch.args)
-        .env_clear()
-        .envs(launch.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&launch.cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+    launch.start(Path::new("/dev/null"), log)
 }
 
 /// How long after `since` the peer at `addr` takes part again with its finality past
