@@ -159,3 +159,18 @@ pub fn wait_for_peer(dir: &Path) -> String {
     });
     addr.get().cloned().expect("set by the wait")
 }
+
+/// The seed the devnet in `dir` derived its demo accounts' throwaway keys from (its
+/// `accounts.seed`; `cvx_loadgen::Keypair::derive("devnet-account", seed, i)` is account
+/// `i`'s key).
+///
+/// # Panics
+/// When the file is missing or not a number.
+#[must_use]
+pub fn account_seed(dir: &Path) -> u64 {
+    std::fs::read_to_string(dir.join("accounts.seed"))
+        .expect("the devnet's accounts.seed")
+        .trim()
+        .parse()
+        .expect("accounts.seed holds a number")
+}

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use cvx_protocol::ledger::{Action, Transaction};
 use cvx_protocol::txfile::TxFile;
 use cvx_protocol::{Address, Amount, Canonical, Hash, NetworkId, PublicKey};
-use cvx_systest::devnet::{api_of, devnet, serial, summary, tmp_dir, wait_for_peer, wait_until};
+use cvx_systest::devnet::{
+    account_seed, api_of, devnet, serial, summary, tmp_dir, wait_for_peer, wait_until,
+};
 use cvx_systest::workspace_root;
 
 /// One request on its own connection: the status code and the body (Err: reset, closed
@@ -101,11 +103,7 @@ fn network_of(api: &str) -> NetworkId {
 
 /// A transaction of devnet demo account `i`, signed with its throwaway key.
 fn demo_tx(dir: &Path, network: NetworkId, i: u64, sequence: u64, action: Action) -> Vec<u8> {
-    let seed: u64 = std::fs::read_to_string(dir.join("accounts.seed"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let seed = account_seed(dir);
     let key = cvx_loadgen::Keypair::derive("devnet-account", seed, i);
     let tx = Transaction {
         origin: Address(i),

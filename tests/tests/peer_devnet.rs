@@ -13,8 +13,8 @@ use cvx_protocol::consensus::{ChallengeResponse, SignedChallengeResponse};
 use cvx_protocol::peer_wire::{self, Hello, Message, PEER_WIRE_VERSION, Role};
 use cvx_protocol::{Canonical, Hash, NetworkId, PublicKey, Signature, Timestamp, Token};
 use cvx_systest::devnet::{
-    api_of, bin_dir, devnet, finality, http_get, listen_of, metric, serial, summary, tmp_dir,
-    wait_for_peer,
+    account_seed, api_of, bin_dir, devnet, finality, http_get, listen_of, metric, serial, summary,
+    tmp_dir, wait_for_peer,
 };
 
 /// Every peer reached the same state root at the same position: the devnet asks every
@@ -600,11 +600,7 @@ fn peer_withdraw_through_another_peer_returns_the_stake() {
 
 /// The devnet keeps its demo-account seed in `accounts.seed`; check it derives `key`.
 fn find_seed(dir: &Path, key: &str) -> u64 {
-    let seed: u64 = std::fs::read_to_string(dir.join("accounts.seed"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let seed = account_seed(dir);
     let out = Command::new(bin_dir().join("cvx-loadgen"))
         .args(["keys", "--seed", &seed.to_string(), "--count", "4"])
         .output()
@@ -631,11 +627,7 @@ fn flood(dir: &Path, addr: &str, n: u64) -> u64 {
     use cvx_protocol::{Address, Amount};
     let g = Genesis::decode(&std::fs::read(dir.join("genesis.bin")).unwrap()).unwrap();
     let network = g.network_id();
-    let seed: u64 = std::fs::read_to_string(dir.join("accounts.seed"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let seed = account_seed(dir);
     let key = cvx_loadgen::Keypair::derive("devnet-account", seed, 199);
     let mut s = TcpStream::connect(addr).unwrap();
     let _ = read_hello(&mut s);
@@ -695,11 +687,7 @@ fn burst_with_bad(
     use cvx_protocol::{Address, Amount};
     let g = Genesis::decode(&std::fs::read(dir.join("genesis.bin")).unwrap()).unwrap();
     let network = g.network_id();
-    let seed: u64 = std::fs::read_to_string(dir.join("accounts.seed"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let seed = account_seed(dir);
     let key = cvx_loadgen::Keypair::derive("devnet-account", seed, 198);
     let mut s = TcpStream::connect(addr).unwrap();
     let _ = read_hello(&mut s);

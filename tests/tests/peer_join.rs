@@ -16,8 +16,8 @@ use cvx_protocol::ledger::{Action, Genesis, Transaction};
 use cvx_protocol::txfile::TxFile;
 use cvx_protocol::{Address, Amount, Canonical, HostAddr, PublicKey};
 use cvx_systest::devnet::{
-    api_in, bin_dir, cvx_peer, devnet, finality, http_get, listen_of, metric, serial, status,
-    tmp_dir, wait_until,
+    account_seed, api_in, bin_dir, cvx_peer, devnet, finality, http_get, listen_of, metric, serial,
+    status, tmp_dir, wait_until,
 };
 
 struct Spare {
@@ -165,11 +165,7 @@ fn peer_joins_by_state_sync_and_counts_once_staked() {
     // demo load never touches), submitted through peer-0.
     let g = Genesis::decode(&std::fs::read(dir.join("genesis.bin")).unwrap()).unwrap();
     let network = g.network_id();
-    let seed: u64 = std::fs::read_to_string(dir.join("accounts.seed"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let seed = account_seed(&dir);
     let controller = cvx_loadgen::Keypair::derive("devnet-account", seed, sp.controller);
     let peer_key = PublicKey::from_hex(&sp.key).unwrap();
     let tx = controller.sign_tx(

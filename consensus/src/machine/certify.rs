@@ -149,12 +149,7 @@ impl Peer {
     /// end (`None` outside).
     #[must_use]
     pub fn chain_value_at(&self, q: u64) -> Option<Hash> {
-        let i = usize::try_from(q.checked_sub(self.checkpoint.position)?).ok()?;
-        if i == 0 {
-            Some(self.checkpoint.chain)
-        } else {
-            self.chains.get(i - 1).copied()
-        }
+        crate::merge::chain_at(&self.checkpoint, &self.chains, q)
     }
 
     /// The own order's block ids from absolute position `q` (at or above the checkpoint).

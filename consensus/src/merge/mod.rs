@@ -104,12 +104,18 @@ impl OwnView<'_> {
     /// Chain value at absolute position `q`.
     #[must_use]
     pub fn chain_at(&self, q: u64) -> Option<Hash> {
-        let i = usize::try_from(q.checked_sub(self.checkpoint.position)?).ok()?;
-        if i == 0 {
-            Some(self.checkpoint.chain)
-        } else {
-            self.chains.get(i - 1).copied()
-        }
+        chain_at(&self.checkpoint, self.chains, q)
+    }
+}
+
+/// The chain value at absolute position `q` of a prefix summarized by `checkpoint`, with
+/// `chains[i]` the chain value after the `i`-th id above it (`None` outside).
+pub(crate) fn chain_at(checkpoint: &Checkpoint, chains: &[Hash], q: u64) -> Option<Hash> {
+    let i = usize::try_from(q.checked_sub(checkpoint.position)?).ok()?;
+    if i == 0 {
+        Some(checkpoint.chain)
+    } else {
+        chains.get(i - 1).copied()
     }
 }
 

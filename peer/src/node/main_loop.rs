@@ -12,7 +12,7 @@ use cvx_protocol::peer_wire::Message;
 use cvx_protocol::{BoundedVec, ErrorCode, PublicKey};
 use tokio::sync::mpsc;
 
-use super::{CHAIN_LOG, ConnState, Input, MAX_FOLLOWERS, MainLoop, RESULTS_KEPT, chain_at_height};
+use super::{CHAIN_LOG, ConnState, Input, MAX_FOLLOWERS, MainLoop, RESULTS_KEPT};
 use crate::api::{ApiReply, ApiRequest};
 use crate::clock::now;
 use crate::conn::ConnManager;
@@ -320,7 +320,7 @@ impl MainLoop {
         self.peer = consensus::Peer::restore(self.cfg.clone(), snap);
         self.synced_from = height;
         self.chain_log.clear();
-        if let Some(c) = chain_at_height(&self.peer, height) {
+        if let Some(c) = self.peer.chain_value_at(height) {
             self.chain_log
                 .push_back((height, c, self.peer.ledger().state_hash()));
         }
@@ -374,7 +374,7 @@ impl MainLoop {
         let height = f.position + 1;
         let chain = match self.chain_log.back() {
             Some((h, c, _)) if *h == f.position => Some(cvx_protocol::hash::chain_step(c, &f.id)),
-            _ => chain_at_height(&self.peer, height),
+            _ => self.peer.chain_value_at(height),
         };
         match chain {
             Some(c) => {

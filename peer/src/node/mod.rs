@@ -326,7 +326,7 @@ impl Node {
             .filter(|sp| sp.position == start_position)
             .map(|sp| (sp.position, sp.chain, sp.state_hash))
             .or_else(|| {
-                chain_at_height(&peer, start_position)
+                peer.chain_value_at(start_position)
                     .map(|c| (start_position, c, peer.ledger().state_hash()))
             })
             .into_iter()
@@ -481,11 +481,3 @@ pub const MAX_FOLLOWERS: usize = 16;
 
 /// Finalized positions remembered for confirmations ([`MainLoop::chain_log`]).
 pub const CHAIN_LOG: usize = 4096;
-
-/// The chain value at `height` from the peer's own order (its checkpoint and the ids above
-/// it), or the genesis chain value at 0.
-fn chain_at_height(peer: &consensus::Peer, height: u64) -> Option<Hash> {
-    let (cp, ids) = peer.chain();
-    let n = usize::try_from(height.checked_sub(cp.position)?).ok()?;
-    Some(cvx_protocol::hash::chain_over(&cp.chain, ids.get(..n)?))
-}
