@@ -371,7 +371,10 @@ pub async fn run(
             cmd.arg("--peer").arg(a);
         }
         if let Some(steps) = &opts.bench {
-            let sched: Vec<String> = steps.iter().map(|(r, d)| format!("{r}:{d}")).collect();
+            let mut sched: Vec<String> = steps.iter().map(|(r, d)| format!("{r}:{d}")).collect();
+            if let (Some(p), Some((_, d))) = (opts.bench_saturation_percent, steps.last()) {
+                sched.push(format!("{p}%:{d}"));
+            }
             cmd.arg("--schedule").arg(sched.join(","));
         }
         let mut child = cmd

@@ -71,6 +71,9 @@ pub struct DevnetOptions {
     pub max_queue: Option<usize>,
     /// Benchmark mode: offered load steps `(tx/s, seconds)`, run one after the other.
     pub bench: Option<Vec<(u64, u64)>>,
+    /// Benchmark mode: one more step after `bench`, at this percentage of the highest
+    /// finalized tx/s of the steps before it (its line has `saturation_percent`).
+    pub bench_saturation_percent: Option<u64>,
     /// Spare peers to prepare but not start (default 0): each gets its own running
     /// signer, a funded controller account the load never touches, and a peer config
     /// that joins by state sync from the devnet's peers (`peer-N/peer.toml`, listed in
@@ -202,7 +205,10 @@ pub fn devnet_params() -> Params {
         min_block_time_ms: 20,
         max_block_backdate_ms: 10_000,
         max_future_ms: 1_000,
-        proposal_hold_ms: 100,
+        proposal_hold_ms: std::env::var("CVX_EXP_HOLD")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100),
         // An idle peer makes an empty block after half of this (the consensus machine's
         // heartbeat), so an idle devnet still moves and reaches agreement.
         decay_grace_ms: 4_000,

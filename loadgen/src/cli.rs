@@ -52,7 +52,10 @@ pub enum Cmd {
         /// A peer to submit to (repeat for several).
         #[arg(long = "peer", value_name = "HOST:PORT", required = true)]
         peers: Vec<String>,
-        /// Benchmark steps: offered load and duration of each.
+        /// Benchmark steps: offered load and duration of each. A load written `P%` is P
+        /// percent of the highest finalized tx/s of the steps before it (e.g. `80%:8` after
+        /// the others: a step at 80% of saturation); it runs 4 s at its load before its
+        /// measurement starts, so the backlog of the steps before it drains first.
         #[arg(long, value_name = "TPS:SECS,...", value_parser = parse_schedule)]
         schedule: Option<Schedule>,
     },
@@ -91,19 +94,39 @@ pub enum Cmd {
     },
 }
 
-/// Offered-load steps `(tx/s, seconds)`.
+/// The offered load of one benchmark step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Load {
+    /// Transactions per second.
+    Rate(u64),
+    /// This percentage of the highest finalized tx/s of the steps before it.
+    OfBest(u64),
+}
+
+/// Offered-load steps `(load, seconds)`.
 #[derive(Clone, Debug)]
-pub struct Schedule(pub Vec<(u64, u64)>);
+pub struct Schedule(pub Vec<(Load, u64)>);
 
 fn parse_schedule(v: &str) -> Result<Schedule, String> {
     let n = |x: &str| x.parse::<u64>().map_err(|_| format!("{x} is not a number"));
-    v.split(',')
-        .map(|step| {
-            let (r, d) = step
-                .split_once(':')
-                .ok_or(format!("step {step}: want TPS:SECS"))?;
-            Ok((n(r)?, n(d)?))
-        })
-        .collect::<Result<_, String>>()
-        .map(Schedule)
+    let mut steps = Vec::new();
+    for step in v.split(',') {
+        let (r, d) = step
+            .split_once(':')
+            .ok_or(format!("step {step}: want TPS:SECS or P%:SECS"))?;
+        let load = match r.strip_suffix('%') {
+            Some(p) => {
+                let p = n(p)?;
+                if steps.is_empty() || p == 0 || p > 1000 {
+                    return Err(format!(
+                        "step {step}: a P% step needs a step before it, and 0 < P <= 1000"
+                    ));
+                }
+                Load::OfBest(p)
+            }
+            None => Load::Rate(n(r)?),
+        };
+        steps.push((load, n(d)?));
+    }
+    Ok(Schedule(steps))
 }

@@ -6,9 +6,10 @@
 //! cvx-loadgen keys --seed S --count N          public keys of accounts 0..N (hex, one a line)
 //! cvx-loadgen run --genesis F --seed S --accounts N --rate TPS --peer HOST:PORT ...
 //!                                              submit transfers; one JSON report a second
-//! cvx-loadgen run ... --schedule TPS:SECS,TPS:SECS,...
+//! cvx-loadgen run ... --schedule TPS:SECS,TPS:SECS,...[,P%:SECS]
 //!                                              benchmark: step the offered load, one JSON
-//!                                              line per step ("step": true), then exit
+//!                                              line per step ("step": true), then exit;
+//!                                              P% = P percent of the best step before it
 //! cvx-loadgen verify-bench [--count N]         Ed25519 strict single vs batch verification
 //!                                              of N transactions: the ingress bound (JSON)
 //! cvx-loadgen withdraw --genesis F --seed S --account I --sequence Q --peer-key HEX --out FILE
@@ -54,7 +55,7 @@ struct Flags {
     count: usize,
     rate: u64,
     peers: Vec<String>,
-    schedule: Vec<(u64, u64)>,
+    schedule: Vec<(cli::Load, u64)>,
 }
 
 fn load_genesis(p: &Path) -> Result<Genesis, String> {
@@ -174,7 +175,10 @@ async fn run(network: NetworkId, f: Flags) {
     let stats = Arc::new(Mutex::new(Stats::default()));
     let started = Instant::now();
     let n_peers = f.peers.len();
-    let first = f.schedule.first().map_or(f.rate, |s| s.0);
+    let first = match f.schedule.first() {
+        Some((cli::Load::Rate(r), _)) => *r,
+        _ => f.rate,
+    };
     let per_peer_rate = Arc::new(std::sync::atomic::AtomicU64::new(
         (first / n_peers as u64).max(1),
     ));
@@ -212,18 +216,31 @@ async fn run(network: NetworkId, f: Flags) {
         if schedule.is_empty() {
             return std::future::pending::<()>().await;
         }
-        for (r, secs) in schedule {
+        let mut best = 0.0f64;
+        for (load, secs) in schedule {
+            let (r, fraction) = match load {
+                cli::Load::Rate(r) => (r, None),
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                cli::Load::OfBest(p) => {
+                    (((best * p as f64) / 100.0).round().max(1.0) as u64, Some(p))
+                }
+            };
             per_peer_rate.store(
                 (r / n_peers as u64).max(1),
                 std::sync::atomic::Ordering::Relaxed,
             );
+            if fraction.is_some() {
+                // A step after an overloaded one starts with its backlog: let it drain at
+                // the new load before measuring.
+                tokio::time::sleep(Duration::from_secs(SETTLE_SECS)).await;
+            }
             if let Ok(mut g) = st2.lock() {
                 g.finalized = 0;
                 g.latencies.clear();
             }
             let t0 = Instant::now();
             tokio::time::sleep(Duration::from_secs(secs)).await;
-            step_report(&st2, r, t0);
+            best = best.max(step_report(&st2, r, fraction, t0));
         }
     };
     tokio::select! {
@@ -389,14 +406,19 @@ async fn drive(
     }
 }
 
-fn step_report(stats: &Mutex<Stats>, offered: u64, t0: Instant) {
-    let Ok(g) = stats.lock() else { return };
+/// A `P%` step runs this long at its load before its measurement starts.
+const SETTLE_SECS: u64 = 4;
+
+/// One step's JSON line; returns its finalized tx/s. `of_best`: the step's load was this
+/// percentage of the best finalized tx/s before it (`saturation_percent` in the line).
+fn step_report(stats: &Mutex<Stats>, offered: u64, of_best: Option<u64>, t0: Instant) -> f64 {
+    let Ok(g) = stats.lock() else { return 0.0 };
     let mut l = g.latencies.clone();
     l.sort_unstable();
     let secs = t0.elapsed().as_secs_f64();
     #[allow(clippy::cast_precision_loss)]
     let tps = g.finalized as f64 / secs.max(0.001);
-    let v = serde_json::json!({
+    let mut v = serde_json::json!({
         "step": true,
         "offered_tx_per_sec": offered,
         "finalized": g.finalized,
@@ -405,7 +427,11 @@ fn step_report(stats: &Mutex<Stats>, offered: u64, t0: Instant) {
         "p99_ms": percentile(&l, 99),
         "refused": g.refused,
     });
+    if let Some(p) = of_best {
+        v["saturation_percent"] = serde_json::json!(p);
+    }
     out(&format!("{v}\n"));
+    tps
 }
 
 /// Strict single verification against batch verification of `n` signed transactions
@@ -502,7 +528,7 @@ mod tests {
                 "--peer",
                 "b:2",
                 "--schedule",
-                "500:6,1000:6",
+                "500:6,1000:6,80%:6",
             ],
             &["cvx-loadgen", "verify-bench", "--count", "1024"],
             &[
@@ -535,5 +561,18 @@ mod tests {
             "500",
         ]);
         assert_eq!(bad.expect_err("TPS:SECS").exit_code(), 2);
+        for bad in ["80%:6", "500:6,0%:6", "500:6,x%:6"] {
+            let r = Cli::try_parse_from([
+                "cvx-loadgen",
+                "run",
+                "--genesis",
+                "g",
+                "--peer",
+                "a:1",
+                "--schedule",
+                bad,
+            ]);
+            assert_eq!(r.expect_err(bad).exit_code(), 2, "{bad}");
+        }
     }
 }
