@@ -228,16 +228,22 @@ pub async fn run(
         signer_pids.push(child.id());
         children.list.push((format!("signer-{i}"), child));
     }
+    // How long a start may take: 30 s, plus 30 s per 100,000 genesis accounts. Each signer
+    // decodes the genesis (`genesis_file`: ~10 s of CPU at 10^6 accounts); each peer
+    // decodes it, builds the ledger and its Merkle tree, and writes the state tree to its
+    // store before it serves; they start in parallel on the machine's cores.
+    let start_limit = Duration::from_secs(30 + 30 * (accounts as u64 / 100_000));
+    let t0 = Instant::now();
     for i in 0..n + spares {
         let sock = dir
             .join(format!("signer-{i}"))
             .join("sock")
             .join("signer.sock");
-        let t0 = Instant::now();
         while !sock.exists() {
-            if t0.elapsed() > Duration::from_secs(20) {
+            if t0.elapsed() > start_limit {
                 return Err(DevnetError::Child(format!(
-                    "signer {i} did not create its socket; see {}",
+                    "signer {i} did not create its socket within {} s; see {}",
+                    start_limit.as_secs(),
                     dir.join(format!("signer-{i}/signer.log")).display()
                 )));
             }
@@ -288,11 +294,8 @@ pub async fn run(
         children.list.push((format!("peer-{i}"), child));
         addrs.push(listen);
     }
-    // Wait until every peer answers and takes part in consensus: 30 s, plus 30 s per
-    // 100,000 genesis accounts (each peer decodes the genesis, builds the ledger and its
-    // Merkle tree, and writes the state tree to its store before it serves).
+    // Wait until every peer answers and takes part in consensus (see `start_limit`).
     let t0 = Instant::now();
-    let start_limit = Duration::from_secs(30 + 30 * (accounts as u64 / 100_000));
     loop {
         check_alive(&mut children)?;
         let st = statuses(&addrs).await;
