@@ -397,8 +397,8 @@ impl State {
         let pre = self.preverify(&block.transactions, network);
         let mut outcomes = Vec::with_capacity(block.transactions.len());
         for (i, stx) in block.transactions.iter().enumerate() {
-            let pre_key = pre.get(i).copied().flatten();
-            outcomes.push(self.apply_tx(stx, network, params, controller, pre_key));
+            let checked = pre.get(i).copied().flatten();
+            outcomes.push(self.apply_tx(stx, network, params, controller, checked));
         }
         if let Some(p) = self.peers.get_mut(&proposer) {
             p.last_block_time = p.last_block_time.max(block.header.timestamp);
@@ -429,9 +429,13 @@ impl State {
         self.peers_root = peers_root(&table);
     }
 
-    /// Batch pre-verification under the block rule ([`crate::verified::preverify`]), with
-    /// the origins' keys at block start.
-    fn preverify(&self, txs: &[SignedTransaction], network: &NetworkId) -> Vec<Option<PublicKey>> {
+    /// Signature verdicts ([`crate::verified::preverify`]) under the origins' keys at
+    /// block start.
+    fn preverify(
+        &self,
+        txs: &[SignedTransaction],
+        network: &NetworkId,
+    ) -> Vec<Option<(PublicKey, bool)>> {
         let keys: Vec<Option<PublicKey>> = txs
             .iter()
             .map(|stx| self.account(stx.tx.origin).map(|a| a.key))
@@ -445,7 +449,7 @@ impl State {
         network: &NetworkId,
         params: &Params,
         fee_to: Address,
-        pre_key: Option<PublicKey>,
+        checked: Option<(PublicKey, bool)>,
     ) -> TxOutcome {
         let tx = &stx.tx;
         if tx.validate().is_err() {
@@ -457,7 +461,10 @@ impl State {
         if acc.sequence.checked_add(1) != Some(tx.sequence) {
             return TxOutcome::Failed(ErrorCode::Sequence);
         }
-        let sig_ok = pre_key == Some(acc.key) || self.verified.verify_tx(network, &acc.key, stx);
+        let sig_ok = match checked {
+            Some((key, valid)) if key == acc.key => valid,
+            _ => self.verified.verify_tx(network, &acc.key, stx),
+        };
         if !sig_ok {
             return TxOutcome::Failed(ErrorCode::Signature);
         }

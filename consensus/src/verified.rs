@@ -1,24 +1,23 @@
 //! Transaction signatures already verified, so a peer does not verify the same signature
-//! twice (issue 15): a bounded set of *strict* verification facts, shared by the peer's
-//! ingress check and ledger execution, and the block pre-verification that consults it.
+//! twice (issue 15): a bounded set of verification facts, shared by the peer's ingress
+//! check and ledger execution, and the block pre-verification that consults it.
 //!
-//! A fact is "this signature verifies strictly (`verify_strict`) over these sign-bytes
-//! under this key". It is a property of the bytes alone, true on every peer and for ever,
-//! so using it changes no outcome, only the work done: execution stays a function of the
-//! block and the state. The fact's name is SHA-256 over (tag, sign-bytes, key, signature):
-//! the sign-bytes carry the network and the transaction's hash, the key is the one the
-//! signature was checked against (after a key change the origin's key no longer matches,
-//! so execution verifies again), and the signature bytes are part of it (another
-//! signature over the same transaction is another fact: the set cannot be poisoned).
+//! A fact is "this signature is valid under the transaction signature rule over these
+//! sign-bytes under this key" (the cofactored rule, [`cvx_protocol::cofactored`]). It is a
+//! property of the bytes alone, true on every peer and for ever, so using it changes no
+//! outcome, only the work done: execution stays a function of the block and the state.
+//! The fact's name is SHA-256 over (tag, sign-bytes, key, signature): the sign-bytes carry
+//! the network and the transaction's hash, the key is the one the signature was checked
+//! against (after a key change the origin's key no longer matches, so execution verifies
+//! again), and the signature bytes are part of it (another signature over the same
+//! transaction is another fact: the set cannot be poisoned).
 //!
-//! Only strict checks add facts. A batch that passes does not: dalek's batch equation is
-//! cofactorless with coefficients drawn from the batch's own transcript, so for a signature
-//! crafted with a small-order component (only its key's holder can make one) the answer
-//! can depend on which other signatures share the batch. The block rule
-//! ([`BATCH_VERIFY`]) batches the whole block, which every peer does alike;
-//! a fact from an ingress batch would make execution depend on what this peer happened to
-//! batch, and could split the network. [`preverify`] therefore skips the block's batch
-//! only when the facts alone decide every transaction the same way the rule does.
+//! Both single checks and passing batches add facts: the rule's batch passes exactly when
+//! every signature in it is valid, whatever else shares the batch (the module comment of
+//! [`cvx_protocol::cofactored`]), so a batch at ingress vouches for each of its signatures
+//! as a single check would. (Before this rule, with ed25519-dalek's cofactorless batch, a
+//! passing batch could not count: for a signature crafted with a small-order component the
+//! answer depended on the batch's other members.)
 
 use std::collections::VecDeque;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
@@ -29,9 +28,10 @@ use cvx_protocol::{Hash, NetworkId, PublicKey, SignBytes, Signable, Signature};
 
 use crate::ids::IdSet;
 
-/// Whether block signatures are checked as one deterministic batch (with a per-signature
-/// strict fallback). This is a consensus rule: every peer of a network must use the same
-/// value. See docs/consensus.md, "Signature checks".
+/// Whether signatures not yet known are checked as one batch (with a per-signature
+/// fallback when the batch fails). Only the work depends on it: under the cofactored rule a
+/// batch decides each signature as its single check does. See docs/consensus.md,
+/// "Signature checks".
 pub const BATCH_VERIFY: bool = true;
 
 /// Smallest number of signatures for which a batch is tried (below it, single checks are
@@ -44,7 +44,7 @@ pub const MIN_BATCH: usize = 4;
 pub const VERIFIED_CAP: usize = 1 << 16;
 
 /// Domain tag of a fact's name.
-const FACT_TAG: &[u8] = b"cvx1/verified";
+const FACT_TAG: &[u8] = b"cvx1/verified-cofactored";
 
 /// The bounded set itself.
 #[derive(Debug)]
@@ -52,7 +52,7 @@ struct Facts {
     set: IdSet<Hash>,
     order: VecDeque<Hash>,
     cap: usize,
-    /// Signature verifications done through this cache (strict ones and batches, one per
+    /// Signature verifications done through this cache (single ones and batches, one per
     /// signature): what the tests count.
     verifications: u64,
 }
@@ -153,45 +153,46 @@ impl Verified {
         self.with(|s| s.verifications = s.verifications.saturating_add(n as u64));
     }
 
-    /// Strict verification, skipped when the fact is known; a success is remembered.
+    /// The rule's single check, skipped when the fact is known; a success is remembered.
     #[must_use]
-    pub fn verify_strict(&self, sb: &SignBytes, key: &PublicKey, sig: &Signature) -> bool {
+    pub fn verify_one(&self, sb: &SignBytes, key: &PublicKey, sig: &Signature) -> bool {
         let f = fact(sb, key, sig);
         if self.with(|s| s.set.contains(&f)) {
             return true;
         }
         self.count(1);
-        let ok = key.verify_sign_bytes(sb, sig).is_ok();
+        let ok = cvx_protocol::cofactored::verify(sb, key, sig);
         if ok {
             self.insert(f);
         }
         ok
     }
 
-    /// [`Verified::verify_strict`] of a transaction's signature.
+    /// [`Verified::verify_one`] of a transaction's signature.
     #[must_use]
     pub fn verify_tx(&self, network: &NetworkId, key: &PublicKey, stx: &SignedTransaction) -> bool {
-        self.verify_strict(&stx.tx.sign_bytes(network), key, &stx.signature)
+        self.verify_one(&stx.tx.sign_bytes(network), key, &stx.signature)
     }
 
-    /// One deterministic `ed25519_dalek::verify_batch` over `items` (true when it passes).
-    /// Adds no fact (module comment).
+    /// One batch of the rule over `items` (true when it passes); a pass remembers a fact
+    /// for each item.
     #[must_use]
     pub fn batch(&self, items: &[&Item<'_>]) -> bool {
         self.count(items.len());
-        let msgs: Vec<&[u8]> = items.iter().map(|(sb, _, _)| &sb.as_bytes()[..]).collect();
-        let sigs: Vec<ed25519_dalek::Signature> = items
-            .iter()
-            .map(|(_, _, s)| ed25519_dalek::Signature::from_bytes(&s.0))
-            .collect();
-        let keys: Vec<ed25519_dalek::VerifyingKey> =
-            items.iter().map(|(_, k, _)| *k.verifying_key()).collect();
-        ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok()
+        let refs: Vec<cvx_protocol::cofactored::Item<'_>> =
+            items.iter().map(|(sb, k, s)| (sb, k, *s)).collect();
+        let ok = cvx_protocol::cofactored::verify_batch(&refs);
+        if ok {
+            for (sb, k, s) in items {
+                self.insert(fact(sb, k, s));
+            }
+        }
+        ok
     }
 
     /// Check many signatures as the ingress does: one batch when there are at least
-    /// [`MIN_BATCH`] unknown ones, and on a failed batch (or fewer) each on its own,
-    /// strictly, so exactly the bad ones come out `false`.
+    /// [`MIN_BATCH`] unknown ones, and on a failed batch (or fewer) each on its own, so
+    /// exactly the bad ones come out `false`. Every success is remembered.
     #[must_use]
     pub fn check_many(&self, items: &[Item<'_>]) -> Vec<bool> {
         let mut out: Vec<bool> = items
@@ -207,58 +208,36 @@ impl Verified {
         }
         for i in unknown {
             let (sb, k, s) = &items[i];
-            out[i] = self.verify_strict(sb, k, s);
+            out[i] = self.verify_one(sb, k, s);
         }
         out
     }
 }
 
-/// Block pre-verification under the block rule (docs/consensus.md, "Signature checks"):
-/// for each transaction, `Some(key)` when its signature counts as valid under `key` (the
-/// origin's key at block start, `keys[i]`, `None` when the origin does not exist). The rule
-/// is: valid when it verifies strictly, or when the block has at least [`MIN_BATCH`]
-/// transactions and the batch over all of them passes. The facts let this skip work without
-/// changing that answer: when every signature is a known fact, all are valid and no batch
-/// is needed; when only a few are unknown, they are checked strictly and the batch is run
-/// only if one of them fails.
+/// Block pre-verification: for each transaction, `Some((key, valid))`: whether its
+/// signature is valid under `key`, the origin's key at block start (`keys[i]`); `None` when
+/// the origin does not exist. Execution uses the verdict while the origin's key is still
+/// `key` (it differs only after a key change earlier in the block). Known facts cost
+/// nothing; the unknown signatures are checked with [`Verified::check_many`] (one batch
+/// when there are enough). The verdict is the rule's for every signature, so it is the
+/// same on every peer whatever each peer already knew.
 #[must_use]
 pub fn preverify(
     cache: &Verified,
     txs: &[SignedTransaction],
     keys: &[Option<PublicKey>],
     network: &NetworkId,
-) -> Vec<Option<PublicKey>> {
+) -> Vec<Option<(PublicKey, bool)>> {
     let mut out = vec![None; txs.len()];
-    if !BATCH_VERIFY || txs.len() < MIN_BATCH {
-        return out;
-    }
-    let items: Vec<(usize, Item<'_>)> = txs
+    let (idx, items): (Vec<usize>, Vec<Item<'_>>) = txs
         .iter()
         .zip(keys)
         .enumerate()
         .filter_map(|(i, (stx, k))| Some((i, (stx.tx.sign_bytes(network), (*k)?, &stx.signature))))
-        .collect();
-    let unknown: Vec<&Item<'_>> = items
-        .iter()
-        .map(|(_, it)| it)
-        .filter(|(sb, k, s)| !cache.contains(sb, k, s))
-        .collect();
-    // Few unknown ones: checked strictly (each success becomes a fact); the batch runs
-    // only when one of them fails, since then the rule's answer for it depends on it.
-    let decided_by_facts = unknown.len() < MIN_BATCH
-        && unknown
-            .iter()
-            .all(|(sb, k, s)| cache.verify_strict(sb, k, s));
-    let valid = decided_by_facts || {
-        let all: Vec<&Item<'_>> = items.iter().map(|(_, it)| it).collect();
-        cache.batch(&all)
-    };
-    if valid {
-        for (i, (_, k, _)) in &items {
-            out[*i] = Some(*k);
-        }
+        .unzip();
+    for ((i, (_, k, _)), ok) in idx.iter().zip(&items).zip(cache.check_many(&items)) {
+        out[*i] = Some((*k, ok));
     }
-    // Otherwise every transaction is checked on its own at execution (strict, or a fact).
     out
 }
 

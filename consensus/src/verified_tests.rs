@@ -196,7 +196,7 @@ fn check_many_refuses_exactly_the_bad_ones() {
     let got = w.cache.check_many(&items);
     let want: Vec<bool> = (0..8).map(|i| i != 2 && i != 6).collect();
     assert_eq!(got, want);
-    // All good: one batch, and a batch adds no fact.
+    // All good: one batch, and a passing batch adds a fact for each of its signatures.
     let good: Vec<_> = (1..=8).map(|i| w.tx(i - 1, 2, 7)).collect();
     let items: Vec<Item<'_>> = good
         .iter()
@@ -206,8 +206,49 @@ fn check_many_refuses_exactly_the_bad_ones() {
         })
         .collect();
     let n = w.cache.len();
+    let v = w.cache.verifications();
     assert_eq!(w.cache.check_many(&items), vec![true; 8]);
-    assert_eq!(w.cache.len(), n);
+    assert_eq!(w.cache.verifications(), v + 8, "one batch of 8");
+    assert_eq!(w.cache.len(), n + 8);
+    assert_eq!(w.cache.check_many(&items), vec![true; 8]);
+    assert_eq!(w.cache.verifications(), v + 8, "known: not checked again");
+}
+
+#[test]
+fn a_transaction_checked_in_an_ingress_batch_is_not_verified_again_at_execution() {
+    let mut w = world();
+    let txs: Vec<_> = (1..=7).map(|i| w.tx(i, 1, 0)).collect();
+    let items: Vec<Item<'_>> = txs
+        .iter()
+        .map(|t| {
+            let k = w.state.account(t.tx.origin).unwrap().key;
+            (t.tx.sign_bytes(&w.network), k, &t.signature)
+        })
+        .collect();
+    assert_eq!(w.cache.check_many(&items), vec![true; 7]);
+    assert_eq!(w.cache.verifications(), 7, "one batch at ingress");
+    // Executed in two blocks (a proposer's blocks need not match the ingress batches).
+    assert_eq!(w.run(txs[..3].to_vec()), vec![TxOutcome::Applied; 3]);
+    assert_eq!(w.run(txs[3..].to_vec()), vec![TxOutcome::Applied; 4]);
+    assert_eq!(w.cache.verifications(), 7, "re-verified at execution");
+}
+
+/// A block whose batch fails (one bad signature among unknown ones) is decided signature
+/// by signature, and the bad one is not checked a second time at execution.
+#[test]
+fn a_failed_block_batch_decides_each_signature_once() {
+    let mut w = world();
+    let mut txs: Vec<_> = (1..=6).map(|i| w.tx(i, 1, 0)).collect();
+    txs[4] = corrupt(&txs[4]);
+    let out = w.run(txs);
+    let mut want = vec![TxOutcome::Applied; 6];
+    want[4] = TxOutcome::Failed(cvx_protocol::ErrorCode::Signature);
+    assert_eq!(out, want);
+    assert_eq!(
+        w.cache.verifications(),
+        6 + 6,
+        "a batch of 6, then 6 single checks"
+    );
 }
 
 #[test]

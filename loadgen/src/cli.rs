@@ -59,8 +59,8 @@ pub enum Cmd {
         #[arg(long, value_name = "TPS:SECS,...", value_parser = parse_schedule)]
         schedule: Option<Schedule>,
     },
-    /// Ed25519 strict single vs batch verification of N transactions: the ingress bound
-    /// (JSON).
+    /// Single vs batch verification of N transactions under the transaction signature
+    /// rule (cofactored Ed25519): the ingress bound (JSON).
     VerifyBench {
         /// Transactions to verify (at least 64).
         #[arg(

@@ -10,7 +10,7 @@
 //!                                              benchmark: step the offered load, one JSON
 //!                                              line per step ("step": true), then exit;
 //!                                              P% = P percent of the best step before it
-//! cvx-loadgen verify-bench [--count N]         Ed25519 strict single vs batch verification
+//! cvx-loadgen verify-bench [--count N]         single vs batch verification (the rule's)
 //!                                              of N transactions: the ingress bound (JSON)
 //! cvx-loadgen withdraw --genesis F --seed S --account I --sequence Q --peer-key HEX --out FILE
 //!                                              a signed set-peer-stake 0 file (tests)
@@ -434,8 +434,9 @@ fn step_report(stats: &Mutex<Stats>, offered: u64, of_best: Option<u64>, t0: Ins
     tps
 }
 
-/// Strict single verification against batch verification of `n` signed transactions
-/// (the ingress bound a peer's CPU puts on finalized tx/s).
+/// Single against batch verification of `n` signed transactions under the transaction
+/// signature rule (`cvx_protocol::cofactored`; the ingress bound a peer's CPU puts on
+/// finalized tx/s).
 fn verify_bench(n: usize) {
     use cvx_protocol::Signable as _;
     let network = NetworkId(Hash([7; 32]));
@@ -464,26 +465,27 @@ fn verify_bench(n: usize) {
     #[allow(clippy::cast_precision_loss)]
     let sign = t.elapsed().as_secs_f64() * 1e6 / n as f64;
     let sbs: Vec<_> = txs.iter().map(|t| t.tx.sign_bytes(&network)).collect();
-    let msgs: Vec<&[u8]> = sbs.iter().map(|b| b.as_bytes().as_slice()).collect();
-    let sigs: Vec<ed25519_dalek::Signature> = txs
+    let pks: Vec<_> = keys.iter().map(Keypair::public).collect();
+    // The transaction signature rule, as a peer checks it: one by one and as one batch.
+    let items: Vec<cvx_protocol::cofactored::Item<'_>> = sbs
         .iter()
-        .map(|t| ed25519_dalek::Signature::from_bytes(&t.signature.0))
+        .zip(&pks)
+        .zip(&txs)
+        .map(|((sb, pk), t)| (sb, pk, &t.signature))
         .collect();
-    let vks: Vec<ed25519_dalek::VerifyingKey> =
-        keys.iter().map(|k| *k.public().verifying_key()).collect();
     let rounds = 3;
     let t = Instant::now();
     let mut ok = true;
     for _ in 0..rounds {
-        for i in 0..n {
-            ok &= vks[i].verify_strict(msgs[i], &sigs[i]).is_ok();
+        for (sb, pk, sig) in &items {
+            ok &= cvx_protocol::cofactored::verify(sb, pk, sig);
         }
     }
     #[allow(clippy::cast_precision_loss)]
     let single = t.elapsed().as_secs_f64() * 1e6 / (rounds * n) as f64;
     let t = Instant::now();
     for _ in 0..rounds {
-        ok &= ed25519_dalek::verify_batch(&msgs, &sigs, &vks).is_ok();
+        ok &= cvx_protocol::cofactored::verify_batch(&items);
     }
     #[allow(clippy::cast_precision_loss)]
     let batch = t.elapsed().as_secs_f64() * 1e6 / (rounds * n) as f64;

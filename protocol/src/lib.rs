@@ -25,6 +25,7 @@
 pub mod account_tree;
 pub mod certificate;
 pub mod codes;
+pub mod cofactored;
 pub mod config;
 pub mod consensus;
 pub mod cow_vec;

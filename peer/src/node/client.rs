@@ -189,7 +189,8 @@ pub(super) const INGRESS_BATCH: usize = 64;
 
 /// [`check_tx`] of many transactions at once, one answer each, in order: the cheap checks
 /// first, then the signatures as one batch (`Verified::check_many`; on a failed batch each
-/// on its own, so exactly the bad ones are refused with `SIGNATURE`).
+/// on its own, so exactly the bad ones are refused with `SIGNATURE`). Every signature that
+/// passes, in a batch or alone, is remembered, and execution does not check it again.
 pub(super) fn check_txs(shared: &Shared, txs: &[SignedTransaction]) -> Vec<Result<(), ErrorCode>> {
     let state = shared.state();
     let mut out: Vec<Result<(), ErrorCode>> = Vec::with_capacity(txs.len());
