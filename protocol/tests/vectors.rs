@@ -126,6 +126,64 @@ fn state_root_vector(pk: PublicKey, other: PublicKey) -> Value {
     })
 }
 
+/// The transaction signature rule (docs/protocol.md §6) on crafted signatures over the
+/// transfer's sign-bytes by the seed's key: what strict verification and the rule decide.
+fn rule_vectors(sk: &SigningKey, sb: &cvx_protocol::SignBytes, good: &Signature) -> Value {
+    use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+    use curve25519_dalek::scalar::Scalar;
+    use sha2::{Digest, Sha512};
+    let wide = |h: Sha512| -> [u8; 64] {
+        let mut o = [0u8; 64];
+        o.copy_from_slice(&h.finalize());
+        o
+    };
+    // The key's secret scalar (RFC 8032: the clamped first half of SHA-512(seed)).
+    let mut h = Sha512::new();
+    h.update(sk.to_bytes());
+    let mut a_bytes = [0u8; 32];
+    a_bytes.copy_from_slice(&wide(h)[..32]);
+    a_bytes[0] &= 248;
+    a_bytes[31] &= 127;
+    a_bytes[31] |= 64;
+    let a = Scalar::from_bytes_mod_order(a_bytes);
+    // R = [r]B + a point of order 8; s = r + k·a with k over that R.
+    let r = Scalar::from_bytes_mod_order_wide(&[0x42; 64]);
+    let big_r = (ED25519_BASEPOINT_POINT * r + EIGHT_TORSION[1]).compress();
+    let mut h = Sha512::new();
+    h.update(big_r.as_bytes());
+    h.update(sk.verifying_key().as_bytes());
+    h.update(sb.as_bytes());
+    let k = Scalar::from_bytes_mod_order_wide(&wide(h));
+    let mut torsioned = [0u8; 64];
+    torsioned[..32].copy_from_slice(big_r.as_bytes());
+    torsioned[32..].copy_from_slice((r + k * a).as_bytes());
+    // R of small order (the point of order 8 itself), s = 0.
+    let mut small_r = [0u8; 64];
+    small_r[..32].copy_from_slice(EIGHT_TORSION[1].compress().as_bytes());
+    // The good signature with s + ℓ (the same scalar, not canonical).
+    let l: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let mut s_plus_l = good.0;
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let x = u16::from(good.0[32 + i]) + u16::from(l[i]) + carry;
+        s_plus_l[32 + i] = x.to_le_bytes()[0];
+        carry = x >> 8;
+    }
+    let case = |name: &str, sig: [u8; 64], strict: bool, rule: bool| json!({"name": name, "signature_hex": hex::encode(sig), "strict": strict, "cvx_rule": rule});
+    json!({
+        "sign_bytes_hex": hex::encode(sb.as_bytes()),
+        "cases": [
+            case("ordinary (the transfer's signature)", good.0, true, true),
+            case("R with a component of order 8", torsioned, false, true),
+            case("R of small order, s = 0", small_r, false, false),
+            case("s + l (not canonical)", s_plus_l, false, false),
+        ],
+    })
+}
+
 fn generate() -> Value {
     let sk = SigningKey::from_bytes(&seed());
     let pk = PublicKey::from_bytes(sk.verifying_key().as_bytes()).unwrap();
@@ -174,8 +232,11 @@ fn generate() -> Value {
         responder: pk,
         token: Token([0xa5; 32]),
     };
+    let transfer_sb = transfer.sign_bytes(&net);
+    let transfer_sig = Signature(sk.sign(transfer_sb.as_bytes()).to_bytes());
     json!({
         "hash": "sha256",
+        "transaction_signature_rule": rule_vectors(&sk, &transfer_sb, &transfer_sig),
         "seed_hex": hex::encode(seed()),
         "public_key_hex": pk.to_hex(),
         "genesis_encoding_hex": hex::encode(g.encode()),
@@ -232,6 +293,21 @@ fn markdown(v: &Value) -> String {
         sr["peers_root_hex"].as_str().unwrap(),
         sr["state_root_hex"].as_str().unwrap(),
     ));
+    let rule = &v["transaction_signature_rule"];
+    s.push_str(&format!(
+        "#### the transaction signature rule (§6), over the transfer's sign-bytes\n\nsign-bytes:\n\n```\n{}\n```\n\n| case | signature | strict | cvx rule |\n|---|---|---|---|\n",
+        rule["sign_bytes_hex"].as_str().unwrap()
+    ));
+    for c in rule["cases"].as_array().unwrap() {
+        s.push_str(&format!(
+            "| {} | `{}` | {} | {} |\n",
+            c["name"].as_str().unwrap(),
+            c["signature_hex"].as_str().unwrap(),
+            c["strict"],
+            c["cvx_rule"],
+        ));
+    }
+    s.push('\n');
     for x in v["vectors"].as_array().unwrap() {
         s.push_str(&format!(
             "#### {} (kind `{}`, byte {})\n\nencoding:\n\n```\n{}\n```\n\nsign-bytes:\n\n```\n{}\n```\n\nsignature:\n\n```\n{}\n```\n\n",
@@ -385,4 +461,53 @@ fn state_root_vector_follows_the_documented_rule() {
         &peers_root.0,
     ]);
     assert_eq!(state.to_hex(), sr["state_root_hex"].as_str().unwrap());
+}
+
+/// The rule's cases in docs/vectors.json, decided by strict verification (dalek) and by the
+/// rule (`cofactored::verify`, single and as a batch with the transfer's good signature).
+#[test]
+fn the_transaction_signature_rule_vectors_hold() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("docs/vectors.json")).unwrap())
+            .unwrap();
+    let pk_bytes: [u8; 32] = hex::decode(v["public_key_hex"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let pk = PublicKey::from_bytes(&pk_bytes).unwrap();
+    let rule = &v["transaction_signature_rule"];
+    let sb_bytes = hex::decode(rule["sign_bytes_hex"].as_str().unwrap()).unwrap();
+    let network = NetworkId(cvx_protocol::hash::Hash(
+        sb_bytes[5..37].try_into().unwrap(),
+    ));
+    let value = cvx_protocol::hash::Hash(sb_bytes[37..].try_into().unwrap());
+    let sb =
+        cvx_protocol::SignBytes::new(cvx_protocol::sign::SignKind::Transaction, &network, &value);
+    assert_eq!(sb.as_bytes()[..], sb_bytes[..]);
+    let cases = rule["cases"].as_array().unwrap();
+    let good = Signature(
+        hex::decode(cases[0]["signature_hex"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    );
+    for c in cases {
+        let sig = Signature(
+            hex::decode(c["signature_hex"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap(),
+        );
+        let name = c["name"].as_str().unwrap();
+        let strict = pk
+            .verifying_key()
+            .verify_strict(sb.as_bytes(), &ed25519_dalek::Signature::from_bytes(&sig.0))
+            .is_ok();
+        assert_eq!(Some(strict), c["strict"].as_bool(), "strict: {name}");
+        let rule_ok = cvx_protocol::cofactored::verify(&sb, &pk, &sig);
+        assert_eq!(Some(rule_ok), c["cvx_rule"].as_bool(), "rule: {name}");
+        let batch = cvx_protocol::cofactored::verify_batch(&[(&sb, &pk, &good), (&sb, &pk, &sig)]);
+        assert_eq!(batch, rule_ok, "batch with the good one: {name}");
+    }
 }
