@@ -110,8 +110,39 @@ impl Peer {
             }
             keep
         });
+        self.shed_final_bodies(&window);
         self.requested
             .retain(|_, t| t.plus_ms(REQUEST_RETRY_MS * 10) >= now);
+    }
+
+    /// Finalized blocks outside the own order are kept only to answer peers a little behind;
+    /// they may fill at most [`FINAL_BODIES_SHARE`] of [`MAX_HELD_TXS`]. Beyond it the oldest
+    /// go first (down to three quarters of that share, so this runs seldom), and the room
+    /// stays with the blocks still being voted on: under a flood, finalized bodies used to
+    /// fill the whole budget and new blocks were dropped (`BlockLoad`) and asked for again.
+    /// Their ids stay in `recent_final`, so they are never appended again.
+    pub(super) fn shed_final_bodies(&mut self, window: &IdSet<Hash>) {
+        let share = MAX_HELD_TXS / FINAL_BODIES_SHARE;
+        let mut finals: Vec<(Timestamp, Hash, usize)> = Vec::new();
+        let mut final_txs = 0usize;
+        for (id, b) in &self.blocks {
+            if !window.contains(id) && self.recent_final.contains_key(id) {
+                final_txs += b.transactions.len();
+                finals.push((b.header.timestamp, *id, b.transactions.len()));
+            }
+        }
+        if final_txs <= share {
+            return;
+        }
+        finals.sort_unstable();
+        for (_, id, n) in finals {
+            if final_txs <= share / 4 * 3 {
+                break;
+            }
+            self.blocks.remove(&id);
+            self.held_txs = self.held_txs.saturating_sub(n);
+            final_txs -= n;
+        }
     }
 
     pub(super) fn broadcast_belief(&mut self, now: Timestamp, out: &mut Vec<Action>) {

@@ -17,6 +17,9 @@ pub const MAX_REQUESTED: usize = 16_384;
 pub const MAX_HELD_TXS: usize = 262_144;
 /// The same in blocks (empty heartbeat blocks weigh little but still cost a map entry).
 pub const MAX_HELD_BLOCKS: usize = 32_768;
+/// Finalized blocks outside the own order (kept for peers a little behind) fill at most
+/// `MAX_HELD_TXS / FINAL_BODIES_SHARE` of the budget; the oldest go first.
+pub const FINAL_BODIES_SHARE: usize = 2;
 
 /// Lengths of the machine's collections that grow with input (for `/metrics`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -172,6 +175,67 @@ mod tests {
             p.blocks.contains_key(&extra.id()),
             "an asked-for block is taken"
         );
+    }
+
+    #[test]
+    fn finalized_bodies_fill_at_most_their_share_and_the_oldest_go_first() {
+        let (mut p, peers, accounts) = net();
+        let net_id = p.network;
+        let one = accounts[2].sign_tx(
+            &net_id,
+            cvx_protocol::ledger::Transaction {
+                origin: cvx_protocol::Address(2),
+                sequence: 1,
+                action: cvx_protocol::ledger::Action::Transfer {
+                    to: cvx_protocol::Address(3),
+                    amount: cvx_protocol::Amount::new(1).unwrap(),
+                },
+            },
+        );
+        let full = vec![one; 1024];
+        // 200 finalized blocks of 1,024 transactions (more than the share), and one block
+        // still being voted on.
+        let mut finals = Vec::new();
+        for i in 0..200u64 {
+            let b = block(&p, &peers[1], T0 + i, full.clone());
+            p.held_txs += b.transactions.len();
+            p.recent_final.insert(b.id(), b.header.timestamp);
+            finals.push(b.id());
+            p.blocks.insert(b.id(), b);
+        }
+        let live = block(&p, &peers[2], T0, full.clone());
+        p.held_txs += live.transactions.len();
+        p.blocks.insert(live.id(), Arc::clone(&live));
+        p.shed_final_bodies(&IdSet::default());
+        let share = MAX_HELD_TXS / FINAL_BODIES_SHARE;
+        let kept: Vec<usize> = (0..finals.len())
+            .filter(|&i| p.blocks.contains_key(&finals[i]))
+            .collect();
+        let kept_txs = kept.len() * 1024;
+        assert!(
+            kept_txs <= share / 4 * 3,
+            "{kept_txs} finalized transactions kept"
+        );
+        assert!(kept_txs + 1024 > share / 4 * 3, "no more shed than needed");
+        assert_eq!(
+            kept,
+            ((200 - kept.len())..200).collect::<Vec<_>>(),
+            "the newest stay"
+        );
+        assert!(
+            p.blocks.contains_key(&live.id()),
+            "a block being voted on stays"
+        );
+        assert_eq!(p.held_txs, kept_txs + 1024, "the count follows");
+        assert_eq!(
+            p.recent_final.len(),
+            200,
+            "every id is still known as final"
+        );
+        // Below the share, nothing goes.
+        let before = p.blocks.len();
+        p.shed_final_bodies(&IdSet::default());
+        assert_eq!(p.blocks.len(), before);
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub use crate::ids::IdHasher;
 use crate::ids::{IdMap, IdSet};
 use crate::ledger::{BlockOutcome, State};
 use crate::merge::{BlockStatus, CatchUp, ForkDetected, MergeParams, OwnView, Voter};
-pub use limits::{Held, MAX_HELD_BLOCKS, MAX_HELD_TXS, MAX_REQUESTED};
+pub use limits::{FINAL_BODIES_SHARE, Held, MAX_HELD_BLOCKS, MAX_HELD_TXS, MAX_REQUESTED};
 
 mod catch_up;
 mod certify;
