@@ -274,7 +274,10 @@ fn lock_falls_back_to_sigusr1_when_even_the_admin_slots_are_held() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "lock: {err}\n{}", signer.log_text());
     assert!(err.contains("SIGUSR1"), "{err}");
-    assert!(took < Duration::from_secs(1), "lock took {took:?}");
+    // The fallback's documented wait (docs/signer.md, "Lock": up to 5 s for the state file
+    // to say locked); the 1-s promise of SECURITY.md is the admin slot's, tested above.
+    // Under a loaded CI the durable write alone took just over 1 s once (1.013 s).
+    assert!(took < Duration::from_secs(5), "lock took {took:?}");
     println!("lock by signal under full starvation took {took:?}");
     drop(held);
     let mut c = signer.client();
