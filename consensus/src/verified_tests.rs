@@ -47,7 +47,17 @@ impl W {
         self.net.accounts[from].sign_tx(&self.network, tx)
     }
 
-    /// The ingress check: strict, through the cache.
+    /// The items the ingress would check for `txs` (the origins' current keys).
+    fn items<'a>(&self, txs: &'a [SignedTransaction]) -> Vec<Item<'a>> {
+        txs.iter()
+            .map(|t| {
+                let k = self.state.account(t.tx.origin).unwrap().key;
+                (t.tx.sign_bytes(&self.network), k, &t.signature)
+            })
+            .collect()
+    }
+
+    /// The ingress check: the rule's single check, through the cache.
     fn ingress(&self, stx: &SignedTransaction) -> bool {
         let key = self.state.account(stx.tx.origin).unwrap().key;
         self.cache.verify_tx(&self.network, &key, stx)
@@ -186,25 +196,13 @@ fn check_many_refuses_exactly_the_bad_ones() {
     let mut txs: Vec<_> = (1..=8).map(|i| w.tx(i - 1, 1, 7)).collect();
     txs[2] = corrupt(&txs[2]);
     txs[6] = corrupt(&txs[6]);
-    let items: Vec<Item<'_>> = txs
-        .iter()
-        .map(|t| {
-            let k = w.state.account(t.tx.origin).unwrap().key;
-            (t.tx.sign_bytes(&w.network), k, &t.signature)
-        })
-        .collect();
+    let items = w.items(&txs);
     let got = w.cache.check_many(&items);
     let want: Vec<bool> = (0..8).map(|i| i != 2 && i != 6).collect();
     assert_eq!(got, want);
     // All good: one batch, and a passing batch adds a fact for each of its signatures.
     let good: Vec<_> = (1..=8).map(|i| w.tx(i - 1, 2, 7)).collect();
-    let items: Vec<Item<'_>> = good
-        .iter()
-        .map(|t| {
-            let k = w.state.account(t.tx.origin).unwrap().key;
-            (t.tx.sign_bytes(&w.network), k, &t.signature)
-        })
-        .collect();
+    let items = w.items(&good);
     let n = w.cache.len();
     let v = w.cache.verifications();
     assert_eq!(w.cache.check_many(&items), vec![true; 8]);
@@ -218,13 +216,7 @@ fn check_many_refuses_exactly_the_bad_ones() {
 fn a_transaction_checked_in_an_ingress_batch_is_not_verified_again_at_execution() {
     let mut w = world();
     let txs: Vec<_> = (1..=7).map(|i| w.tx(i, 1, 0)).collect();
-    let items: Vec<Item<'_>> = txs
-        .iter()
-        .map(|t| {
-            let k = w.state.account(t.tx.origin).unwrap().key;
-            (t.tx.sign_bytes(&w.network), k, &t.signature)
-        })
-        .collect();
+    let items = w.items(&txs);
     assert_eq!(w.cache.check_many(&items), vec![true; 7]);
     assert_eq!(w.cache.verifications(), 7, "one batch at ingress");
     // Executed in two blocks (a proposer's blocks need not match the ingress batches).

@@ -364,11 +364,8 @@ fn vectors_in_docs_match_the_code() {
     );
 }
 
-/// An independent reading of docs/vectors.json: rebuild each sign-bytes from the
-/// document's rule (not the library's function) and verify each signature with dalek
-/// directly, as a second implementation would.
-#[test]
-fn vectors_json_is_self_consistent_by_the_documented_rule() {
+/// docs/vectors.json as written, and its public key's bytes.
+fn docs_vectors() -> (Value, [u8; 32]) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let v: Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("docs/vectors.json")).unwrap())
@@ -377,6 +374,15 @@ fn vectors_json_is_self_consistent_by_the_documented_rule() {
         .unwrap()
         .try_into()
         .unwrap();
+    (v, pk_bytes)
+}
+
+/// An independent reading of docs/vectors.json: rebuild each sign-bytes from the
+/// document's rule (not the library's function) and verify each signature with dalek
+/// directly, as a second implementation would.
+#[test]
+fn vectors_json_is_self_consistent_by_the_documented_rule() {
+    let (v, pk_bytes) = docs_vectors();
     let seed: [u8; 32] = hex::decode(v["seed_hex"].as_str().unwrap())
         .unwrap()
         .try_into()
@@ -467,14 +473,7 @@ fn state_root_vector_follows_the_documented_rule() {
 /// rule (`cofactored::verify`, single and as a batch with the transfer's good signature).
 #[test]
 fn the_transaction_signature_rule_vectors_hold() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let v: Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("docs/vectors.json")).unwrap())
-            .unwrap();
-    let pk_bytes: [u8; 32] = hex::decode(v["public_key_hex"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let (v, pk_bytes) = docs_vectors();
     let pk = PublicKey::from_bytes(&pk_bytes).unwrap();
     let rule = &v["transaction_signature_rule"];
     let sb_bytes = hex::decode(rule["sign_bytes_hex"].as_str().unwrap()).unwrap();
