@@ -205,10 +205,7 @@ pub fn devnet_params() -> Params {
         min_block_time_ms: 20,
         max_block_backdate_ms: 10_000,
         max_future_ms: 1_000,
-        proposal_hold_ms: std::env::var("CVX_EXP_HOLD")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(100),
+        proposal_hold_ms: 100,
         // An idle peer makes an empty block after half of this (the consensus machine's
         // heartbeat), so an idle devnet still moves and reaches agreement.
         decay_grace_ms: 4_000,

@@ -123,6 +123,10 @@ impl Peer {
     /// Their ids stay in `recent_final`, so they are never appended again.
     pub(super) fn shed_final_bodies(&mut self, window: &IdSet<Hash>) {
         let share = MAX_HELD_TXS / FINAL_BODIES_SHARE;
+        // Finalized bodies are part of `held_txs`: below the share, no pass over the blocks.
+        if self.held_txs <= share {
+            return;
+        }
         let mut finals: Vec<(Timestamp, Hash, usize)> = Vec::new();
         let mut final_txs = 0usize;
         for (id, b) in &self.blocks {
