@@ -38,8 +38,9 @@ const EXIT_NETNS: u8 = 13;
     after_help = "EXIT CODES:\n    0  success\n    2  bad command line\n   11  devnet: binaries missing or a child process failed at start-up\n   12  --netns: the checker found a violation (summary still printed)\n   13  --netns: network namespaces cannot be made here (not root, no ip)"
 )]
 struct Cli {
-    /// Number of peers (each with its own sandboxed signer).
-    #[arg(long, value_name = "N", default_value_t = 4)]
+    /// Number of peers (each with its own sandboxed signer), 1 to 256 (a genesis holds at
+    /// most 256 peers).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = parse_peers)]
     peers: usize,
     /// Stop after SECS (default: run until Ctrl-C or SIGTERM). With --bench: the length of
     /// each offered-load step (default 8).
@@ -127,6 +128,18 @@ fn parse_latency(s: &str) -> Result<(u64, u64), String> {
             .ok_or_else(|| format!("{x:?} is not a number of ms (0..=10000): use MS or MS,JITTER"))
     };
     Ok((num(d)?, num(j)?))
+}
+
+fn parse_peers(s: &str) -> Result<usize, String> {
+    s.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=cvx_protocol::ledger::MAX_PEERS).contains(n))
+        .ok_or_else(|| {
+            format!(
+                "{s:?} is not a number of peers: use 1 to {} (4 is the smallest network that survives a faulty peer)",
+                cvx_protocol::ledger::MAX_PEERS
+            )
+        })
 }
 
 fn parse_pct(s: &str) -> Result<f64, String> {
@@ -364,7 +377,15 @@ mod tests {
         let o = options(&bench, None);
         assert_eq!(o.duration, None);
         assert_eq!(o.bench.map(|b| b[0]), Some((500, 6)));
-        let e = Cli::try_parse_from(["cvx-devnet", "--peers", "x"]).expect_err("not a number");
-        assert_eq!(e.exit_code(), i32::from(EXIT_USAGE));
+        for bad in ["x", "0", "257"] {
+            let e = Cli::try_parse_from(["cvx-devnet", "--peers", bad]).expect_err(bad);
+            assert_eq!(e.exit_code(), i32::from(EXIT_USAGE), "{bad}");
+        }
+        assert_eq!(
+            Cli::try_parse_from(["cvx-devnet", "--peers", "256"])
+                .expect("the most a genesis holds")
+                .peers,
+            256
+        );
     }
 }

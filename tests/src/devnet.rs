@@ -31,7 +31,14 @@ pub fn bin_dir() -> &'static Path {
 pub fn tmp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("cvx-systest-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
+    let _ = std::fs::remove_file(devnet_err(&d));
     d
+}
+
+/// Where [`devnet`] writes the launcher's stderr: beside `dir`, which the launcher makes.
+#[must_use]
+pub fn devnet_err(dir: &Path) -> PathBuf {
+    dir.with_extension("err")
 }
 
 /// Start a 4-peer `cvx-devnet --json` in `dir` for `secs` at `rate` tx/s, with
@@ -45,9 +52,70 @@ pub fn devnet(dir: &Path, secs: u64, rate: u64, extra: &[&str]) -> Child {
         .arg("--dir")
         .arg(dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(devnet_err(dir)).expect("create the devnet's stderr file"))
         .spawn()
         .expect("start cvx-devnet")
+}
+
+/// Wait until the devnet in `dir` is up (its `devnet.ready`: every peer takes part). If
+/// the launcher exits first, or `limit` passes, panic with what it and its children said
+/// ([`start_report`]), so that a start that failed names its cause.
+pub fn wait_ready(dir: &Path, devnet: &mut Child, limit: Duration) {
+    let t = Instant::now();
+    while !dir.join("devnet.ready").exists() {
+        if let Ok(Some(status)) = devnet.try_wait() {
+            panic!(
+                "cvx-devnet exited ({status}) before it was ready\n{}",
+                start_report(dir)
+            );
+        }
+        assert!(
+            t.elapsed() < limit,
+            "timed out: the devnet was not ready within {} s\n{}",
+            limit.as_secs(),
+            start_report(dir)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// What a devnet that did not start left behind: the launcher's stderr (when [`devnet`]
+/// started it) and the last lines of every signer's and peer's log.
+#[must_use]
+pub fn start_report(dir: &Path) -> String {
+    let mut out = String::new();
+    if let Ok(err) = std::fs::read_to_string(devnet_err(dir)) {
+        // Its progress lines end in \r; the error, if any, is the last line.
+        let tail: String = err
+            .chars()
+            .rev()
+            .take(2_000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        out += &format!("cvx-devnet stderr (end): {}\n", tail.replace('\r', "\n"));
+    }
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|e| {
+            let p = e.path();
+            [p.join("signer.log"), p.join("peer.log")]
+        })
+        .filter(|p| p.exists())
+        .collect();
+    logs.sort();
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        out += &format!("--- {} (last lines)\n", log.display());
+        for l in &lines[lines.len().saturating_sub(8)..] {
+            out += &format!("{}\n", l.chars().take(400).collect::<String>());
+        }
+    }
+    out
 }
 
 /// Wait for the devnet to end and parse its `--json` summary.
@@ -148,16 +216,18 @@ pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// Wait until the devnet is ready and peer 0 takes part in consensus; its address.
+/// Wait until the devnet is ready ([`wait_ready`]) and peer 0 takes part in consensus;
+/// its address.
 #[must_use]
-pub fn wait_for_peer(dir: &Path) -> String {
-    let addr = OnceLock::new();
-    wait_until("the devnet comes up", Duration::from_secs(60), || {
-        dir.join("devnet.ready").exists()
-            && status(addr.get_or_init(|| listen_of(dir, 0)))
-                .is_some_and(|v| v["in_consensus"] == true)
-    });
-    addr.get().cloned().expect("set by the wait")
+pub fn wait_for_peer(dir: &Path, devnet: &mut Child) -> String {
+    wait_ready(dir, devnet, Duration::from_secs(60));
+    let addr = listen_of(dir, 0);
+    wait_until(
+        "peer 0 takes part in consensus",
+        Duration::from_secs(60),
+        || status(&addr).is_some_and(|v| v["in_consensus"] == true),
+    );
+    addr
 }
 
 /// The seed the devnet in `dir` derived its demo accounts' throwaway keys from (its

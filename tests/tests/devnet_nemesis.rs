@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cvx_systest::devnet::{bin_dir, serial, tmp_dir, wait_until};
+use cvx_systest::devnet::{bin_dir, devnet_err, serial, tmp_dir, wait_ready, wait_until};
 
 /// The recovery bound the CI run asserts (s): after each heal every running peer passes
 /// the highest finality seen at the heal within this.
@@ -178,13 +178,11 @@ fn a_killed_launchers_namespaces_and_processes_are_removed_by_the_next_run() {
         .arg("--dir")
         .arg(&dir)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(devnet_err(&dir)).expect("the devnet's stderr file"))
         .spawn()
         .expect("start cvx-devnet");
     let pid = child.id();
-    wait_until("the devnet comes up", Duration::from_secs(90), || {
-        dir.join("devnet.ready").exists()
-    });
+    wait_ready(&dir, &mut child, Duration::from_secs(90));
     let names = namespaces_of(pid);
     assert_eq!(names.len(), 3, "hub + 2 peers: {names:?}");
     let inside: Vec<u32> = names

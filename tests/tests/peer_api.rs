@@ -73,8 +73,8 @@ fn post(addr: &str, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
 /// Start a 4-peer devnet without load; its directory, process and peer 0's API address.
 fn start(name: &str) -> (PathBuf, Child, String) {
     let dir = tmp_dir(name);
-    let child = devnet(&dir, 600, 0, &[]);
-    let _ = wait_for_peer(&dir);
+    let mut child = devnet(&dir, 600, 0, &[]);
+    let _ = wait_for_peer(&dir, &mut child);
     let mut api = String::new();
     wait_until(
         "peer 0 prints its API address",

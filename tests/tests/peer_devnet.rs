@@ -13,8 +13,8 @@ use cvx_protocol::consensus::{ChallengeResponse, SignedChallengeResponse};
 use cvx_protocol::peer_wire::{self, Hello, Message, PEER_WIRE_VERSION, Role};
 use cvx_protocol::{Canonical, Hash, NetworkId, PublicKey, Signature, Timestamp, Token};
 use cvx_systest::devnet::{
-    account_seed, api_of, bin_dir, devnet, finality, http_get, listen_of, metric, serial, summary,
-    tmp_dir, wait_for_peer,
+    account_seed, api_of, bin_dir, devnet, devnet_err, finality, http_get, listen_of, metric,
+    serial, summary, tmp_dir, wait_for_peer, wait_ready,
 };
 
 /// Every peer reached the same state root at the same position: the devnet asks every
@@ -164,8 +164,8 @@ fn other_key() -> PublicKey {
 fn peer_hostile_input_closes_only_that_connection() {
     let _g = serial();
     let dir = tmp_dir("hostile");
-    let child = devnet(&dir, 25, 300, &["--max-queue", "20"]);
-    let addr = wait_for_peer(&dir);
+    let mut child = devnet(&dir, 25, 300, &["--max-queue", "20"]);
+    let addr = wait_for_peer(&dir, &mut child);
     let limit = Duration::from_secs(5);
 
     // 0. A slow client: starts a frame and never finishes it (checked at the end).
@@ -385,8 +385,8 @@ fn peer_hostile_input_closes_only_that_connection() {
 fn peer_halt_locks_the_signer_and_the_others_go_on() {
     let _g = serial();
     let dir = tmp_dir("halt");
-    let child = devnet(&dir, 10, 300, &[]);
-    let addr0 = wait_for_peer(&dir);
+    let mut child = devnet(&dir, 10, 300, &[]);
+    let addr0 = wait_for_peer(&dir, &mut child);
     let out = Command::new(bin_dir().join("cvx-peer"))
         .arg("halt")
         .arg("--config")
@@ -432,8 +432,8 @@ fn peer_halt_locks_the_signer_and_the_others_go_on() {
 fn peer_killed_restarts_from_its_store_and_catches_up() {
     let _g = serial();
     let dir = tmp_dir("restart");
-    let child = devnet(&dir, 16, 300, &[]);
-    let addr0 = wait_for_peer(&dir);
+    let mut child = devnet(&dir, 16, 300, &[]);
+    let addr0 = wait_for_peer(&dir, &mut child);
     std::thread::sleep(Duration::from_secs(2));
     let pid: i32 = std::fs::read_to_string(dir.join("peer-2/data/cvx-peer.pid"))
         .unwrap()
@@ -516,8 +516,8 @@ fn peer_withdraw_through_another_peer_returns_the_stake() {
     let _g = serial();
     let dir = tmp_dir("withdraw");
     // No demo load: account 3 (peer-3's controller) is ours alone.
-    let child = devnet(&dir, 12, 0, &[]);
-    let addr0 = wait_for_peer(&dir);
+    let mut child = devnet(&dir, 12, 0, &[]);
+    let addr0 = wait_for_peer(&dir, &mut child);
     let key3 = std::fs::read_to_string(dir.join("peer-3/peer.toml")).unwrap();
     let key3 = key3
         .lines()
@@ -726,4 +726,29 @@ fn burst_with_bad(
     }
     out.sort_unstable_by_key(|(i, _)| *i);
     out
+}
+
+/// A devnet that cannot start is reported at once with the launcher's own words, not
+/// after a silent wait: here `--latency` without `--netns` is refused.
+#[test]
+fn a_devnet_that_cannot_start_is_reported_with_its_error() {
+    let dir = tmp_dir("no-start");
+    let mut child = devnet(&dir, 5, 0, &["--latency", "20"]);
+    let t = Instant::now();
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_ready(&dir, &mut child, Duration::from_secs(60));
+    }))
+    .expect_err("--latency without --netns is refused");
+    let msg = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("cvx-devnet exited"), "{msg}");
+    assert!(
+        msg.contains("need --netns"),
+        "the launcher's error is shown: {msg}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "reported before the limit"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(devnet_err(&dir));
 }

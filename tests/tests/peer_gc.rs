@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 #[test]
 fn peer_gc_runs_periodically_while_the_network_finalizes() {
     let dir = tmp_dir("gc");
-    let child = devnet(&dir, 16, 300, &["--gc-interval", "2"]);
-    let addr = wait_for_peer(&dir);
+    let mut child = devnet(&dir, 16, 300, &["--gc-interval", "2"]);
+    let addr = wait_for_peer(&dir, &mut child);
     let fin_before = finality(&addr);
     let api = api_of(&dir, 0);
     let t = Instant::now();

@@ -77,8 +77,8 @@ fn text(b: &[u8]) -> String {
 fn peer_halt_stops_the_peer_when_the_signer_cannot_be_locked() {
     let _g = serial();
     let dir = tmp_dir("halt-starved");
-    let child = devnet(&dir, 40, 200, &[]);
-    let _ = wait_for_peer(&dir);
+    let mut child = devnet(&dir, 40, 200, &[]);
+    let _ = wait_for_peer(&dir, &mut child);
 
     // 1. A client of the peer's uid holds every connection slot of peer 3's signer (16 by
     //    default, one of them the peer's own) and never reads or writes.

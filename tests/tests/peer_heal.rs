@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use cvx_systest::devnet::{devnet, listen_of, serial, status, tmp_dir, wait_until};
+use cvx_systest::devnet::{devnet, listen_of, serial, status, tmp_dir, wait_ready, wait_until};
 use cvx_systest::proc::{launch_of, pid_of};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -64,10 +64,8 @@ struct Net {
 impl Net {
     fn start(name: &str, secs: u64) -> Self {
         let dir = tmp_dir(name);
-        let child = devnet(&dir, secs, RATE, &[]);
-        wait_until("devnet ready", Duration::from_secs(120), || {
-            dir.join("devnet.ready").exists()
-        });
+        let mut child = devnet(&dir, secs, RATE, &[]);
+        wait_ready(&dir, &mut child, Duration::from_secs(120));
         let addrs: Vec<String> = (0..4).map(|i| listen_of(&dir, i)).collect();
         wait_until("all four in consensus", Duration::from_secs(60), || {
             addrs.iter().all(|a| in_consensus(a))

@@ -17,7 +17,7 @@ use cvx_protocol::txfile::TxFile;
 use cvx_protocol::{Address, Amount, Canonical, HostAddr, PublicKey};
 use cvx_systest::devnet::{
     account_seed, api_in, bin_dir, cvx_peer, devnet, finality, http_get, listen_of, metric, serial,
-    status, tmp_dir, wait_until,
+    status, tmp_dir, wait_ready, wait_until,
 };
 
 struct Spare {
@@ -64,10 +64,8 @@ impl Drop for Running {
 fn peer_joins_by_state_sync_and_counts_once_staked() {
     let _g = serial();
     let dir = tmp_dir("join");
-    let devnet = Running(devnet(&dir, 40, 200, &["--spare", "1"]));
-    wait_until("devnet up", Duration::from_secs(60), || {
-        dir.join("devnet.ready").exists()
-    });
+    let mut devnet = Running(devnet(&dir, 40, 200, &["--spare", "1"]));
+    wait_ready(&dir, &mut devnet.0, Duration::from_secs(60));
     let addr0 = listen_of(&dir, 0);
     // Past genesis, with a persisted sync point.
     wait_until("finality past 10", Duration::from_secs(30), || {
@@ -229,10 +227,8 @@ fn peer_joins_by_state_sync_and_counts_once_staked() {
 fn peer_that_lost_its_store_rejoins_by_state_sync() {
     let _g = serial();
     let dir = tmp_dir("rejoin");
-    let devnet = Running(devnet(&dir, 40, 200, &[]));
-    wait_until("devnet up", Duration::from_secs(60), || {
-        dir.join("devnet.ready").exists()
-    });
+    let mut devnet = Running(devnet(&dir, 40, 200, &[]));
+    wait_ready(&dir, &mut devnet.0, Duration::from_secs(60));
     let addr0 = listen_of(&dir, 0);
     let addr3 = listen_of(&dir, 3);
     wait_until("finality past 50", Duration::from_secs(30), || {

@@ -11,11 +11,11 @@
 //! * `sandbox = false` turns it off with a loud warning.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-use cvx_systest::devnet::{bin_dir, tmp_dir};
+use cvx_systest::devnet::{bin_dir, devnet, tmp_dir, wait_ready};
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SIGSYS: i32 = 31;
 const SIGABRT: i32 = 6;
@@ -201,24 +201,8 @@ fn peer_devnet_peers_run_sandboxed() {
     let dir = tmp_dir("peer-sbx-devnet");
     std::fs::create_dir_all(&dir).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    let child = Command::new(bin_dir().join("cvx-devnet"))
-        .args(["--peers", "4", "--json", "--accounts", "200"])
-        .args(["--duration", "6", "--rate", "500"])
-        .arg("--dir")
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while !dir.join("devnet.ready").exists() {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "devnet did not come up; see {}",
-            dir.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut child = devnet(&dir, 6, 500, &[]);
+    wait_ready(&dir, &mut child, Duration::from_secs(60));
     for i in 0..4 {
         let pid = std::fs::read_to_string(dir.join(format!("peer-{i}/data/cvx-peer.pid")))
             .unwrap()

@@ -13,7 +13,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use cvx_systest::devnet::{
-    api_of, bin_dir, devnet, http_get, listen_of, metric, serial, status, tmp_dir, wait_until,
+    api_of, bin_dir, devnet, http_get, listen_of, metric, serial, status, tmp_dir, wait_ready,
+    wait_until,
 };
 use cvx_systest::proc::{Launch, launch_of, pid_of};
 
@@ -123,10 +124,8 @@ fn signer_warns(log: &Path, from: usize) -> (Vec<String>, String) {
 fn peer_signer_killed_and_restarted_peer_answers_network_then_rejoins_by_itself() {
     let _one = serial();
     let dir = tmp_dir("signer-restart");
-    let net = devnet(&dir, 180, 200, &[]);
-    wait_until("devnet ready", Duration::from_secs(90), || {
-        dir.join("devnet.ready").exists()
-    });
+    let mut net = devnet(&dir, 180, 200, &[]);
+    wait_ready(&dir, &mut net, Duration::from_secs(90));
     let addrs: Vec<String> = (0..4).map(|i| listen_of(&dir, i)).collect();
     wait_until("all four in consensus", Duration::from_secs(60), || {
         addrs.iter().all(|a| in_consensus(a) == Some(true))
