@@ -76,6 +76,15 @@ proptest! {
         batch.extend(noise.iter().map(|(k, _)| (*k, None)));
         let b = apply(&s, b0, &batch);
         prop_assert_eq!(a, b);
+        // C: the final state built in bulk, from the shuffled entries plus an overwritten
+        // duplicate of each (the later one wins), in a store of its own.
+        let dir_c = TempDir::new("mk-build");
+        let (sc, _) = Store::open(dir_c.join("store")).unwrap();
+        let mut bulk: Vec<(Key, Vec<u8>)> = fin.iter().map(|(k, _)| (*k, b"stale".to_vec())).collect();
+        bulk.extend(fin.iter().map(|(k, v)| (*k, v.clone().unwrap())));
+        let c = merkle::build(&sc, bulk).unwrap();
+        prop_assert_eq!(a, c);
+        prop_assert_eq!(merkle::verify(&sc, &c).unwrap(), merkle::verify(&s, &a).unwrap());
         let entries = merkle::entries(&s, &a).unwrap();
         let want: Vec<_> = model.iter().map(|(k, v)| (*k, v.clone())).collect();
         prop_assert_eq!(entries, want);
@@ -229,4 +238,18 @@ fn gc_with_merkle_children_keeps_the_current_state_only() {
         !merkle::missing(&s, &r1, 10).unwrap().is_empty(),
         "old state collected"
     );
+}
+
+/// A bulk build of nothing is the empty state; one value too large refuses the whole
+/// build before anything is written.
+#[test]
+fn bulk_build_of_nothing_is_empty_and_a_too_large_value_writes_nothing() {
+    let dir = TempDir::new("mk-build-edge");
+    let (s, _) = Store::open(dir.join("store")).unwrap();
+    assert_eq!(merkle::build(&s, Vec::new()).unwrap(), empty_root());
+    let before = s.stats().unwrap().records;
+    let big = vec![0u8; merkle::MAX_VALUE + 1];
+    let e = merkle::build(&s, vec![([1; 32], b"ok".to_vec()), ([2; 32], big)]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TooLarge);
+    assert_eq!(s.stats().unwrap().records, before, "nothing written");
 }

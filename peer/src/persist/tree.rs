@@ -57,14 +57,20 @@ pub fn write_state(
     base: Option<(&cvx_etch::Hash, &State)>,
     new: &State,
 ) -> Result<cvx_etch::Hash, cvx_etch::EtchError> {
-    let (root, old) = match base {
-        Some((r, s)) => (*r, Some(s)),
-        None => (merkle::empty_root(), None),
+    let Some((base_root, old)) = base else {
+        // The first checkpoint (or a rebuilt one): every entry is new, so the tree is built
+        // in one pass from the sorted entries (at 10^6 accounts, far less allocation than
+        // inserting them one by one).
+        let mut entries: Vec<(Key, Vec<u8>)> = (0..new.accounts().len())
+            .map(|i| (account_key(i as u64), new.accounts()[i].encode()))
+            .collect();
+        entries.extend(new.peers().map(|p| (peer_key(&p.key), p.encode())));
+        entries.push((meta_key(), meta_value(new).to_vec()));
+        return merkle::build(store, entries);
     };
-    let mut tx = StateTx::new(store, root);
+    let mut tx = StateTx::new(store, *base_root);
     let new_accounts = new.accounts();
-    let empty = CowVec::default();
-    let old_accounts: &CowVec<Account> = old.map_or(&empty, State::accounts);
+    let old_accounts: &CowVec<Account> = old.accounts();
     // Chunks the two states share (copy-on-write, so unchanged since the base) are
     // skipped without comparing: a checkpoint costs O(changed chunks), not O(ledger).
     for c in 0..new_accounts.chunk_count() {
@@ -85,19 +91,17 @@ pub fn write_state(
         tx.remove(&account_key(i as u64))?;
     }
     for p in new.peers() {
-        if old.and_then(|o| o.peer(&p.key)) != Some(p) {
+        if old.peer(&p.key) != Some(p) {
             tx.insert(&peer_key(&p.key), &p.encode())?;
         }
     }
-    if let Some(o) = old {
-        for p in o.peers() {
-            if new.peer(&p.key).is_none() {
-                tx.remove(&peer_key(&p.key))?;
-            }
+    for p in old.peers() {
+        if new.peer(&p.key).is_none() {
+            tx.remove(&peer_key(&p.key))?;
         }
     }
     let meta = meta_value(new);
-    if old.map(meta_value) != Some(meta) {
+    if meta_value(old) != meta {
         tx.insert(&meta_key(), &meta)?;
     }
     tx.commit()
