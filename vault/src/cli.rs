@@ -14,7 +14,7 @@ use crate::error::VaultError;
 
 /// Flag names that would carry a secret on the command line: refused before parsing,
 /// whatever the command (secrets come from the terminal or a file descriptor).
-const SECRET_FLAGS: [&str; 7] = [
+const SECRET_FLAGS: [&str; 11] = [
     "passphrase",
     "password",
     "pass",
@@ -22,6 +22,10 @@ const SECRET_FLAGS: [&str; 7] = [
     "words-text",
     "mnemonic",
     "secret",
+    "share",
+    "shares",
+    "private-key",
+    "secret-key",
 ];
 
 /// Refuse a secret on the command line (`--passphrase x`, `--passphrase=x`, ...),
@@ -559,9 +563,17 @@ mod tests {
 
     #[test]
     fn secret_flags_are_refused_in_both_spellings() {
-        for a in [["verify", "--passphrase", "x"], ["x", "--seed=abc", "y"]] {
+        for a in [
+            ["verify", "--passphrase", "x"],
+            ["x", "--seed=abc", "y"],
+            ["shares", "--share", "academic acid"],
+            ["combine", "--shares=academic", "acid"],
+            ["create", "--private-key", "00ff"],
+        ] {
             assert!(matches!(refuse_secret_flags(&a), Err(VaultError::Usage(_))));
         }
+        // Flags whose names only contain a secret word are not secrets.
+        assert!(refuse_secret_flags(&["create", "--words", "--key", "ab"]).is_ok());
         assert!(refuse_secret_flags(&["verify", "--passphrase-fd", "0"]).is_ok());
     }
 }
