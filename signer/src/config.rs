@@ -137,7 +137,6 @@ pub fn genesis_table(
     network: &NetworkId,
     confirmed_at: Option<cvx_protocol::Timestamp>,
 ) -> Result<cvx_protocol::certificate::TrustedTable, ConfigError> {
-    use cvx_protocol::Canonical as _;
     let invalid = |problem: String| ConfigError::Invalid {
         path: config.to_owned(),
         field: "genesis_file",
@@ -145,19 +144,19 @@ pub fn genesis_table(
     };
     let bytes = std::fs::read(genesis_file)
         .map_err(|e| invalid(format!("cannot read {}: {e}", genesis_file.display())))?;
-    let genesis = cvx_protocol::ledger::Genesis::decode(&bytes).map_err(|e| {
-        invalid(format!(
-            "{} is not a canonical genesis: {e}",
-            genesis_file.display()
-        ))
+    // The hash first: the accounts of the network's own genesis are skipped undecoded.
+    let genesis = cvx_protocol::ledger::Genesis::stakes_of(&bytes, network).map_err(|e| {
+        use cvx_protocol::ledger::GenesisStakesError as E;
+        invalid(match e {
+            E::OtherNetwork(other) => format!(
+                "{} is the genesis of network {other}, but `network` is {network}",
+                genesis_file.display()
+            ),
+            E::NotGenesis(e) => {
+                format!("{} is not a canonical genesis: {e}", genesis_file.display())
+            }
+        })
     })?;
-    if genesis.network_id() != *network {
-        return Err(invalid(format!(
-            "{} is the genesis of network {}, but `network` is {network}",
-            genesis_file.display(),
-            genesis.network_id()
-        )));
-    }
     let mut entries: Vec<cvx_protocol::certificate::StakeEntry> = genesis
         .peers
         .iter()
