@@ -480,7 +480,7 @@ fn verify_bench(n: usize) {
             .collect()
     };
     // Each figure is the median of ROUNDS timed rounds over all n signatures, after one
-    // untimed round: a single pass (as before 2026-12-07) caught warm-up and whatever else
+    // untimed round: a single timed pass (the earlier method) caught warm-up and whatever else
     // the machine was finishing, and moved the ceiling by up to 25% between runs.
     let txs = sign_all();
     // Signing as a client does it (sign-bytes included), per transaction.
