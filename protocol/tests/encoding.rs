@@ -123,6 +123,33 @@ canonical_props! {
     peer_message: cvx_protocol::peer_wire::Message = message_s();
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// What a signer reads of a genesis (`Genesis::stakes_of`, the accounts skipped) is
+    /// what the full decode reads; another network's genesis and bytes that are no genesis
+    /// are told apart.
+    #[test]
+    fn genesis_stakes_read_what_the_full_decode_reads(g in genesis_s(), other in genesis_s()) {
+        use cvx_protocol::ledger::GenesisStakesError;
+        let bytes = g.encode();
+        let st = Genesis::stakes_of(&bytes, &g.network_id()).unwrap();
+        prop_assert_eq!(st.time, g.time);
+        prop_assert_eq!(&st.peers, &g.peers.iter().cloned().collect::<Vec<_>>());
+        prop_assert_eq!(&st.params, &g.params);
+        if other != g {
+            let refused = Genesis::stakes_of(&other.encode(), &g.network_id());
+            prop_assert!(
+                matches!(refused, Err(GenesisStakesError::OtherNetwork(id)) if id == other.network_id())
+            );
+        }
+        prop_assert!(matches!(
+            Genesis::stakes_of(&bytes[..bytes.len() - 1], &g.network_id()),
+            Err(GenesisStakesError::NotGenesis(_))
+        ));
+    }
+}
+
 /// An order of test key `k` with no blocks.
 fn empty_order(k: u8) -> Order {
     Order {
