@@ -25,6 +25,12 @@ use crate::error::{EtchError, Result};
 use crate::format::MAX_RECORD;
 use crate::store::{Children, Store};
 
+mod build;
+#[cfg(test)]
+mod tests;
+
+pub use build::build;
+
 /// A state key: 32 bytes (e.g. the hash of an address or of a peer key).
 pub type Key = [u8; 32];
 
@@ -476,59 +482,6 @@ impl<'s> StateTx<'s> {
     }
 }
 
-/// Builds the trie of `entries` from nothing, writes every node and returns its root: the
-/// same root as inserting them one by one into an empty state (the trie is canonical), but
-/// from the sorted entries directly, without [`StateTx`]'s in-memory tree (a box per node
-/// and a copy of every value). For the first checkpoint of a large state: 10^6 accounts
-/// took seconds of allocation through [`StateTx`]. Of entries with the same key, the last
-/// wins, as with repeated inserts.
-///
-/// # Errors
-/// [`EtchError::TooLarge`] for a value over [`MAX_VALUE`] (nothing is written then);
-/// store failures.
-pub fn build(store: &Store, mut entries: Vec<(Key, Vec<u8>)>) -> Result<Hash> {
-    if let Some((_, v)) = entries.iter().find(|(_, v)| v.len() > MAX_VALUE) {
-        return Err(EtchError::TooLarge {
-            len: v.len(),
-            max: MAX_VALUE,
-        });
-    }
-    // Stable: of equal keys, the later entry stays later. In the dedup, `later` is removed
-    // after its value moved into the `kept` one, so the last of each key is what remains.
-    entries.sort_by_key(|e| e.0);
-    entries.dedup_by(|later, kept| {
-        let same = later.0 == kept.0;
-        if same {
-            std::mem::swap(&mut later.1, &mut kept.1);
-        }
-        same
-    });
-    build_sorted(store, &entries)
-}
-
-/// The subtree of `sorted` (at least one entry, keys strictly increasing): a leaf for one
-/// entry, else a branch at the first nibble where the keys differ (the first and last keys
-/// differ there first, since they are sorted), each child the run of keys with its nibble.
-fn build_sorted(store: &Store, sorted: &[(Key, Vec<u8>)]) -> Result<Hash> {
-    let (first, last) = match sorted {
-        [] => return Ok(empty_root()),
-        [(k, v)] => return store.put(&encode_leaf(k, v)),
-        [first, .., last] => (&first.0, &last.0),
-    };
-    let d = common_nibbles(first, last);
-    let mut children: [Option<Hash>; 16] = [None; 16];
-    let mut rest = sorted;
-    while let Some((k, _)) = rest.first() {
-        let n = nibble(k, d);
-        let end = rest.partition_point(|(k, _)| nibble(k, d) == n);
-        children[n] = Some(build_sorted(store, &rest[..end])?);
-        rest = &rest[end..];
-    }
-    // d < 64: the keys are distinct.
-    let depth = u8::try_from(d).unwrap_or(63);
-    store.put(&encode_branch(depth, &prefix_of(first, d), &children))
-}
-
 /// One-update convenience: returns the new root.
 pub fn insert(store: &Store, root: &Hash, key: &Key, value: &[u8]) -> Result<Hash> {
     let mut tx = StateTx::new(store, *root);
@@ -644,53 +597,4 @@ pub fn verify(store: &Store, root: &Hash) -> Result<u64> {
         }
     }
     Ok(count)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nibble_helpers() {
-        let mut a = [0u8; 32];
-        let mut b = [0u8; 32];
-        assert_eq!(common_nibbles(&a, &b), 64);
-        b[3] = 0x01;
-        assert_eq!(common_nibbles(&a, &b), 7);
-        b[3] = 0x10;
-        assert_eq!(common_nibbles(&a, &b), 6);
-        a[0] = 0xab;
-        assert_eq!(nibble(&a, 0), 0xa);
-        assert_eq!(nibble(&a, 1), 0xb);
-        assert_eq!(prefix_of(&a, 1)[0], 0xa0);
-        assert_eq!(prefix_of(&a, 0)[0], 0);
-    }
-
-    #[test]
-    fn decode_rejects_non_canonical() {
-        let h = Hash::ZERO;
-        let leaf = encode_leaf(&[1; 32], b"v");
-        assert!(decode_node(&h, &leaf).is_ok());
-        let mut long = leaf.clone();
-        long.push(0);
-        assert!(decode_node(&h, &long).is_err());
-        let mut kids = [None; 16];
-        kids[0] = Some(Hash::of(b"a"));
-        assert!(
-            decode_node(&h, &encode_branch(0, &[0; 32], &kids)).is_err(),
-            "one child"
-        );
-        kids[5] = Some(Hash::of(b"b"));
-        assert!(decode_node(&h, &encode_branch(0, &[0; 32], &kids)).is_ok());
-        assert!(
-            decode_node(&h, &encode_branch(2, &[0xff; 32], &kids)).is_err(),
-            "dirty prefix"
-        );
-        assert!(
-            decode_node(&h, &encode_branch(64, &[0; 32], &kids)).is_err(),
-            "depth"
-        );
-        assert!(decode_node(&h, &[]).is_err());
-        assert!(decode_node(&h, &[9]).is_err());
-    }
 }
