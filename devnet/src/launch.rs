@@ -125,17 +125,11 @@ pub async fn run(
     // sign with the same accounts (`cvx-loadgen withdraw --seed ...`).
     std::fs::write(dir.join("accounts.seed"), format!("{seed}\n"))
         .map_err(io("writing accounts.seed"))?;
-    let out = run_ok(
-        Command::new(&loadgen_bin)
-            .arg("keys")
-            .arg("--seed")
-            .arg(seed.to_string())
-            .arg("--count")
-            .arg((accounts + spares).to_string()),
-        "cvx-loadgen keys",
-    )?;
-    let account_keys = crate::keys::parse_keys(&out)
-        .map_err(|e| DevnetError::Child(format!("cvx-loadgen keys: {e}")))?;
+    let account_keys = cvx_loadgen::derived_publics(
+        cvx_loadgen::DEVNET_ACCOUNT,
+        seed,
+        (accounts + spares) as u64,
+    );
 
     // Genesis.
     let ports = free_ports(n + spares)?;

@@ -23,7 +23,6 @@ mod host;
 /// generator.
 pub const LOAD_ACCOUNTS: usize = 10_000;
 
-mod keys;
 mod launch;
 pub mod nemesis;
 pub mod netns;

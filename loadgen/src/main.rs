@@ -42,7 +42,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-const LABEL: &str = "devnet-account";
+const LABEL: &str = cvx_loadgen::DEVNET_ACCOUNT;
 
 fn out(text: &str) {
     let mut o = std::io::stdout().lock();
@@ -68,37 +68,14 @@ fn count(n: u64) -> Result<usize, String> {
     usize::try_from(n).map_err(|e| e.to_string())
 }
 
-/// The public keys of accounts `0..count` derived from `seed`, one hex line each, in
-/// order. Each costs a scalar multiplication (~15 us): a 10^6-account devnet's genesis
-/// waits for them, so they are derived on every core.
-fn derived_keys(seed: u64, count: u64) -> String {
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as u64;
-    let per = count.div_ceil(threads.max(1)).max(1);
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = (0..count)
-            .step_by(usize::try_from(per).unwrap_or(usize::MAX))
-            .map(|from| {
-                scope.spawn(move || {
-                    let mut s = String::with_capacity(65 * usize::try_from(per).unwrap_or(0));
-                    for i in from..count.min(from + per) {
-                        s.push_str(&Keypair::derive(LABEL, seed, i).public().to_hex());
-                        s.push('\n');
-                    }
-                    s
-                })
-            })
-            .collect();
-        parts
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    })
-}
-
 fn main_with(cmd: Cmd) -> Result<(), String> {
     match cmd {
         Cmd::Keys { seed, count } => {
-            out(&derived_keys(seed, count));
+            let hex: String = cvx_loadgen::derived_publics(LABEL, seed, count)
+                .iter()
+                .map(|k| k.to_hex() + "\n")
+                .collect();
+            out(&hex);
             Ok(())
         }
         Cmd::Withdraw {
@@ -461,17 +438,6 @@ fn step_report(stats: &Mutex<Stats>, offered: u64, of_best: Option<u64>, t0: Ins
 mod tests {
     use super::*;
     use clap::CommandFactory;
-
-    /// Deriving on every core gives the same lines, in the same order, as one by one.
-    #[test]
-    fn derived_keys_are_in_account_order_whatever_the_split() {
-        for count in [0, 1, 2, 3, 7, 64] {
-            let one_by_one: String = (0..count)
-                .map(|i| Keypair::derive(LABEL, 9, i).public().to_hex() + "\n")
-                .collect();
-            assert_eq!(derived_keys(9, count), one_by_one, "count {count}");
-        }
-    }
 
     #[test]
     fn the_command_line_is_consistent() {
