@@ -61,8 +61,9 @@ pub fn write_state(
         // The first checkpoint (or a rebuilt one): every entry is new, so the tree is built
         // in one pass from the sorted entries (at 10^6 accounts, far less allocation than
         // inserting them one by one).
-        let mut entries: Vec<(Key, Vec<u8>)> = (0..new.accounts().len())
-            .map(|i| (account_key(i as u64), new.accounts()[i].encode()))
+        let mut entries: Vec<(Key, Vec<u8>)> = (0u64..)
+            .zip(new.accounts().iter())
+            .map(|(i, a)| (account_key(i), a.encode()))
             .collect();
         entries.extend(new.peers().map(|p| (peer_key(&p.key), p.encode())));
         entries.push((meta_key(), meta_value(new).to_vec()));
