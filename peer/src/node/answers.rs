@@ -54,10 +54,10 @@ impl MainLoop {
     fn sync_point(&self, at: Option<u64>) -> Option<SyncPoint> {
         let persisted = self.persist.sync_point();
         match at {
-            None => persisted.cloned(),
+            None => persisted,
             Some(p) => {
                 if let Some(sp) = persisted.filter(|sp| sp.position == p) {
-                    return Some(sp.clone());
+                    return Some(sp);
                 }
                 let first = self.chain_log.front()?.0;
                 let i = usize::try_from(p.checked_sub(first)?).ok()?;

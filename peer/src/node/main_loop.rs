@@ -82,9 +82,7 @@ impl MainLoop {
         for c in self.conns.values() {
             let _ = c.tx.try_send(Arc::clone(&bye));
         }
-        self.persist
-            .save(&self.peer.snapshot(), self.ctx.shared.network.0, true)
-            .map_err(|e| self.persist.error(&e))?;
+        self.persist.finish(&self.peer.snapshot())?;
         tokio::time::sleep(Duration::from_millis(100)).await;
         Ok(())
     }
@@ -241,11 +239,7 @@ impl MainLoop {
                     }
                 }
                 Action::Send { to, msg } => self.send(to, &to_wire(msg)),
-                Action::Persist(snap) => {
-                    self.persist
-                        .save(&snap, self.ctx.shared.network.0, false)
-                        .map_err(|e| self.persist.error(&e))?;
-                }
+                Action::Persist(snap) => self.persist.submit(snap)?,
                 Action::Finalized(f) => self.on_finalized(&f),
                 Action::Halted(fork) => {
                     tracing::error!(?fork, "fork detected: consensus halted");
@@ -279,11 +273,21 @@ impl MainLoop {
                 sources.push(h.clone());
             }
         }
+        // The checkpoint writer finishes first: the synced state is written after anything
+        // it had, never before.
+        let persist = match self.persist.pause() {
+            Ok(p) => p,
+            Err(e) => {
+                // The next snapshot returns the same error, which stops the peer.
+                tracing::error!(error = %e, "resync: the store cannot be written");
+                return false;
+            }
+        };
         let snap = match super::join::sync_to_network(
             &self.settings,
             &sources,
             &self.cfg,
-            &mut self.persist,
+            persist,
             (&self.ctx.signer, super::join::RESYNC_WAIT),
         )
         .await

@@ -367,7 +367,7 @@ impl Node {
             peer,
             ctx,
             settings,
-            persist,
+            persist: crate::persist::Checkpoints::new(persist, network.0),
             conns: HashMap::new(),
             manager: ConnManager::new(8, u64::from_le_bytes(seed)),
             waiting: HashMap::new(),
@@ -413,7 +413,8 @@ struct MainLoop {
     peer: consensus::Peer,
     ctx: Ctx,
     settings: Settings,
-    persist: crate::persist::Persist,
+    /// The store's checkpoints, written on their own thread.
+    persist: crate::persist::Checkpoints,
     conns: HashMap<ConnId, ConnState>,
     manager: ConnManager,
     waiting: HashMap<Hash, Vec<ConnId>>,

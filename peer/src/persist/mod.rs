@@ -53,6 +53,7 @@ pub(crate) const RECORD_V2: u16 = 2;
 mod gc;
 mod legacy;
 mod tree;
+mod writer;
 
 use legacy::LegacySignedOrder;
 
@@ -61,6 +62,7 @@ pub use tree::{
     ACCOUNT_KEY_TAG, META_KEY_TAG, PEER_KEY_TAG, StateTreeError, account_key, meta_key, peer_key,
     read_state, write_state,
 };
+pub use writer::Checkpoints;
 
 /// The chain value at the ledger's position, from the own signed order (or the genesis).
 fn chain_at(order: Option<&SignedOrder>, position: u64, network: &NetworkId) -> Option<Hash> {

@@ -304,6 +304,70 @@ fn store_upgrade_from_record_version_2() {
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
+/// A snapshot whose ledger is numbered `i` (balances, a sequence, the time and the height
+/// differ with it), without blocks.
+fn snapshot_at(g: &Genesis, i: u64) -> Snapshot {
+    let base = ledger(g);
+    let mut accounts = base.accounts().to_vec();
+    accounts[1].balance = Amount::new(1_000 + i).unwrap();
+    accounts[2].sequence = i;
+    let led = State::from_parts(
+        accounts,
+        base.peers().cloned().collect(),
+        Timestamp(2_000 + i),
+        12 + i,
+    );
+    Snapshot {
+        order: Some(order()),
+        blocks: Vec::new(),
+        history: vec![Hash([5; 32])],
+        ledger: led,
+        last_block_ts: Timestamp(2_050 + i),
+        proposal_since: Timestamp(2_060),
+    }
+}
+
+/// Issue 15: checkpoints are written by the writer thread; pausing lets it finish, and a
+/// reader of the same store then finds one of the snapshots handed over (the newest wins
+/// a race, an older one is never written after it); `finish` writes the last snapshot
+/// durably; a paused writer starts again at the next snapshot.
+#[test]
+fn checkpoints_are_written_by_the_writer_and_finish_writes_the_last_one() {
+    let g = genesis();
+    let cfg = Config::new(g.clone(), pk(50));
+    let path = tmp("writer");
+    let (store, _) = Store::open(&path).unwrap();
+    let store = Arc::new(store);
+    let mut cp = Checkpoints::new(
+        Persist::new(Arc::clone(&store), path.clone()),
+        g.network_id().0,
+    );
+    assert!(cp.sync_point().is_none());
+    let (a, b) = (snapshot_at(&g, 1), snapshot_at(&g, 2));
+    cp.submit(Box::new(a.clone())).unwrap();
+    cp.submit(Box::new(b.clone())).unwrap();
+    cp.pause().unwrap();
+    let read = || {
+        Persist::new(Arc::clone(&store), path.clone())
+            .load(&cfg)
+            .unwrap()
+            .expect("a checkpoint was written")
+            .ledger
+    };
+    let got = read();
+    assert!(got == a.ledger || got == b.ledger, "a snapshot handed over");
+    // Height 12: the order covers it, so the checkpoint is also a sync point.
+    let c = snapshot_at(&g, 0);
+    cp.finish(&c).unwrap();
+    assert_eq!(read(), c.ledger);
+    assert_eq!(cp.sync_point().map(|s| s.position), Some(c.ledger.height()));
+    // Inside the rate after the writer's checkpoint: dropped, not an error; a new writer
+    // then stops cleanly.
+    cp.submit(Box::new(snapshot_at(&g, 4))).unwrap();
+    cp.pause().unwrap();
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
 /// Issue 6: many checkpoints with changing ledger and blocks, then GC and reopen: the
 /// snapshot, its blocks and the ledger (state hash) are intact and the file shrank.
 #[test]
@@ -313,18 +377,8 @@ fn gc_keeps_the_snapshot_its_blocks_and_the_ledger() {
     let path = tmp("gc");
     let (store, _) = Store::open(&path).unwrap();
     let mut p = Persist::new(Arc::new(store), path.clone());
-    let base = ledger(&g);
     let mut last = None;
     for i in 0..60u64 {
-        let mut accounts = base.accounts().to_vec();
-        accounts[1].balance = Amount::new(1_000 + i).unwrap();
-        accounts[2].sequence = i;
-        let led = State::from_parts(
-            accounts,
-            base.peers().cloned().collect(),
-            Timestamp(2_000 + i),
-            12 + i,
-        );
         let blocks: Vec<Arc<Block>> = (0..3u64)
             .map(|j| {
                 let body = BoundedVec::try_from_vec(Vec::new()).unwrap();
@@ -341,12 +395,8 @@ fn gc_keeps_the_snapshot_its_blocks_and_the_ledger() {
             })
             .collect();
         let snap = Snapshot {
-            order: Some(order()),
             blocks,
-            history: vec![Hash([5; 32])],
-            ledger: led,
-            last_block_ts: Timestamp(2_050 + i),
-            proposal_since: Timestamp(2_060),
+            ..snapshot_at(&g, i)
         };
         p.save(&snap, g.network_id().0, true).unwrap();
         last = Some(snap);
