@@ -368,6 +368,41 @@ fn checkpoints_are_written_by_the_writer_and_finish_writes_the_last_one() {
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
+/// Issue 15: a checkpoint the writer cannot write stops it, and the failure reaches the main
+/// loop as the store error at its next snapshot (and at shutdown), never silently. The
+/// failure is real: the base tree the incremental write must read is not in the store.
+#[test]
+fn a_failed_checkpoint_stops_the_writer_and_is_returned_at_the_next_snapshot() {
+    let g = genesis();
+    let path = tmp("writer-fail");
+    let (store, _) = Store::open(&path).unwrap();
+    let mut p = Persist::new(Arc::new(store), path.clone());
+    p.adopt_tree(cvx_etch::Hash([9; 32]), snapshot_at(&g, 1).ledger);
+    let mut cp = Checkpoints::new(p, g.network_id().0);
+    cp.submit(Box::new(snapshot_at(&g, 2))).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let err = loop {
+        if let Err(e) = cp.submit(Box::new(snapshot_at(&g, 3))) {
+            break e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the failure never reached the caller"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(matches!(err, NodeError::Store { .. }), "{err}");
+    assert!(
+        err.to_string().contains("peer.etch"),
+        "names the store: {err}"
+    );
+    assert!(
+        cp.finish(&snapshot_at(&g, 4)).is_err(),
+        "shutdown reports it too"
+    );
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
 /// Issue 6: many checkpoints with changing ledger and blocks, then GC and reopen: the
 /// snapshot, its blocks and the ledger (state hash) are intact and the file shrank.
 #[test]
