@@ -15,9 +15,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Barrier, OnceLock};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use cvx_protocol::consensus::{BlockHeader, ChallengeResponse, Checkpoint, Order};
@@ -29,279 +28,9 @@ use cvx_protocol::{
 };
 use cvx_signer::client::Client;
 
-// ---------------------------------------------------------------- harness
+mod signer_common;
 
-struct Bins {
-    signer: PathBuf,
-    probe: PathBuf,
-}
-
-/// Build (once) and locate cvx-signer and cvx-signer-probe in this test's target dir.
-fn bins() -> &'static Bins {
-    static BINS: OnceLock<Bins> = OnceLock::new();
-    BINS.get_or_init(|| {
-        let dir = cvx_systest::built_binaries(&["cvx-signer"]);
-        Bins {
-            signer: dir.join("cvx-signer"),
-            probe: dir.join("cvx-signer-probe"),
-        }
-    })
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-fn skip(test: &str, why: &str) {
-    println!("SKIPPED {test}: {why}");
-}
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A temporary signer installation: keys, config, state, audit log, socket.
-struct Env {
-    dir: PathBuf,
-    network: NetworkId,
-    public_key: PublicKey,
-    config: PathBuf,
-    extra_config: String,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Env {
-    /// A key encrypted to a new identity; config written; state initialised.
-    fn new(name: &str) -> Self {
-        Self::with(name, "", true)
-    }
-
-    fn with(name: &str, extra_config: &str, init: bool) -> Self {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir =
-            std::env::temp_dir().join(format!("cvx-signer-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let out = Command::new(&bins().signer)
-            .args(["keygen", "--out"])
-            .arg(dir.join("peer.key"))
-            .arg("--new-identity")
-            .arg(dir.join("host.identity"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "keygen: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let pk_hex = String::from_utf8(out.stdout).unwrap();
-        let public_key = PublicKey::from_hex(pk_hex.trim()).unwrap();
-        let network = NetworkId(hash(format!("test network {name} {n}").as_bytes()));
-        let mut env = Self {
-            config: dir.join("signer.toml"),
-            dir,
-            network,
-            public_key,
-            extra_config: extra_config.to_owned(),
-        };
-        env.write_config("identity_file = \"{dir}/host.identity\"");
-        if init {
-            let out = env
-                .signer(&["init", "--config"])
-                .arg(&env.config)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "init: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        env
-    }
-
-    fn write_config(&mut self, key_extra: &str) {
-        let d = self.dir.display().to_string();
-        let text = format!(
-            "network = \"{}\"\nstate_file = \"{d}/state\"\naudit_log = \"{d}/audit.log\"\nsocket = \"{d}/run/signer.sock\"\n\
-             allowed_uids = [{}]\n{}\n[key]\nfile = \"{d}/peer.key\"\n{}\n",
-            self.network,
-            nix::unistd::geteuid().as_raw(),
-            self.extra_config,
-            key_extra.replace("{dir}", &d),
-        );
-        std::fs::write(&self.config, text).unwrap();
-    }
-
-    fn signer(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&bins().signer);
-        c.args(args);
-        c
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.join("run/signer.sock")
-    }
-
-    fn state(&self) -> PathBuf {
-        self.dir.join("state")
-    }
-
-    fn audit_log(&self) -> PathBuf {
-        self.dir.join("audit.log")
-    }
-
-    /// The rotated-out audit archives (`audit.log.<first>-<last>`), oldest first.
-    fn audit_archives(&self) -> Vec<PathBuf> {
-        let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(&self.dir)
-            .unwrap()
-            .filter_map(|e| {
-                let name = e.unwrap().file_name().into_string().ok()?;
-                let (first, last) = name.strip_prefix("audit.log.")?.split_once('-')?;
-                last.parse::<u64>().ok()?;
-                Some((first.parse().ok()?, self.dir.join(name)))
-            })
-            .collect();
-        found.sort();
-        found.into_iter().map(|(_, p)| p).collect()
-    }
-
-    /// `cvx-signer audit verify` over the archives and the live log, in order.
-    fn verify_audit_chain(&self) -> String {
-        let out = self
-            .signer(&["audit", "verify"])
-            .args(self.audit_archives())
-            .arg(self.audit_log())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "audit verify across files: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Start `cvx-signer run`; stderr goes to a log file in the dir.
-    fn spawn(&self) -> Running {
-        let log = self.dir.join(format!(
-            "signer-{}.log",
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        ));
-        let child = self
-            .signer(&["run", "--config"])
-            .arg(&self.config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Running {
-            child,
-            log,
-            socket: self.socket(),
-        }
-    }
-
-    /// Run the signer to completion (for start-up failures).
-    fn run_to_exit(&self, stdin: Option<&str>, extra: &[&str]) -> (i32, String) {
-        let mut cmd = self.signer(&["run", "--config"]);
-        cmd.arg(&self.config)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-        let mut child = cmd.spawn().unwrap();
-        if let Some(s) = stdin {
-            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                let mut err = String::new();
-                child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
-                return (st.code().unwrap_or(-1), err);
-            }
-            if Instant::now() > deadline {
-                child.kill().unwrap();
-                panic!("signer did not exit (it was expected to refuse to start)");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-struct Running {
-    child: Child,
-    log: PathBuf,
-    socket: PathBuf,
-}
-
-impl Running {
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// Connect once the signer listens and answers Hello.
-    fn client(&mut self) -> Client {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                panic!(
-                    "signer exited early ({st}): {}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
-            if let Ok(mut c) = Client::connect(&self.socket) {
-                c.set_timeout(Some(Duration::from_secs(20))).unwrap();
-                if let Ok(SignerMessage::Hello { .. }) =
-                    c.call(&ClientMessage::Hello { version: 1 })
-                {
-                    return c;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "signer did not come up: {}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn now_ms() -> u64 {
-    cvx_signer::now().0
-}
+use signer_common::{Env, Running, as_uid, is_root, now_ms, probe_bin, signer_bin, skip};
 
 fn other_key(seed: u8) -> PublicKey {
     let sk = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
@@ -394,7 +123,7 @@ fn rss_kib(pid: i32) -> u64 {
 
 #[test]
 fn signatures_of_each_kind_verify_against_the_public_key() {
-    let env = Env::new("kinds");
+    let env = Env::local("kinds", "", true);
     let mut s = env.spawn();
     let mut c = s.client();
     let (pk, net) = (env.public_key, env.network);
@@ -470,7 +199,7 @@ fn signatures_of_each_kind_verify_against_the_public_key() {
 /// chain verifies across the files, and only in order.
 #[test]
 fn audit_log_rotates_at_start_and_the_chain_verifies_across_files() {
-    let env = Env::with("rotate", "audit_rotate_bytes = 1", true);
+    let env = Env::local("rotate", "audit_rotate_bytes = 1", true);
     let (pk, net) = (env.public_key, env.network);
     let t = now_ms();
     for i in 0..3u64 {
@@ -542,7 +271,7 @@ fn audit_log_rotates_at_start_and_the_chain_verifies_across_files() {
 
 #[test]
 fn running_signer_is_sandboxed_and_its_key_memory_is_locked() {
-    let env = Env::new("sandboxed");
+    let env = Env::local("sandboxed", "", true);
     let mut s = env.spawn();
     let _c = s.client();
     let pid = s.pid();
@@ -584,7 +313,7 @@ fn running_signer_is_sandboxed_and_its_key_memory_is_locked() {
 
 #[test]
 fn sandbox_probe_dies_by_sigsys_on_forbidden_calls_and_aborts_on_panic() {
-    let probe = &bins().probe;
+    let probe = probe_bin();
     let ok = Command::new(probe).arg("ok").output().unwrap();
     assert!(
         ok.status.success(),
@@ -626,7 +355,7 @@ fn sandbox_probe_dies_by_sigsys_on_forbidden_calls_and_aborts_on_panic() {
 #[test]
 fn crash_signals_inside_the_sandbox_are_the_real_ones_not_sigsys() {
     use nix::sys::signal::Signal;
-    let probe = &bins().probe;
+    let probe = probe_bin();
     let out = Command::new(probe).arg("segfault").output().unwrap();
     assert_eq!(
         out.status.signal(),
@@ -646,7 +375,7 @@ fn crash_signals_inside_the_sandbox_are_the_real_ones_not_sigsys() {
     assert!(err.contains("has overflowed its stack"), "{err}");
 
     for sig in [Signal::SIGSEGV, Signal::SIGBUS] {
-        let env = Env::new("segv");
+        let env = Env::local("segv", "", true);
         let mut s = env.spawn();
         let _c = s.client();
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid()), sig).unwrap();
@@ -676,22 +405,15 @@ fn a_uid_not_allowed_is_refused_even_when_the_socket_is_world_writable() {
             "needs root to run a client as another uid (setpriv)",
         );
     }
-    let env = Env::new("uid");
+    let env = Env::local("uid", "", true);
     let mut s = env.spawn();
     let _c = s.client();
     std::fs::set_permissions(env.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
     std::fs::set_permissions(env.dir.join("run"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let status = |uid: Option<u32>| {
         let mut cmd = match uid {
-            Some(u) => {
-                let mut c = Command::new("setpriv");
-                c.arg(format!("--reuid={u}"))
-                    .arg(format!("--regid={u}"))
-                    .arg("--clear-groups")
-                    .arg(&bins().signer);
-                c
-            }
-            None => Command::new(&bins().signer),
+            Some(u) => as_uid(u, signer_bin()),
+            None => Command::new(signer_bin()),
         };
         cmd.args(["status", "--socket"])
             .arg(env.socket())
@@ -994,7 +716,7 @@ fn crash_test_sigkill_at_random_points_never_yields_conflicting_signatures() {
 fn crash_segment(segment: u64, cycles: usize, rng: &mut Rng) {
     // A small rotation size makes most starts rotate the audit log, and one start in
     // eight is killed within its first 4 ms — during start-up and rotation.
-    let env = Env::with(
+    let env = Env::local(
         &format!("crash{segment}"),
         "audit_rotate_bytes = 4096",
         true,
@@ -1103,7 +825,7 @@ fn crash_segment(segment: u64, cycles: usize, rng: &mut Rng) {
 
 #[test]
 fn thirty_two_concurrent_conflicting_orders_exactly_one_is_signed() {
-    let env = Env::with("race", "max_connections = 64", true);
+    let env = Env::local("race", "max_connections = 64", true);
     let mut s = env.spawn();
     let _warm = s.client();
     let t = now_ms();
@@ -1145,7 +867,7 @@ fn thirty_two_concurrent_conflicting_orders_exactly_one_is_signed() {
 
 #[test]
 fn missing_truncated_corrupt_or_rolled_back_state_refuses_to_start() {
-    let env = Env::new("badstate");
+    let env = Env::local("badstate", "", true);
     let state = env.state();
     let fresh = std::fs::read(&state).unwrap();
     // Sign something so the state moves on (sequence 2), keep a copy of the old state.
@@ -1211,7 +933,7 @@ fn missing_truncated_corrupt_or_rolled_back_state_refuses_to_start() {
 
 #[test]
 fn hostile_frames_close_that_connection_only_and_memory_does_not_grow() {
-    let env = Env::with(
+    let env = Env::local(
         "hostile",
         "read_timeout_ms = 300\nmax_connections = 64",
         true,
@@ -1322,7 +1044,7 @@ fn no_core_with_key_bytes_and_proc_mem_unreadable_by_the_same_uid() {
         );
     }
     let uid = 65534u32;
-    let env = Env::new("core");
+    let env = Env::local("core", "", true);
     // Run as an unprivileged uid that owns everything; the key is an identity file.
     let chown = |p: &Path| nix::unistd::chown(p, Some(uid.into()), Some(uid.into())).unwrap();
     for f in [
@@ -1343,11 +1065,7 @@ fn no_core_with_key_bytes_and_proc_mem_unreadable_by_the_same_uid() {
     );
     std::fs::write(&env.config, text).unwrap();
     let as_uid = |prog: &Path| {
-        let mut c = Command::new("setpriv");
-        c.arg(format!("--reuid={uid}"))
-            .arg(format!("--regid={uid}"))
-            .arg("--clear-groups")
-            .arg(prog);
+        let mut c = as_uid(uid, prog);
         c.current_dir(&env.dir);
         c
     };
@@ -1392,7 +1110,7 @@ fn no_core_with_key_bytes_and_proc_mem_unreadable_by_the_same_uid() {
         std::fs::remove_file(c).unwrap();
     }
     let log = env.dir.join("signer-run.log");
-    let child = as_uid(&bins().signer)
+    let child = as_uid(signer_bin())
         .args(["run", "--config"])
         .arg(&env.config)
         .stdin(Stdio::null())
@@ -1422,11 +1140,8 @@ fn no_core_with_key_bytes_and_proc_mem_unreadable_by_the_same_uid() {
     }
     let pid = s.pid();
     // /proc/PID/mem as the same uid: refused (the process is not dumpable).
-    let reader = Command::new("setpriv")
-        .arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={uid}"))
-        .arg("--clear-groups")
-        .args(["head", "-c", "1"])
+    let reader = as_uid(Path::new("head"))
+        .args(["-c", "1"])
         .arg(format!("/proc/{pid}/mem"))
         .output()
         .unwrap();
@@ -1474,7 +1189,7 @@ fn no_core_with_key_bytes_and_proc_mem_unreadable_by_the_same_uid() {
 #[test]
 fn wrong_passphrase_loose_permissions_unknown_field_fail_clearly_and_write_nothing() {
     // A passphrase key (work factor 10: fast), config without an identity.
-    let mut env = Env::with("badinput", "", false);
+    let mut env = Env::local("badinput", "", false);
     let key = env.dir.join("peer.key");
     std::fs::remove_file(&key).unwrap();
     let mut kg = env
@@ -1499,7 +1214,7 @@ fn wrong_passphrase_loose_permissions_unknown_field_fail_clearly_and_write_nothi
     let out = kg.wait_with_output().unwrap();
     assert!(out.status.success());
     env.public_key = PublicKey::from_hex(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
-    env.write_config("");
+    env.write_config_with_key(&[nix::unistd::geteuid().as_raw()], "", "");
     let out = env
         .signer(&["init", "--config"])
         .arg(&env.config)
@@ -1580,7 +1295,7 @@ fn wrong_passphrase_loose_permissions_unknown_field_fail_clearly_and_write_nothi
 
 #[test]
 fn lock_refuses_signing_across_restarts_until_unlock() {
-    let env = Env::new("lock");
+    let env = Env::local("lock", "", true);
     let (pk, net) = (env.public_key, env.network);
     let mut t = now_ms();
     let mut next_block = || {
@@ -1677,7 +1392,7 @@ fn started_like_the_unit_socket_activation_and_credentials_directory() {
     // Started the way install/systemd/cvx-signer.service starts it: the listener is
     // inherited (LISTEN_FDS), and the host identity comes from a credentials directory
     // (LoadCredential=cvx-signer-identity:...), not from a path in the config.
-    let mut env = Env::new("activation");
+    let env = Env::local("activation", "", true);
     let creds = env.dir.join("credentials");
     std::fs::create_dir(&creds).unwrap();
     std::fs::copy(
@@ -1691,7 +1406,11 @@ fn started_like_the_unit_socket_activation_and_credentials_directory() {
     )
     .unwrap();
     std::fs::remove_file(env.dir.join("host.identity")).unwrap();
-    env.write_config("identity_credential = \"cvx-signer-identity\"");
+    env.write_config_with_key(
+        &[nix::unistd::geteuid().as_raw()],
+        "",
+        "identity_credential = \"cvx-signer-identity\"",
+    );
     let text = std::fs::read_to_string(&env.config).unwrap();
     let without: String = text
         .lines()
@@ -1706,7 +1425,7 @@ fn started_like_the_unit_socket_activation_and_credentials_directory() {
         .arg(&sock)
         .arg("-E")
         .arg(format!("CREDENTIALS_DIRECTORY={}", creds.display()))
-        .arg(&bins().signer)
+        .arg(signer_bin())
         .args(["run", "--config"])
         .arg(&env.config)
         .stdin(Stdio::null())

@@ -1,8 +1,9 @@
-//! Shared harness of the signer system tests that run the real `cvx-signer` with a
-//! chosen `allowed_uids` (tests/tests/signer_lock.rs, signer_migration.rs).
+//! Shared harness of the signer system tests that run the real `cvx-signer`
+//! (tests/tests/signer_system.rs, signer_lock.rs, signer_migration.rs, signer_certify.rs).
 
 #![allow(dead_code, clippy::unwrap_used, clippy::print_stdout)]
 
+use std::io::{Read as _, Write as _};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -23,6 +24,12 @@ pub const PEER_UID: u32 = 65534;
 pub fn signer_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| cvx_systest::built_binaries(&["cvx-signer"]).join("cvx-signer"))
+}
+
+/// The built `cvx-signer-probe` (the sandbox probe, built with `cvx-signer`).
+pub fn probe_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| cvx_systest::built_binaries(&["cvx-signer"]).join("cvx-signer-probe"))
 }
 
 pub fn is_root() -> bool {
@@ -97,16 +104,122 @@ impl Env {
         env
     }
 
+    /// A signer of this process's uid on a network of its own, with `extra` config lines.
+    pub fn local(name: &str, extra: &str, init: bool) -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let network = NetworkId(hash(format!("test network {name} {n}").as_bytes()));
+        Self::new(
+            name,
+            network,
+            &[nix::unistd::geteuid().as_raw()],
+            extra,
+            init,
+        )
+    }
+
     pub fn write_config(&self, allowed_uids: &[u32], extra: &str) {
+        self.write_config_with_key(
+            allowed_uids,
+            extra,
+            "identity_file = \"{dir}/host.identity\"",
+        );
+    }
+
+    /// The config with `key_extra` in the `[key]` table (`{dir}` stands for the dir).
+    pub fn write_config_with_key(&self, allowed_uids: &[u32], extra: &str, key_extra: &str) {
         let d = self.dir.display().to_string();
         let uids: Vec<String> = allowed_uids.iter().map(u32::to_string).collect();
         let text = format!(
             "network = \"{}\"\nstate_file = \"{d}/state\"\naudit_log = \"{d}/audit.log\"\nsocket = \"{d}/run/signer.sock\"\n\
-             allowed_uids = [{}]\n{extra}\n[key]\nfile = \"{d}/peer.key\"\nidentity_file = \"{d}/host.identity\"\n",
+             allowed_uids = [{}]\n{extra}\n[key]\nfile = \"{d}/peer.key\"\n{}\n",
             self.network,
             uids.join(", "),
+            key_extra.replace("{dir}", &d),
         );
         std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// `cvx-signer ARGS` (to be completed and run by the caller).
+    pub fn signer(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(signer_bin());
+        c.args(args);
+        c
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.join("audit.log")
+    }
+
+    /// The rotated-out audit archives (`audit.log.<first>-<last>`), oldest first.
+    pub fn audit_archives(&self) -> Vec<PathBuf> {
+        let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().ok()?;
+                let (first, last) = name.strip_prefix("audit.log.")?.split_once('-')?;
+                last.parse::<u64>().ok()?;
+                Some((first.parse().ok()?, self.dir.join(name)))
+            })
+            .collect();
+        found.sort();
+        found.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// `cvx-signer audit verify` over the archives and the live log, in order.
+    pub fn verify_audit_chain(&self) -> String {
+        let out = self
+            .signer(&["audit", "verify"])
+            .args(self.audit_archives())
+            .arg(self.audit_log())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "audit verify across files: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Run the signer to completion (for start-up failures): its exit code and stderr.
+    pub fn run_to_exit(&self, stdin: Option<&str>, extra: &[&str]) -> (i32, String) {
+        let mut cmd = self.signer(&["run", "--config"]);
+        cmd.arg(&self.config)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = cmd.spawn().unwrap();
+        if let Some(s) = stdin {
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                return (st.code().unwrap_or(-1), err);
+            }
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("signer did not exit (it was expected to refuse to start)");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Run `cvx-signer ARGS PATHS` to completion.
@@ -167,6 +280,16 @@ pub struct Running {
 }
 
 impl Running {
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).unwrap()
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     fn wait_listening(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.socket.exists() {
@@ -223,8 +346,7 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
