@@ -24,6 +24,7 @@ pub mod keys;
 pub mod migrate;
 pub mod sandbox;
 pub mod serve;
+mod slots;
 pub mod socket;
 pub mod state;
 pub mod trust;

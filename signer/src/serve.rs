@@ -1017,7 +1017,7 @@ mod tests {
         ));
         assert_eq!(s.state.current().sequence, 2);
         // A disk error: nothing is signed, and nothing is signed afterwards either.
-        s.state.fail_writes = true;
+        s.state.slots.fail_writes = true;
         let replies = s.decide_batch(&[block_job(&s, now.0)], 1, now);
         assert!(
             matches!(
@@ -1029,7 +1029,7 @@ mod tests {
             ),
             "{replies:?}"
         );
-        s.state.fail_writes = false;
+        s.state.slots.fail_writes = false;
         let replies = s.decide_batch(&[block_job(&s, now.0 + 1)], 1, now);
         assert!(
             matches!(
@@ -1283,7 +1283,7 @@ mod tests {
                 .unwrap();
         let mut s = s.with_trust(trust);
         if let Some(t) = s.trust.as_mut() {
-            t.fail_writes = true;
+            t.slots.fail_writes = true;
         }
         let (job, _) = certify_job(&s, &[0, 1, 2], 9);
         let replies = s.decide_batch(&[job, block_job(&s, now.0 - 1)], 1, now);

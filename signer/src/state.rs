@@ -6,9 +6,7 @@
 //! fsync proves nothing.
 
 use std::fs::File;
-use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use cvx_protocol::NetworkId;
@@ -16,6 +14,8 @@ use cvx_protocol::signer_wire::{
     self, AuditHead, SLOT_LEN, STATE_FILE_LEN, Slot, SlotError, StateFileError, StateRecord,
 };
 use nix::fcntl::{Flock, FlockArg};
+
+use crate::slots::{self, Slots};
 
 /// Why the state file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -92,11 +92,7 @@ pub struct StateFile {
     file: Flock<File>,
     path: PathBuf,
     current: Slot,
-    index: usize,
-    poisoned: bool,
-    /// Test hook: make the next writes fail like a disk error.
-    #[cfg(test)]
-    pub(crate) fail_writes: bool,
+    pub(crate) slots: Slots,
     /// Why the other slot is invalid at open (a torn update, or corruption).
     pub other_slot: Option<SlotError>,
 }
@@ -126,12 +122,7 @@ impl StateFile {
             path: path.to_owned(),
             source,
         };
-        let file = match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(path)
-        {
+        let file = match slots::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(StateError::Missing {
@@ -140,12 +131,8 @@ impl StateFile {
             }
             Err(e) => return Err(io(e)),
         };
-        let mut file = lock(path, file)?;
-        let mut bytes = Vec::with_capacity(STATE_FILE_LEN + 1);
-        (&mut *file)
-            .take(STATE_FILE_LEN as u64 + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io)?;
+        let file = lock(path, file)?;
+        let bytes = slots::read(&file, STATE_FILE_LEN).map_err(io)?;
         let (current, index, other_slot) =
             signer_wire::current_slot(&bytes).map_err(|source| StateError::Corrupt {
                 path: path.to_owned(),
@@ -162,10 +149,7 @@ impl StateFile {
             file,
             path: path.to_owned(),
             current,
-            index,
-            poisoned: false,
-            #[cfg(test)]
-            fail_writes: false,
+            slots: Slots::new(SLOT_LEN, index),
             other_slot,
         })
     }
@@ -176,33 +160,22 @@ impl StateFile {
     /// # Errors
     /// [`StateError::Exists`] when it exists; [`StateError::Io`].
     pub fn create(path: &Path, record: StateRecord) -> Result<(), StateError> {
-        let io = |source| StateError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let file = match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(StateError::Exists {
-                    path: path.to_owned(),
-                });
-            }
-            Err(e) => return Err(io(e)),
-        };
-        let mut bytes = signer_wire::encode_slot(&Slot {
+        let first = signer_wire::encode_slot(&Slot {
             sequence: 1,
             record,
         });
-        bytes.resize(STATE_FILE_LEN, 0);
-        file.write_all_at(&bytes, 0).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        sync_dir(path).map_err(io)
+        slots::create(path, &first, STATE_FILE_LEN).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AlreadyExists {
+                StateError::Exists {
+                    path: path.to_owned(),
+                }
+            } else {
+                StateError::Io {
+                    path: path.to_owned(),
+                    source,
+                }
+            }
+        })
     }
 
     /// The current slot.
@@ -213,8 +186,8 @@ impl StateFile {
 
     /// True after a failed write: the signer must not sign again until restarted.
     #[must_use]
-    pub fn poisoned(&self) -> bool {
-        self.poisoned
+    pub const fn poisoned(&self) -> bool {
+        self.slots.poisoned()
     }
 
     /// The path.
@@ -235,37 +208,14 @@ impl StateFile {
     /// # Errors
     /// The OS error; the file is then poisoned.
     pub fn commit(&mut self, record: StateRecord) -> std::io::Result<()> {
-        if self.poisoned {
-            return Err(std::io::Error::other(
-                "state file poisoned by an earlier write error",
-            ));
-        }
         let slot = Slot {
             sequence: self.current.sequence + 1,
             record,
         };
-        let target = 1 - self.index;
-        let bytes = signer_wire::encode_slot(&slot);
-        #[cfg(test)]
-        if self.fail_writes {
-            self.poisoned = true;
-            return Err(std::io::Error::from_raw_os_error(nix::libc::EIO));
-        }
-        let r = self
-            .file
-            .write_all_at(&bytes, (target * SLOT_LEN) as u64)
-            .and_then(|()| self.file.sync_data());
-        match r {
-            Ok(()) => {
-                self.current = slot;
-                self.index = target;
-                Ok(())
-            }
-            Err(e) => {
-                self.poisoned = true;
-                Err(e)
-            }
-        }
+        self.slots
+            .write_next(&self.file, &signer_wire::encode_slot(&slot), "state file")?;
+        self.current = slot;
+        Ok(())
     }
 
     /// The audit head recorded in the current slot.

@@ -10,9 +10,7 @@
 //! table — the upgrade path of a signer whose state predates certificates.
 
 use std::fs::File;
-use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use cvx_protocol::NetworkId;
@@ -21,7 +19,7 @@ use cvx_protocol::signer_wire::{
     self, TRUST_FILE_LEN, TRUST_SLOT_LEN, TrustFileError, TrustRecord,
 };
 
-use crate::state::sync_dir;
+use crate::slots::{self, Slots};
 
 /// Why the trust file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -63,12 +61,8 @@ pub struct TrustFile {
     file: File,
     path: PathBuf,
     sequence: u64,
-    index: usize,
     record: TrustRecord,
-    poisoned: bool,
-    /// Test hook: make the next writes fail like a disk error.
-    #[cfg(test)]
-    pub(crate) fail_writes: bool,
+    pub(crate) slots: Slots,
 }
 
 impl TrustFile {
@@ -86,38 +80,19 @@ impl TrustFile {
             path: path.to_owned(),
             source,
         };
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(path)
-        {
-            Ok(f) => {
-                let record = TrustRecord {
-                    network: *network,
-                    trusted: initial.clone(),
-                };
-                let mut bytes = signer_wire::encode_trust_slot(1, &record);
-                bytes.resize(TRUST_FILE_LEN, 0);
-                f.write_all_at(&bytes, 0).map_err(io)?;
-                f.sync_all().map_err(io)?;
-                sync_dir(path).map_err(io)?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io(e)),
+        let first = signer_wire::encode_trust_slot(
+            1,
+            &TrustRecord {
+                network: *network,
+                trusted: initial.clone(),
+            },
+        );
+        match slots::create(path, &first, TRUST_FILE_LEN) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io(e)),
+            _ => {}
         }
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(path)
-            .map_err(io)?;
-        let mut bytes = Vec::with_capacity(TRUST_FILE_LEN + 1);
-        (&mut file)
-            .take(TRUST_FILE_LEN as u64 + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io)?;
+        let file = slots::open(path).map_err(io)?;
+        let bytes = slots::read(&file, TRUST_FILE_LEN).map_err(io)?;
         let (sequence, record, index) =
             signer_wire::current_trust_slot(&bytes).map_err(|source| TrustError::Corrupt {
                 path: path.to_owned(),
@@ -134,11 +109,8 @@ impl TrustFile {
             file,
             path: path.to_owned(),
             sequence,
-            index,
             record,
-            poisoned: false,
-            #[cfg(test)]
-            fail_writes: false,
+            slots: Slots::new(TRUST_SLOT_LEN, index),
         })
     }
 
@@ -150,8 +122,8 @@ impl TrustFile {
 
     /// True after a failed write: the signer must not change state again until restarted.
     #[must_use]
-    pub fn poisoned(&self) -> bool {
-        self.poisoned
+    pub const fn poisoned(&self) -> bool {
+        self.slots.poisoned()
     }
 
     /// The path.
@@ -171,38 +143,15 @@ impl TrustFile {
     /// # Errors
     /// The OS error; the file is then poisoned (a retried fsync proves nothing).
     pub fn commit(&mut self, trusted: TrustedTable) -> std::io::Result<()> {
-        if self.poisoned {
-            return Err(std::io::Error::other(
-                "trust file poisoned by an earlier write error",
-            ));
-        }
         let record = TrustRecord {
             network: self.record.network,
             trusted,
         };
-        let target = 1 - self.index;
         let bytes = signer_wire::encode_trust_slot(self.sequence + 1, &record);
-        #[cfg(test)]
-        if self.fail_writes {
-            self.poisoned = true;
-            return Err(std::io::Error::from_raw_os_error(nix::libc::EIO));
-        }
-        let r = self
-            .file
-            .write_all_at(&bytes, (target * TRUST_SLOT_LEN) as u64)
-            .and_then(|()| self.file.sync_data());
-        match r {
-            Ok(()) => {
-                self.sequence += 1;
-                self.index = target;
-                self.record = record;
-                Ok(())
-            }
-            Err(e) => {
-                self.poisoned = true;
-                Err(e)
-            }
-        }
+        self.slots.write_next(&self.file, &bytes, "trust file")?;
+        self.sequence += 1;
+        self.record = record;
+        Ok(())
     }
 }
 
@@ -264,9 +213,9 @@ mod tests {
         ));
         // A write error poisons it.
         let mut t = TrustFile::open_or_create(&path, &net, &table(1)).expect("reopen");
-        t.fail_writes = true;
+        t.slots.fail_writes = true;
         assert!(t.commit(table(5)).is_err());
-        t.fail_writes = false;
+        t.slots.fail_writes = false;
         assert!(t.commit(table(5)).is_err(), "poisoned");
         let _ = std::fs::remove_dir_all(&dir);
     }
