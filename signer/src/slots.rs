@@ -11,8 +11,6 @@ use std::io::Read as _;
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::Path;
 
-use crate::state::sync_dir;
-
 /// Which slot is current, and whether writing is still allowed.
 #[derive(Debug)]
 pub struct Slots {
@@ -116,4 +114,16 @@ pub fn read(mut file: &File, len: usize) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(len + 1);
     (&mut file).take(len as u64 + 1).read_to_end(&mut bytes)?;
     Ok(bytes)
+}
+
+/// fsync the directory holding `path` (so a new file's name is durable).
+///
+/// # Errors
+/// The OS error.
+pub fn sync_dir(path: &Path) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(dir)?.sync_all()
 }

@@ -15,6 +15,7 @@ use cvx_protocol::signer_wire::{
 };
 use nix::fcntl::{Flock, FlockArg};
 
+pub use crate::slots::sync_dir;
 use crate::slots::{self, Slots};
 
 /// Why the state file cannot be used.
@@ -223,18 +224,6 @@ impl StateFile {
     pub fn audit_head(&self) -> AuditHead {
         self.current.record.audit
     }
-}
-
-/// fsync the directory holding `path` (so a new file's name is durable).
-///
-/// # Errors
-/// The OS error.
-pub fn sync_dir(path: &Path) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    File::open(dir)?.sync_all()
 }
 
 /// Check that the caller owns the state file (for `unlock`).
