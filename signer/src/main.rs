@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{ArgGroup, Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _};
 use cvx_protocol::policy::{Policy, Watermark};
 use cvx_protocol::signer_wire::{self, AuditEvent, ClientMessage, SignerMessage, StateRecord};
 use cvx_signer::audit::{self, AuditLog, AuditLogError};
@@ -14,149 +14,17 @@ use cvx_signer::client::Client;
 use cvx_signer::config::{self, Settings};
 use cvx_signer::exit::Exit;
 use cvx_signer::keys::{self, KeygenTarget, PassphraseFrom};
-use cvx_signer::migrate::{self, MigrateError};
 use cvx_signer::serve::{self, Signer};
 use cvx_signer::state::StateFile;
 use cvx_signer::{sandbox, socket};
 
-/// `--version`: the package version and the socket protocol's wire version.
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (wire version 1)");
+mod cli;
+mod migrate_cmd;
 
-/// The command line (clap derive). Usage errors exit 2 (`Exit::Usage`), `--help` and
-/// `--version` exit 0.
-#[derive(Debug, Parser)]
-#[command(
-    name = "cvx-signer",
-    version = VERSION,
-    about = "cvx-signer: the cvx key holder (one key, one Unix socket, sandboxed)",
-    long_about = None,
-    arg_required_else_help = true,
-    after_help = "The passphrase comes from the terminal or --passphrase-fd, never from argv or the environment."
-)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Debug, Args)]
-struct ConfigArg {
-    /// The signer's config file (strict TOML).
-    #[arg(long, value_name = "FILE")]
-    config: PathBuf,
-}
-
-/// `--socket PATH` or `--config FILE` (its `socket`); at least one.
-#[derive(Debug, Args)]
-#[group(required = true, multiple = true)]
-struct Target {
-    /// The signer's socket.
-    #[arg(long, value_name = "PATH")]
-    socket: Option<PathBuf>,
-    /// The signer's config file (its `socket` is used when --socket is not given).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Cmd {
-    /// Create the state file and audit log (refuses if they exist).
-    Init(ConfigArg),
-    /// Load the key, enter the sandbox, serve.
-    Run {
-        #[command(flatten)]
-        config: ConfigArg,
-        /// Read the key's passphrase from this descriptor (else the terminal).
-        #[arg(long, value_name = "N")]
-        passphrase_fd: Option<i32>,
-        /// Fail unless Landlock is fully enforced.
-        #[arg(long)]
-        require_landlock: bool,
-        /// Refused: passphrases never come from the command line.
-        #[arg(long, hide = true, num_args = 0..=1, value_name = "ANY")]
-        passphrase: Option<Option<String>>,
-    },
-    /// Write a new age-encrypted key (tests/devnet; operators use cvx-vault); prints the public key.
-    Keygen(KeygenArgs),
-    /// Print public key, watermark, counters.
-    Status(Target),
-    /// Breach button: refuse all signing, persistently.
-    Lock(Target),
-    /// Clear the lock (as the signer's user, while no signer runs).
-    Unlock(ConfigArg),
-    /// The audit log.
-    Audit {
-        #[command(subcommand)]
-        cmd: AuditCmd,
-    },
-    /// Write this stopped signer's final watermark as a versioned JSON file (and lock it).
-    ExportWatermark {
-        #[command(flatten)]
-        config: ConfigArg,
-        /// Write here (created, never overwritten) instead of stdout.
-        #[arg(long, value_name = "FILE")]
-        out: Option<PathBuf>,
-        /// Do not lock this signer (for a backup copy; a moved signer must stay locked).
-        #[arg(long)]
-        keep_unlocked: bool,
-    },
-    /// Merge a watermark file (per-field maximum) and/or a high watermark into this stopped signer's state.
-    #[command(group(ArgGroup::new("what").required(true).multiple(true).args(["file", "high_watermark"])))]
-    ImportWatermark {
-        #[command(flatten)]
-        config: ConfigArg,
-        /// The file written by export-watermark.
-        #[arg(long, value_name = "FILE")]
-        file: Option<PathBuf>,
-        /// The last state is lost: count everything up to now + --margin-ms as signed.
-        #[arg(long)]
-        high_watermark: bool,
-        /// For --high-watermark (default: the policy's max_future_skew_ms + 60000).
-        #[arg(long, value_name = "MS", requires = "high_watermark")]
-        margin_ms: Option<u64>,
-        /// Read the key's passphrase from this descriptor (only needed when this signer never started).
-        #[arg(long, value_name = "N")]
-        passphrase_fd: Option<i32>,
-    },
-}
-
-#[derive(Debug, Args)]
-#[command(group(ArgGroup::new("target").required(true).args(["recipient", "identity", "new_identity", "passphrase_fd"])))]
-struct KeygenArgs {
-    /// The key file to write (created, never overwritten).
-    #[arg(long, value_name = "FILE")]
-    out: PathBuf,
-    /// Encrypt to this age recipient.
-    #[arg(long, value_name = "AGE1...")]
-    recipient: Option<String>,
-    /// Encrypt to the recipient of this age identity file.
-    #[arg(long, value_name = "FILE")]
-    identity: Option<PathBuf>,
-    /// Create a new age identity file and encrypt to it.
-    #[arg(long, value_name = "FILE")]
-    new_identity: Option<PathBuf>,
-    /// Encrypt with a passphrase read from this descriptor.
-    #[arg(long, value_name = "N")]
-    passphrase_fd: Option<i32>,
-    /// scrypt work factor log2 N for --passphrase-fd.
-    #[arg(long, value_name = "LOG_N", value_parser = clap::value_parser!(u8).range(10..=i64::from(keys::MAX_SCRYPT_LOG_N)))]
-    work_factor: Option<u8>,
-    /// Refused: passphrases never come from the command line.
-    #[arg(long, hide = true, num_args = 0..=1, value_name = "ANY")]
-    passphrase: Option<Option<String>>,
-}
-
-#[derive(Debug, Subcommand)]
-enum AuditCmd {
-    /// Verify the audit log's hash chain; with the rotated-out archives first (oldest first), across files.
-    Verify {
-        /// The archives (oldest first), then the live log.
-        #[arg(required = true, value_name = "FILE")]
-        files: Vec<PathBuf>,
-        /// List every record.
-        #[arg(long)]
-        print: bool,
-    },
-}
+#[cfg(test)]
+use cli::VERSION;
+use cli::{AuditCmd, Cli, Cmd, KeygenArgs, Target};
+use migrate_cmd::{cmd_export, cmd_import};
 
 fn exit_codes() -> String {
     let mut s = String::from("Exit codes:\n");
@@ -656,92 +524,6 @@ fn dispatch(cmd: Cmd) -> Res {
             passphrase_fd,
         ),
     }
-}
-
-fn migrate_exit(e: &MigrateError) -> Exit {
-    match e {
-        MigrateError::Audit(e) => audit_exit(e),
-        MigrateError::State(_) | MigrateError::Io { .. } | MigrateError::NeverStarted { .. } => {
-            Exit::State
-        }
-        MigrateError::Key(_) => Exit::Key,
-        MigrateError::MarginTooSmall { .. } => Exit::Usage,
-        MigrateError::File { .. }
-        | MigrateError::Format { .. }
-        | MigrateError::WrongNetwork { .. }
-        | MigrateError::WrongKey { .. } => Exit::Migrate,
-    }
-}
-
-#[allow(clippy::needless_pass_by_value)] // the shape map_err wants
-fn mig(e: MigrateError) -> Failure {
-    Failure(migrate_exit(&e), e.to_string())
-}
-
-fn cmd_export(config: &Path, out_path: Option<&Path>, keep_unlocked: bool) -> Res {
-    let s = settings(config)?;
-    let e = migrate::export(&s, keep_unlocked).map_err(mig)?;
-    let text = migrate::to_json(&e);
-    let lock_note = if keep_unlocked {
-        "this signer was left unlocked (--keep-unlocked)"
-    } else {
-        "this signer is now locked: it refuses to sign until `cvx-signer unlock`"
-    };
-    match out_path {
-        None => out(&text),
-        Some(p) => {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(p)
-                .and_then(|mut f| {
-                    f.write_all(text.as_bytes())?;
-                    f.sync_all()?;
-                    Ok(f)
-                })
-                .map_err(|e| {
-                    Failure(Exit::Migrate, format!("cannot write {}: {e}", p.display()))
-                })?;
-            let _ = f.flush();
-        }
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "exported the watermark of key {} at state sequence {}; {lock_note}",
-        e.public_key,
-        e.state_sequence
-    );
-    Ok(())
-}
-
-fn cmd_import(
-    config: &Path,
-    file: Option<&Path>,
-    high_watermark: bool,
-    margin_ms: Option<u64>,
-    passphrase_fd: Option<i32>,
-) -> Res {
-    let s = settings(config)?;
-    let file = match file {
-        None => None,
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| Failure(Exit::Migrate, format!("cannot read {}: {e}", p.display())))?;
-            Some((p.to_owned(), text))
-        }
-    };
-    let margin = high_watermark
-        .then(|| margin_ms.unwrap_or(s.policy.max_future_skew_ms.saturating_add(60_000)));
-    let req = migrate::ImportRequest {
-        file,
-        high_watermark_margin: margin,
-        passphrase: passphrase_fd.map_or(PassphraseFrom::Tty, PassphraseFrom::Fd),
-    };
-    let r = migrate::import(&s, &req).map_err(mig)?;
-    out(&r.text());
-    Ok(())
 }
 
 fn main() -> ExitCode {
