@@ -56,6 +56,23 @@ pub fn collect_garbage(store: &Store) -> Result<Option<cvx_etch::GcReport>, cvx_
 /// slots (32 MiB; it doubles at 70% full) between collections.
 pub const GC_GROWTH_MIN_RECORDS: u64 = 1_000_000;
 
+/// A new store's first checkpoint is all live records (1.35 M at 10^6 accounts), so the
+/// growth trigger waits for it: while the store has no snapshot the trigger is off, and once
+/// the first snapshot appears it counts from twice the records then. A store that already
+/// had a snapshot at start keeps the plain rule (its garbage from before is collected as
+/// soon as it is over the bound). Without this, the first collection of a large new ledger
+/// ran right after (or during) its first checkpoint, reclaimed nothing and took 3–9 s of a
+/// core while the network started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fresh {
+    /// Not looked yet.
+    Unknown,
+    /// No snapshot at the first look: the first checkpoint is being written.
+    Waiting,
+    /// The baseline is set (or was not needed).
+    Done,
+}
+
 /// Periodic online garbage collection of the peer's store: at most one at a time, on a
 /// blocking thread (consensus goes on; the store stays usable, etch's contract), with the
 /// counters `/metrics` shows.
@@ -70,6 +87,8 @@ pub struct PeriodicGc {
     /// peer's memory grow with the load (issue 15).
     grow_at: Arc<std::sync::atomic::AtomicU64>,
     grow_min: u64,
+    /// Whether the store had a snapshot when this process first looked ([`Fresh`]).
+    fresh: std::sync::Mutex<Fresh>,
     running: Arc<std::sync::atomic::AtomicBool>,
     /// Completed collections.
     pub runs: Arc<std::sync::atomic::AtomicU64>,
@@ -87,10 +106,35 @@ impl PeriodicGc {
             next: std::sync::Mutex::new((interval_secs > 0).then(|| Instant::now() + interval)),
             grow_at: Arc::new(std::sync::atomic::AtomicU64::new(GC_GROWTH_MIN_RECORDS)),
             grow_min: GC_GROWTH_MIN_RECORDS,
+            fresh: std::sync::Mutex::new(Fresh::Unknown),
             running: Arc::default(),
             runs: Arc::default(),
             reclaimed: Arc::default(),
         }
+    }
+
+    /// Whether the growth trigger applies now ([`Fresh`]); sets the baseline of a new
+    /// store once its first snapshot is there.
+    fn growth_counts(&self, store: &Store, records: Option<u64>) -> bool {
+        let Ok(mut fresh) = self.fresh.lock() else {
+            return true;
+        };
+        if *fresh == Fresh::Done {
+            return true;
+        }
+        let has_snapshot = store.root("snapshot").ok().flatten().is_some();
+        match (*fresh, has_snapshot) {
+            (Fresh::Unknown, true) => *fresh = Fresh::Done,
+            (Fresh::Waiting, true) => {
+                let base = records.unwrap_or(0).saturating_mul(2).max(self.grow_min);
+                self.grow_at
+                    .store(base, std::sync::atomic::Ordering::Relaxed);
+                *fresh = Fresh::Done;
+            }
+            (_, false) => *fresh = Fresh::Waiting,
+            (Fresh::Done, true) => {}
+        }
+        *fresh == Fresh::Done
     }
 
     /// Start a collection on a blocking thread if one is due and none is running (call
@@ -104,9 +148,9 @@ impl PeriodicGc {
         };
         let Some(due) = *next else { return };
         let now = Instant::now();
-        let grown = store
-            .stats()
-            .is_ok_and(|s| s.records > self.grow_at.load(Ordering::Relaxed));
+        let records = store.stats().map(|s| s.records).ok();
+        let counting = self.growth_counts(store, records);
+        let grown = counting && records.is_some_and(|r| r > self.grow_at.load(Ordering::Relaxed));
         if (now < due && !grown) || self.running.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -204,6 +248,52 @@ mod tests {
         assert!(store.stats().unwrap().records < 10, "garbage reclaimed");
         assert_eq!(store.get(&live).unwrap().as_deref(), Some(&b"live"[..]));
         assert_eq!(gc.grow_at.load(std::sync::atomic::Ordering::Relaxed), 50);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A new store's first checkpoint is all live: no collection while it is written, and
+    /// the growth trigger then counts from twice the records it left.
+    #[tokio::test]
+    async fn a_new_store_is_not_collected_for_its_first_checkpoint() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let dir = std::env::temp_dir().join(format!("cvx-gc-fresh-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (store, _) = Store::open(dir.join("peer.etch")).unwrap();
+        let store = Arc::new(store);
+        let mut gc = PeriodicGc::new(3_600);
+        gc.grow_min = 50;
+        gc.grow_at.store(50, Relaxed);
+        // The first checkpoint being written: past the bound, but no snapshot yet.
+        gc.poll(&store);
+        let mut live = Vec::new();
+        for i in 0..99u32 {
+            live.push(store.put(&i.to_le_bytes()).unwrap());
+        }
+        gc.poll(&store);
+        // It is done: the snapshot root appears (100 records, all live).
+        let snap = store.put(b"snapshot").unwrap();
+        store.set_root("snapshot", Some(snap)).unwrap();
+        gc.poll(&store);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            gc.runs.load(Relaxed),
+            0,
+            "nothing collected for the first checkpoint"
+        );
+        assert_eq!(gc.grow_at.load(Relaxed), 200, "twice the records it left");
+        // Growth past that bound is collected as before.
+        for i in 100..250u32 {
+            store.put(&i.to_le_bytes()).unwrap();
+        }
+        gc.poll(&store);
+        for _ in 0..100 {
+            if gc.runs.load(Relaxed) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(gc.runs.load(Relaxed), 1, "collected once grown");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
