@@ -14,7 +14,7 @@ use cvx_protocol::peer_wire::{self, Hello, Message, PEER_WIRE_VERSION, Role};
 use cvx_protocol::{Canonical, Hash, NetworkId, PublicKey, Signature, Timestamp, Token};
 use cvx_systest::devnet::{
     account_seed, api_of, bin_dir, devnet, devnet_err, finality, http_get, listen_of, metric,
-    serial, summary, tmp_dir, wait_for_peer, wait_ready,
+    serial, summary, tmp_dir, wait_for_peer, wait_ready, wait_until,
 };
 
 /// Every peer reached the same state root at the same position: the devnet asks every
@@ -411,11 +411,12 @@ fn peer_halt_locks_the_signer_and_the_others_go_on() {
         .unwrap();
     let st = String::from_utf8_lossy(&st.stdout).into_owned();
     assert!(st.contains("locked:          true"), "{st}");
+    // Polled, not read after a fixed wait (see peer_killed_restarts_from_its_store_and_catches_up).
     let before = finality(&addr0);
-    std::thread::sleep(Duration::from_secs(3));
-    assert!(
-        finality(&addr0) > before,
-        "the three others keep finalizing"
+    wait_until(
+        "the three others keep finalizing",
+        Duration::from_secs(30),
+        || finality(&addr0) >= before + 50,
     );
     let v = summary(child);
     assert_eq!(v["exited"], serde_json::json!(["peer-3"]), "{v}");
@@ -452,15 +453,11 @@ fn peer_killed_restarts_from_its_store_and_catches_up() {
     // peer 2 during such a resync, and a 2-s window failed.
     let before = finality(&addr0);
     let t = Instant::now();
-    while finality(&addr0) < before + 50 {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "the others keep finalizing (finality {} → {})",
-            before,
-            finality(&addr0)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(
+        "the others keep finalizing",
+        Duration::from_secs(30),
+        || finality(&addr0) >= before + 50,
+    );
     // Down for at least 2 s, as before, so the restart has something to catch up on.
     std::thread::sleep(Duration::from_secs(2).saturating_sub(t.elapsed()));
 
