@@ -207,17 +207,33 @@ impl PeriodicGc {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_store_that_grows_fast_is_collected_before_the_interval() {
-        let dir = std::env::temp_dir().join(format!("cvx-gc-growth-{}", std::process::id()));
+    /// A new store in a fresh directory, and a collector with an hour's interval and a low
+    /// growth bound (50 records) for the test.
+    fn setup(name: &str) -> (std::path::PathBuf, Arc<Store>, PeriodicGc) {
+        let dir = std::env::temp_dir().join(format!("cvx-gc-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let (store, _) = Store::open(dir.join("peer.etch")).unwrap();
-        let store = Arc::new(store);
-        // An hour's interval, and a low growth bound for the test.
         let mut gc = PeriodicGc::new(3_600);
         gc.grow_min = 50;
         gc.grow_at.store(50, std::sync::atomic::Ordering::Relaxed);
+        (dir, Arc::new(store), gc)
+    }
+
+    /// Completed collections, once one has completed (or 5 s have passed).
+    async fn runs_after_waiting(gc: &PeriodicGc) -> u64 {
+        for _ in 0..100 {
+            if gc.runs.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        gc.runs.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn a_store_that_grows_fast_is_collected_before_the_interval() {
+        let (dir, store, gc) = setup("growth");
         let live = store.put(b"live").unwrap();
         store.set_root("snapshot", Some(live)).unwrap();
         for i in 0..40u32 {
@@ -234,17 +250,7 @@ mod tests {
             store.put(&i.to_le_bytes()).unwrap();
         }
         gc.poll(&store);
-        for _ in 0..100 {
-            if gc.runs.load(std::sync::atomic::Ordering::Relaxed) > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert_eq!(
-            gc.runs.load(std::sync::atomic::Ordering::Relaxed),
-            1,
-            "collected early"
-        );
+        assert_eq!(runs_after_waiting(&gc).await, 1, "collected early");
         assert!(store.stats().unwrap().records < 10, "garbage reclaimed");
         assert_eq!(store.get(&live).unwrap().as_deref(), Some(&b"live"[..]));
         assert_eq!(gc.grow_at.load(std::sync::atomic::Ordering::Relaxed), 50);
@@ -256,14 +262,7 @@ mod tests {
     #[tokio::test]
     async fn a_new_store_is_not_collected_for_its_first_checkpoint() {
         use std::sync::atomic::Ordering::Relaxed;
-        let dir = std::env::temp_dir().join(format!("cvx-gc-fresh-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let (store, _) = Store::open(dir.join("peer.etch")).unwrap();
-        let store = Arc::new(store);
-        let mut gc = PeriodicGc::new(3_600);
-        gc.grow_min = 50;
-        gc.grow_at.store(50, Relaxed);
+        let (dir, store, gc) = setup("fresh");
         // The first checkpoint being written: past the bound, but no snapshot yet.
         gc.poll(&store);
         let mut live = Vec::new();
@@ -287,13 +286,7 @@ mod tests {
             store.put(&i.to_le_bytes()).unwrap();
         }
         gc.poll(&store);
-        for _ in 0..100 {
-            if gc.runs.load(Relaxed) > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert_eq!(gc.runs.load(Relaxed), 1, "collected once grown");
+        assert_eq!(runs_after_waiting(&gc).await, 1, "collected once grown");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
