@@ -124,15 +124,14 @@ impl PeriodicGc {
         }
         let has_snapshot = store.root("snapshot").ok().flatten().is_some();
         match (*fresh, has_snapshot) {
-            (Fresh::Unknown, true) => *fresh = Fresh::Done,
+            (_, false) => *fresh = Fresh::Waiting,
             (Fresh::Waiting, true) => {
                 let base = records.unwrap_or(0).saturating_mul(2).max(self.grow_min);
                 self.grow_at
                     .store(base, std::sync::atomic::Ordering::Relaxed);
                 *fresh = Fresh::Done;
             }
-            (_, false) => *fresh = Fresh::Waiting,
-            (Fresh::Done, true) => {}
+            (_, true) => *fresh = Fresh::Done,
         }
         *fresh == Fresh::Done
     }
@@ -265,9 +264,8 @@ mod tests {
         let (dir, store, gc) = setup("fresh");
         // The first checkpoint being written: past the bound, but no snapshot yet.
         gc.poll(&store);
-        let mut live = Vec::new();
         for i in 0..99u32 {
-            live.push(store.put(&i.to_le_bytes()).unwrap());
+            store.put(&i.to_le_bytes()).unwrap();
         }
         gc.poll(&store);
         // It is done: the snapshot root appears (100 records, all live).

@@ -79,10 +79,8 @@ impl Checkpoints {
     /// Wrap `persist` (the writer starts at the first snapshot handed over).
     #[must_use]
     pub fn new(persist: Persist, network: Hash) -> Self {
-        let shared = Arc::new(Shared::default());
-        *lock(&shared.sync) = persist.sync_point().cloned();
         Self {
-            shared,
+            shared: Arc::new(Shared::default()),
             writer: None,
             store: Arc::clone(persist.store()),
             path: persist.path.clone(),
@@ -166,13 +164,10 @@ impl Checkpoints {
     /// # Errors
     /// The writer's store failure, or its thread panicked.
     pub fn pause(&mut self) -> Result<&mut Persist, NodeError> {
-        if let Some(h) = self.writer.take() {
-            lock(&self.shared.slot).closed = true;
-            self.shared.wake.notify_one();
-            match h.join() {
-                Ok(persist) => self.idle = Some(persist),
-                Err(_) => return Err(self.failure("the checkpoint writer panicked".into())),
-            }
+        match self.stop_writer() {
+            Some(Ok(persist)) => self.idle = Some(persist),
+            Some(Err(_)) => return Err(self.failure("the checkpoint writer panicked".into())),
+            None => {}
         }
         if let Some(problem) = lock(&self.shared.done).1.clone() {
             return Err(self.failure(problem));
@@ -181,6 +176,14 @@ impl Checkpoints {
             path: self.path.clone(),
             problem: "the checkpoint writer is gone".into(),
         })
+    }
+
+    /// Ask the writer to end once the slot is empty and wait for it (`None`: none runs).
+    fn stop_writer(&mut self) -> Option<std::thread::Result<Persist>> {
+        let h = self.writer.take()?;
+        lock(&self.shared.slot).closed = true;
+        self.shared.wake.notify_one();
+        Some(h.join())
     }
 
     /// Stop the writer and write `snap` durably (shutdown).
@@ -199,11 +202,7 @@ impl Checkpoints {
 impl Drop for Checkpoints {
     fn drop(&mut self) {
         // Not a shutdown path (that is `finish`): only stop the thread.
-        if let Some(h) = self.writer.take() {
-            lock(&self.shared.slot).closed = true;
-            self.shared.wake.notify_one();
-            let _ = h.join();
-        }
+        let _ = self.stop_writer();
     }
 }
 
