@@ -202,7 +202,7 @@ pub fn devnet_params() -> Params {
         min_stake: Amount::new(1_000).unwrap_or(Amount::ZERO),
         fee: Amount::new(1).unwrap_or(Amount::ZERO),
         max_block_txs: 1024,
-        min_block_time_ms: 20,
+        min_block_time_ms: 5,
         max_block_backdate_ms: 10_000,
         max_future_ms: 1_000,
         proposal_hold_ms: 100,

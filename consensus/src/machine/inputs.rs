@@ -185,6 +185,7 @@ impl Peer {
                     });
                     let bid = block.id();
                     self.last_block_ts = block.header.timestamp;
+                    self.last_block_txs = block.transactions.len();
                     self.stats.blocks_signed += 1;
                     self.held_txs += block.transactions.len();
                     self.blocks.insert(bid, Arc::clone(&block));

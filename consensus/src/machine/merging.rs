@@ -120,6 +120,9 @@ impl Peer {
                 return;
             }
         };
+        if merged.held {
+            self.stats.proposals_held += 1;
+        }
         if merged.unlinkable > 0 {
             self.stats.unlinkable += 1;
             if now >= self.last_chain_request.plus_ms(REQUEST_RETRY_MS)

@@ -61,6 +61,14 @@ pub struct Config {
     pub heartbeat: bool,
     /// Own blocks signed but not yet in the own order, at most.
     pub max_own_pending: usize,
+    /// The pace of own blocks under load: a block is made once this long has passed
+    /// since the last one (never sooner than the network's `min_block_time_ms`).
+    pub block_interval_ms: u64,
+    /// While the load is light, a block goes out early: as soon as `min_block_time_ms`
+    /// has passed, if at most this many transactions wait and the last own block held
+    /// at most this many. Under load more wait, and blocks keep the `block_interval_ms`
+    /// pace (fewer, larger blocks; fewer proposal splits). 0: never early.
+    pub early_block_txs: usize,
     /// At least this long between two merges (and so between two own orders): bounds
     /// the order rate and batches incoming beliefs.
     pub min_order_gap_ms: u64,
@@ -84,6 +92,8 @@ impl Config {
             max_mempool: 100_000,
             heartbeat: true,
             max_own_pending: 4,
+            block_interval_ms: 20,
+            early_block_txs: 4,
             min_order_gap_ms: 10,
             keep_finalized: 64,
         }
@@ -260,6 +270,9 @@ pub struct Stats {
     pub orders_accepted: u64,
     /// Own orders signed.
     pub orders_signed: u64,
+    /// Merges whose vote chose other blocks below the own proposal, which the hold rule
+    /// kept (proposal splits; each costs up to the hold's protect time).
+    pub proposals_held: u64,
     /// Own blocks signed.
     pub blocks_signed: u64,
     /// Merges that found an order it could not line up.
@@ -316,6 +329,8 @@ pub struct Peer {
     pending_block: Option<PendingBlockBox>,
     next_id: u64,
     last_block_ts: Timestamp,
+    /// Transactions in the last own block (the early-block rule's view of the load).
+    last_block_txs: usize,
     last_order_ts: Timestamp,
     proposal_since: Timestamp,
     /// The highest proposal signed on the current prefix and when it was signed (the
@@ -410,6 +425,7 @@ impl Peer {
             pending_block: None,
             next_id: 1,
             last_block_ts: Timestamp(0),
+            last_block_txs: 0,
             last_order_ts: Timestamp(0),
             proposal_since: Timestamp(0),
             proposal_high: (0, Timestamp(0)),

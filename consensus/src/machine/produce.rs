@@ -13,9 +13,13 @@ impl Peer {
         let Some(rec) = self.ledger.peer(&self.cfg.key) else {
             return;
         };
-        if rec.stake < params.min_stake
-            || now < self.last_block_ts.plus_ms(params.min_block_time_ms)
-        {
+        let early = self.cfg.early_block_txs;
+        let interval = if self.mempool_ids.len() <= early && self.last_block_txs <= early {
+            params.min_block_time_ms
+        } else {
+            params.min_block_time_ms.max(self.cfg.block_interval_ms)
+        };
+        if rec.stake < params.min_stake || now < self.last_block_ts.plus_ms(interval) {
             return;
         }
         let last = rec.last_block_time.max(self.last_block_ts);

@@ -236,3 +236,85 @@ fn peer_asks_the_signer_and_never_acts_before_the_answer() {
         )));
     }
 }
+
+/// One peer of a real 4-peer test network with its simulated signer (answers at once);
+/// returns the times at which it asked for block signatures while `feed` ran.
+fn block_times(
+    block_interval_ms: u64,
+    early_block_txs: usize,
+    feed: &[(u64, usize)],
+    until: u64,
+) -> Vec<u64> {
+    use cvx_loadgen::{SimSigner, TestNet, Wallet, fast_params, test_net};
+    let mut params = fast_params();
+    params.min_block_time_ms = 10;
+    let TestNet {
+        genesis,
+        peers,
+        accounts,
+    } = test_net(7, &[5_000; 4], 8, 1_000_000, params);
+    let network = genesis.network_id();
+    let key = peers[0].public();
+    let mut signer = SimSigner::new(
+        peers.into_iter().next().unwrap(),
+        network,
+        cvx_protocol::policy::PolicyParams::default(),
+    );
+    let mut wallet = Wallet::new(network, accounts);
+    let t0 = genesis.time.0 + 1_000;
+    let mut cfg = Config::new(genesis, key);
+    cfg.block_interval_ms = block_interval_ms;
+    cfg.early_block_txs = early_block_txs;
+    let mut p = Peer::new(cfg);
+    let mut asked = Vec::new();
+    for t in 0..until {
+        let mut events = vec![Event::Tick];
+        for (at, n) in feed {
+            if *at == t {
+                for _ in 0..*n {
+                    events.push(Event::Transaction(wallet.transfer(0, 1, 1).unwrap()));
+                }
+            }
+        }
+        let now = Timestamp(t0 + t);
+        let mut queue: VecDeque<Event> = events.into();
+        while let Some(ev) = queue.pop_front() {
+            for a in p.handle(now, ev) {
+                if let Action::Sign { id, request } = a {
+                    if matches!(request.body, SignRequest::Block(_)) {
+                        asked.push(t);
+                    }
+                    let result = signer.sign(&request, now);
+                    queue.push_back(Event::SignatureReturned { id, result });
+                }
+            }
+        }
+    }
+    asked
+}
+
+#[test]
+fn a_block_goes_out_early_while_few_transactions_wait_and_keeps_the_pace_under_load() {
+    // Network minimum 10 ms; the peer's pace under load 40 ms; early with at most 2 waiting
+    // (and at most 2 in the last block).
+    // Light load: a transaction 3 ms after a block goes out once the minimum has passed.
+    let light = block_times(40, 2, &[(100, 1), (103, 1)], 200);
+    assert_eq!(light, vec![100, 110], "light load: {light:?}");
+    // Heavy load: 5 transactions wait, so the next block keeps the 40-ms pace.
+    let heavy = block_times(40, 2, &[(100, 1), (103, 5)], 200);
+    assert_eq!(heavy, vec![100, 140], "under load: {heavy:?}");
+    // After a large block the next keeps the pace even if few transactions wait: one
+    // quiet moment between two bursts is not a light load.
+    let after_burst = block_times(40, 2, &[(100, 5), (113, 1)], 200);
+    assert_eq!(
+        after_burst,
+        vec![100, 140],
+        "after a burst: {after_burst:?}"
+    );
+    // Early blocks off (0): the pace applies to every block.
+    let off = block_times(40, 0, &[(100, 1), (103, 1)], 200);
+    assert_eq!(off, vec![100, 140], "early blocks off: {off:?}");
+    // A pace below the network's minimum never makes blocks sooner than the minimum.
+    let below = block_times(1, 0, &[(100, 1), (103, 5)], 200);
+    assert_eq!(below, vec![100, 110], "pace below the minimum: {below:?}");
+}

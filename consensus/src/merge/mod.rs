@@ -167,6 +167,9 @@ pub struct Merged {
     pub finality: u64,
     /// True when the blocks below the old proposal point changed.
     pub prefix_changed: bool,
+    /// True when the vote chose other blocks below the own proposal and the hold rule
+    /// kept the own ones (a proposal split, rule 6).
+    pub held: bool,
     /// Orders that could not be lined up with the own order (checkpoint beyond it).
     pub unlinkable: usize,
     /// Their peers (the caller fetches a catch-up run from whoever sent them).
@@ -516,6 +519,7 @@ pub fn merge(
         consensus,
         finality,
         prefix_changed: prefix_changed && !held,
+        held,
         unlinkable,
         unlinkable_peers,
     })

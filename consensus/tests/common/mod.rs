@@ -116,7 +116,7 @@ pub fn scenario(seed: u64) -> (TestNet, Vec<bool>) {
         }
     }
     let mut params: Params = fast_params();
-    params.min_block_time_ms = if devnet { 20 } else { 100 };
+    params.min_block_time_ms = if devnet { 5 } else { 100 };
     if rng.chance(250) {
         // Short decay: exercises stake decay and heartbeat blocks inside a run.
         params.decay_grace_ms = 800;
@@ -173,7 +173,8 @@ pub fn genesis_trust(genesis: &Genesis) -> TrustedTable {
     }
 }
 
-/// `CVX_SIM_DEVNET=1`: the devnet's shape (4 equal peers, 20 ms blocks, default timing).
+/// `CVX_SIM_DEVNET=1`: the devnet's shape (4 equal peers, 5 ms minimum block time, default
+/// timing: early blocks while the load is light, the 20-ms pace under load).
 pub fn devnet_mode() -> bool {
     std::env::var("CVX_SIM_DEVNET").is_ok_and(|v| v == "1")
 }

@@ -77,7 +77,13 @@ impl MainLoop {
                 while signed.try_recv().is_ok() {}
             }
         }
-        tracing::info!("shutting down: goodbye to peers, checkpoint, close");
+        let st = self.peer.stats();
+        tracing::info!(
+            orders_signed = st.orders_signed,
+            proposals_held = st.proposals_held,
+            blocks_signed = st.blocks_signed,
+            "shutting down: goodbye to peers, checkpoint, close"
+        );
         let bye = Arc::new(cvx_protocol::peer_wire::encode_frame(&Message::Goodbye));
         for c in self.conns.values() {
             let _ = c.tx.try_send(Arc::clone(&bye));

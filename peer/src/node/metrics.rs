@@ -283,6 +283,11 @@ impl MainLoop {
             stats.unlinkable,
         );
         o.counter(
+            "proposals_held",
+            "Merges whose vote chose other blocks below the own proposal, kept by the hold rule (proposal splits).",
+            stats.proposals_held,
+        );
+        o.counter(
             "bad_signer_signatures",
             "Signatures from the signer that did not verify.",
             stats.bad_signer_signatures,
