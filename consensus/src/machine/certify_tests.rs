@@ -7,6 +7,7 @@ use cvx_loadgen::{Keypair, SimSigner, TestNet, Wallet, fast_params, test_net};
 use cvx_protocol::certificate::{
     CertDecision, DEFAULT_TRUST_PERIOD_MS, TrustedTable, decide_certificate, verify_certificate,
 };
+use cvx_protocol::ledger::Genesis;
 use cvx_protocol::policy::{PolicyParams, Watermark};
 
 use super::*;

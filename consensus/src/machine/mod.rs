@@ -18,7 +18,7 @@ use cvx_protocol::consensus::{
     body_hash,
 };
 use cvx_protocol::hash::chain_step;
-use cvx_protocol::ledger::{Genesis, Params, SignedTransaction};
+use cvx_protocol::ledger::{Params, SignedTransaction};
 use cvx_protocol::policy::{MAX_BRIDGE, Refusal, RefuseCode, Request, SignRequest};
 use cvx_protocol::{BoundedVec, Hash, NetworkId, PublicKey, Signature, Timestamp};
 
@@ -30,7 +30,9 @@ pub use limits::{FINAL_BODIES_SHARE, Held, MAX_HELD_BLOCKS, MAX_HELD_TXS, MAX_RE
 
 mod catch_up;
 mod certify;
+mod config;
 pub use certify::stake_table;
+pub use config::Config;
 mod finality;
 mod inputs;
 mod limits;
@@ -38,67 +40,6 @@ mod merging;
 mod produce;
 mod report;
 mod resync;
-
-/// Settings of one peer's state machine (network rules come from the genesis).
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// The network.
-    pub genesis: Genesis,
-    /// This peer's public key (its signer holds the private half).
-    pub key: PublicKey,
-    /// Most block ids an own order lists above its checkpoint (`..=MAX_ORDER_BLOCKS`).
-    pub max_order_blocks: usize,
-    /// Transactions per own block (at most `params.max_block_txs`; match the signer's
-    /// `PolicyParams::max_block_txs`).
-    pub block_tx_cap: u32,
-    /// Resend the belief at least this often.
-    pub rebroadcast_ms: u64,
-    /// Re-run the merge at least this often (time-dependent rules: decay, future blocks).
-    pub merge_interval_ms: u64,
-    /// Pending transactions held at most.
-    pub max_mempool: usize,
-    /// Produce an empty block when the own stake would otherwise start to decay.
-    pub heartbeat: bool,
-    /// Own blocks signed but not yet in the own order, at most.
-    pub max_own_pending: usize,
-    /// The pace of own blocks under load: a block is made once this long has passed
-    /// since the last one (never sooner than the network's `min_block_time_ms`).
-    pub block_interval_ms: u64,
-    /// While the load is light, a block goes out early: as soon as `min_block_time_ms`
-    /// has passed, if at most this many transactions wait and the last own block held
-    /// at most this many. Under load more wait, and blocks keep the `block_interval_ms`
-    /// pace (fewer, larger blocks; fewer proposal splits). 0: never early.
-    pub early_block_txs: usize,
-    /// At least this long between two merges (and so between two own orders): bounds
-    /// the order rate and batches incoming beliefs.
-    pub min_order_gap_ms: u64,
-    /// Finalized blocks kept listed above the checkpoint (so peers a little behind can
-    /// line orders up without fetching ids); the checkpoint trails finality by this.
-    pub keep_finalized: u64,
-}
-
-impl Config {
-    /// Defaults for `genesis` and `key`.
-    #[must_use]
-    pub fn new(genesis: Genesis, key: PublicKey) -> Self {
-        let cap = genesis.params.max_block_txs.min(1024);
-        Self {
-            genesis,
-            key,
-            max_order_blocks: MAX_ORDER_BLOCKS,
-            block_tx_cap: cap,
-            rebroadcast_ms: 200,
-            merge_interval_ms: 20,
-            max_mempool: 100_000,
-            heartbeat: true,
-            max_own_pending: 4,
-            block_interval_ms: 20,
-            early_block_txs: 4,
-            min_order_gap_ms: 10,
-            keep_finalized: 64,
-        }
-    }
-}
 
 /// Correlates a sign request with its answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -3,7 +3,7 @@
 
 use super::*;
 use cvx_protocol::consensus::Checkpoint;
-use cvx_protocol::ledger::{GenesisAccount, GenesisPeer};
+use cvx_protocol::ledger::{Genesis, GenesisAccount, GenesisPeer};
 use cvx_protocol::primitives::Name;
 use cvx_protocol::{Address, Amount};
 
