@@ -322,10 +322,15 @@ fn rule_proposal_is_kept_for_the_hold_time_before_switching() {
     let m = run_with(&[a], (1, 0, 0), &voters, &p, &all_valid).unwrap();
     assert_eq!(m.ids[0], a, "kept within the hold time");
     assert!(!m.prefix_changed);
+    assert!(
+        m.held,
+        "a kept proposal is reported (the proposals_held counter)"
+    );
     p.proposal_since = Timestamp(9_900);
     let m = run_with(&[a], (1, 0, 0), &voters, &p, &all_valid).unwrap();
     assert_eq!(m.ids[0], b, "switched after the hold time");
     assert!(m.prefix_changed);
+    assert!(!m.held);
 }
 
 #[test]
