@@ -302,3 +302,20 @@ fn no_resync_in_normal_lag_or_when_the_whole_network_stands_still() {
     let later = t + 10_001 + RESYNC_RETRY_MS.max(RESYNC_STALL_MS);
     assert!(resyncs(&mut q, later).is_empty());
 }
+
+/// The early-block rule's view of the network's speed: every peer that made blocks learns
+/// how long its own blocks take to reach finality here (simulated time: instant delivery
+/// and signer, 10 ms ticks, so a few rounds of ticks).
+#[test]
+fn own_blocks_finality_time_is_measured_for_the_early_block_rule() {
+    let mut n = net(3);
+    assert!(n.peers[0].own_final_ms.is_none());
+    n.run(2_000);
+    let ms = n.peers[0]
+        .own_final_ms
+        .expect("peer 0 made blocks (it gets the transactions) and saw them final");
+    assert!(
+        ms <= 200,
+        "instant network: own blocks final in {ms} ms on average"
+    );
+}

@@ -34,6 +34,11 @@ pub struct Config {
     /// at most this many. Under load more wait, and blocks keep the `block_interval_ms`
     /// pace (fewer, larger blocks; fewer proposal splits). 0: never early.
     pub early_block_txs: usize,
+    /// Early blocks only while the own blocks reach finality within this long (a moving
+    /// average from each own block's timestamp to its execution here). On a slow network
+    /// (WAN round trips) an order round spans many blocks, more blocks mean more proposal
+    /// splits, and the few ms an early block saves are a small share of the latency.
+    pub early_block_max_final_ms: u64,
     /// At least this long between two merges (and so between two own orders): bounds
     /// the order rate and batches incoming beliefs.
     pub min_order_gap_ms: u64,
@@ -59,6 +64,7 @@ impl Config {
             max_own_pending: 4,
             block_interval_ms: 20,
             early_block_txs: 4,
+            early_block_max_final_ms: 100,
             min_order_gap_ms: 10,
             keep_finalized: 64,
         }

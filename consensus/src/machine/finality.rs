@@ -84,6 +84,10 @@ impl Peer {
                 let live = &self.mempool_ids;
                 self.mempool.retain(|(tid, _)| live.contains(tid));
             }
+            if block.header.proposer == self.cfg.key {
+                let ms = now.0.saturating_sub(block.header.timestamp.0);
+                self.own_final_ms = Some(self.own_final_ms.map_or(ms, |a| (7 * a + ms) / 8));
+            }
             self.recent_final.insert(id, block.header.timestamp);
             out.push(Action::Finalized(Box::new(Finalized {
                 position: pos,

@@ -272,6 +272,9 @@ pub struct Peer {
     last_block_ts: Timestamp,
     /// Transactions in the last own block (the early-block rule's view of the load).
     last_block_txs: usize,
+    /// Moving average (1/8) of the own blocks' time from their timestamp to their
+    /// execution here, in ms (the early-block rule's view of the network's speed).
+    own_final_ms: Option<u64>,
     last_order_ts: Timestamp,
     proposal_since: Timestamp,
     /// The highest proposal signed on the current prefix and when it was signed (the
@@ -367,6 +370,7 @@ impl Peer {
             next_id: 1,
             last_block_ts: Timestamp(0),
             last_block_txs: 0,
+            own_final_ms: None,
             last_order_ts: Timestamp(0),
             proposal_since: Timestamp(0),
             proposal_high: (0, Timestamp(0)),

@@ -14,11 +14,15 @@ impl Peer {
             return;
         };
         let early = self.cfg.early_block_txs;
-        let interval = if self.mempool_ids.len() <= early && self.last_block_txs <= early {
-            params.min_block_time_ms
-        } else {
-            params.min_block_time_ms.max(self.cfg.block_interval_ms)
-        };
+        let fast_network = self
+            .own_final_ms
+            .is_none_or(|ms| ms <= self.cfg.early_block_max_final_ms);
+        let interval =
+            if self.mempool_ids.len() <= early && self.last_block_txs <= early && fast_network {
+                params.min_block_time_ms
+            } else {
+                params.min_block_time_ms.max(self.cfg.block_interval_ms)
+            };
         if rec.stake < params.min_stake || now < self.last_block_ts.plus_ms(interval) {
             return;
         }

@@ -245,6 +245,17 @@ fn block_times(
     feed: &[(u64, usize)],
     until: u64,
 ) -> Vec<u64> {
+    block_times_at(block_interval_ms, early_block_txs, None, feed, until)
+}
+
+/// The same, with the peer's view of its own blocks' finality time preset.
+fn block_times_at(
+    block_interval_ms: u64,
+    early_block_txs: usize,
+    own_final_ms: Option<u64>,
+    feed: &[(u64, usize)],
+    until: u64,
+) -> Vec<u64> {
     use cvx_loadgen::{SimSigner, TestNet, Wallet, fast_params, test_net};
     let mut params = fast_params();
     params.min_block_time_ms = 10;
@@ -265,7 +276,9 @@ fn block_times(
     let mut cfg = Config::new(genesis, key);
     cfg.block_interval_ms = block_interval_ms;
     cfg.early_block_txs = early_block_txs;
+    cfg.early_block_max_final_ms = 100;
     let mut p = Peer::new(cfg);
+    p.own_final_ms = own_final_ms;
     let mut asked = Vec::new();
     for t in 0..until {
         let mut events = vec![Event::Tick];
@@ -314,6 +327,12 @@ fn a_block_goes_out_early_while_few_transactions_wait_and_keeps_the_pace_under_l
     // Early blocks off (0): the pace applies to every block.
     let off = block_times(40, 0, &[(100, 1), (103, 1)], 200);
     assert_eq!(off, vec![100, 140], "early blocks off: {off:?}");
+    // On a slow network (own blocks final after 150 ms on average, over the 100-ms bound)
+    // blocks keep the pace even at light load; on a fast one (50 ms) they go early.
+    let slow = block_times_at(40, 2, Some(150), &[(100, 1), (103, 1)], 200);
+    assert_eq!(slow, vec![100, 140], "slow network: {slow:?}");
+    let fast = block_times_at(40, 2, Some(50), &[(100, 1), (103, 1)], 200);
+    assert_eq!(fast, vec![100, 110], "fast network: {fast:?}");
     // A pace below the network's minimum never makes blocks sooner than the minimum.
     let below = block_times(1, 0, &[(100, 1), (103, 5)], 200);
     assert_eq!(below, vec![100, 110], "pace below the minimum: {below:?}");
