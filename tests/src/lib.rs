@@ -11,6 +11,21 @@ pub mod rooms;
 
 use std::path::PathBuf;
 
+/// The workspace's crates, by directory (each has its sources in `<dir>/src`). The
+/// source scans (line limit, import cycles, `unsafe`) walk all of them.
+pub const CRATE_DIRS: &[&str] = &[
+    "protocol",
+    "sandbox",
+    "signer",
+    "consensus",
+    "peer",
+    "devnet",
+    "vault",
+    "etch",
+    "loadgen",
+    "tests",
+];
+
 /// The workspace root (this crate lives in `<root>/tests`).
 #[must_use]
 pub fn workspace_root() -> PathBuf {

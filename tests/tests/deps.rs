@@ -236,18 +236,7 @@ const GRANDFATHERED: &[(&str, usize)] = &[];
 #[test]
 fn no_source_file_over_the_line_limit() {
     let mut long = Vec::new();
-    for krate in [
-        "protocol",
-        "sandbox",
-        "signer",
-        "consensus",
-        "peer",
-        "devnet",
-        "vault",
-        "etch",
-        "loadgen",
-        "tests",
-    ] {
+    for krate in cvx_systest::CRATE_DIRS {
         let files = rooms::rust_sources(&workspace_root().join(krate).join("src")).unwrap();
         assert!(!files.is_empty(), "{krate}/src not found");
         long.extend(rooms::long_files(&files, rooms::MAX_LINES, GRANDFATHERED));
@@ -268,18 +257,7 @@ fn no_source_file_over_the_line_limit() {
 fn no_import_cycle_between_modules() {
     let root = workspace_root();
     let mut cycles = Vec::new();
-    for krate in [
-        "protocol",
-        "sandbox",
-        "signer",
-        "consensus",
-        "peer",
-        "devnet",
-        "vault",
-        "etch",
-        "loadgen",
-        "tests",
-    ] {
+    for krate in cvx_systest::CRATE_DIRS {
         let src = root.join(krate).join("src");
         let files = rooms::rust_sources(&src).unwrap();
         assert!(!files.is_empty(), "{krate}/src not found");

@@ -45,18 +45,7 @@ fn uses_unsafe(line: &str) -> bool {
 fn unsafe_appears_only_in_the_sandbox_and_the_store_mapping() {
     let root = workspace_root();
     let mut files = Vec::new();
-    for krate in [
-        "protocol",
-        "sandbox",
-        "signer",
-        "consensus",
-        "peer",
-        "devnet",
-        "etch",
-        "vault",
-        "loadgen",
-        "tests",
-    ] {
+    for krate in cvx_systest::CRATE_DIRS {
         rust_files(&root.join(krate), &mut files);
     }
     assert!(
