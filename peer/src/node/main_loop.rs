@@ -82,6 +82,8 @@ impl MainLoop {
             orders_signed = st.orders_signed,
             proposals_held = st.proposals_held,
             blocks_signed = st.blocks_signed,
+            finalized_tx = self.finalized_tx,
+            signature_checks = self.ctx.shared.state().verified().verifications(),
             "shutting down: goodbye to peers, checkpoint, close"
         );
         let bye = Arc::new(cvx_protocol::peer_wire::encode_frame(&Message::Goodbye));

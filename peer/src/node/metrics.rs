@@ -255,6 +255,11 @@ impl MainLoop {
             sh.state_requests_limited.load(Ordering::Relaxed),
         );
         o.counter(
+            "signature_checks",
+            "Transaction signatures verified by this process, at ingress and at execution (one per signature in a batch): about one per finalized transaction, since no signature is verified twice.",
+            sh.state().verified().verifications(),
+        );
+        o.counter(
             "frames_dropped",
             "Frames dropped because a connection's write queue was full (frames or bytes).",
             sh.write.dropped.load(Ordering::Relaxed),
