@@ -121,6 +121,9 @@ pub async fn run(
         keys.push(pk);
     }
     let accounts = opts.accounts.max(n);
+    if accounts + spares > cvx_protocol::ledger::MAX_GENESIS_ACCOUNTS {
+        return Err(too_many(accounts, spares));
+    }
     // Throwaway demo keys: the seed is kept in the directory so tests and operators can
     // sign with the same accounts (`cvx-loadgen withdraw --seed ...`).
     std::fs::write(dir.join("accounts.seed"), format!("{seed}\n"))
@@ -170,8 +173,7 @@ pub async fn run(
     let genesis = Genesis {
         network_name: cvx_protocol::primitives::Name::new("cvx-devnet").unwrap_or_default(),
         time: now(),
-        accounts: BoundedVec::try_from_vec(gaccounts)
-            .map_err(|_| DevnetError::Child("too many accounts".into()))?,
+        accounts: BoundedVec::try_from_vec(gaccounts).map_err(|_| too_many(accounts, spares))?,
         peers: BoundedVec::try_from_vec(gpeers)
             .map_err(|_| DevnetError::Child("too many peers".into()))?,
         params: devnet_params(),
@@ -589,4 +591,13 @@ fn spawn_cmd(wan: Option<&Wan>, i: usize, bin: &Path) -> Command {
         Some(w) => w.command(i, bin),
         None => Command::new(bin),
     }
+}
+
+/// The genesis cannot hold `accounts` demo accounts plus one per spare peer.
+fn too_many(accounts: usize, spares: usize) -> DevnetError {
+    DevnetError::Child(format!(
+        "{} genesis accounts ({accounts} demo accounts and {spares} for spare peers): a genesis holds at most {}; lower --accounts or --spare",
+        accounts + spares,
+        cvx_protocol::ledger::MAX_GENESIS_ACCOUNTS
+    ))
 }

@@ -52,9 +52,10 @@ struct Cli {
     /// Offered load, transactions per second (0: none).
     #[arg(long, value_name = "TPS", default_value_t = 5_000)]
     rate: u64,
-    /// Demo accounts in the genesis (at most 1,048,576); the load uses the first
+    /// Demo accounts in the genesis, 1 to 1,048,576 (raised to the number of peers if
+    /// smaller: the first ones are the peers' control accounts); the load uses the first
     /// min(N, 10,000) of them, one transaction in flight each.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_ACCOUNTS)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_ACCOUNTS, value_parser = parse_accounts)]
     accounts: usize,
     /// Each peer's `max_queue`.
     #[arg(long, value_name = "N")]
@@ -138,6 +139,18 @@ fn parse_peers(s: &str) -> Result<usize, String> {
             format!(
                 "{s:?} is not a number of peers: use 1 to {} (4 is the smallest network that survives a faulty peer)",
                 cvx_protocol::ledger::MAX_PEERS
+            )
+        })
+}
+
+fn parse_accounts(s: &str) -> Result<usize, String> {
+    let max = cvx_protocol::ledger::MAX_GENESIS_ACCOUNTS;
+    s.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| {
+            format!(
+                "{s:?} is not a number of accounts: use 1 to {max} (a genesis holds at most 2^20 accounts; spare peers take one each on top)"
             )
         })
 }

@@ -790,3 +790,34 @@ fn a_devnet_that_cannot_start_is_reported_with_its_error() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(devnet_err(&dir));
 }
+
+/// `--accounts` outside what a genesis holds is refused at once, naming the limit and the
+/// fix, before any key is derived or file written.
+#[test]
+fn accounts_beyond_what_a_genesis_holds_are_refused_with_the_limit() {
+    let dir = tmp_dir("too-many-accounts");
+    let run = |args: &[&str]| {
+        let out = Command::new(bin_dir().join("cvx-devnet"))
+            .args(args)
+            .arg("--dir")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    for n in ["0", "1048577"] {
+        let err = run(&["--accounts", n, "--duration", "1"]);
+        assert!(err.contains("use 1 to 1048576"), "--accounts {n}: {err}");
+    }
+    let err = run(&["--accounts", "1048576", "--spare", "1", "--duration", "1"]);
+    assert!(
+        err.contains("1048577 genesis accounts") && err.contains("lower --accounts or --spare"),
+        "{err}"
+    );
+    assert!(
+        !dir.join("genesis.bin").exists(),
+        "a genesis was written before the refusal"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
