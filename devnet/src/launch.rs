@@ -66,6 +66,11 @@ pub async fn run(
     let signer_bin = sibling("cvx-signer")?;
     let loadgen_bin = sibling("cvx-loadgen")?;
     let peer_bin = sibling("cvx-peer")?;
+    // Refused before anything is made: no key, no directory.
+    let accounts = opts.accounts.max(opts.peers.max(1));
+    if accounts + opts.spares > cvx_protocol::ledger::MAX_GENESIS_ACCOUNTS {
+        return Err(too_many(accounts, opts.spares));
+    }
     let dir = match &opts.dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("cvx-devnet-{}-{}", std::process::id(), now().0)),
@@ -119,10 +124,6 @@ pub async fn run(
         let pk = PublicKey::from_hex(&hex)
             .map_err(|e| DevnetError::Child(format!("cvx-signer keygen printed {hex:?}: {e}")))?;
         keys.push(pk);
-    }
-    let accounts = opts.accounts.max(n);
-    if accounts + spares > cvx_protocol::ledger::MAX_GENESIS_ACCOUNTS {
-        return Err(too_many(accounts, spares));
     }
     // Throwaway demo keys: the seed is kept in the directory so tests and operators can
     // sign with the same accounts (`cvx-loadgen withdraw --seed ...`).
