@@ -79,9 +79,10 @@ fn peer_devnet_four_peers_finalize_and_agree() {
     check_agreement(&v);
     // No peer verified a transaction's signature twice (issue 15): an ingress check, in a
     // batch or alone, counts at execution, so each peer's checks (its shutdown line) come to
-    // one per transaction it executed, plus the few that were checked at ingress and not
-    // yet final at shutdown. Checking again at execution would add a quarter (each peer's
-    // own clients' share).
+    // one per transaction it executed, plus its own clients' transactions checked at
+    // ingress and still in flight at shutdown (the load keeps one in flight per account:
+    // at most 200). Checking again at execution would add a quarter (each peer's own
+    // clients' share).
     for i in 0..4 {
         let log = std::fs::read_to_string(dir.join(format!("peer-{i}/peer.log"))).unwrap();
         let field = |name: &str| -> u64 {
@@ -99,7 +100,7 @@ fn peer_devnet_four_peers_finalize_and_agree() {
         println!("peer {i}: {finalized} transactions executed, {checks} signature checks");
         assert!(finalized > 0, "peer {i} executed nothing");
         assert!(
-            checks >= finalized && checks <= finalized + finalized / 20 + 100,
+            checks >= finalized && checks <= finalized + 200,
             "peer {i}: {checks} signature checks for {finalized} executed transactions"
         );
     }
