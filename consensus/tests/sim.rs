@@ -158,3 +158,21 @@ fn a_resync_skips_a_certificate_not_above_the_own_lock() {
     );
     assert!(r.resyncs >= 1, "the member resynced: {r:?}");
 }
+
+/// Long-outage seed 9700 (docs/consensus.md §5): during a 24-s partition the side of
+/// members 0, 1 and the byzantine member 4 finalized with member 4's locks; member 4 then
+/// moved to a chain of its own, and members 2 and 3, whose missing blocks had aged out,
+/// could not catch up from orders while the network waited for their locks. They now ask
+/// for a resync (more than 2/3 of the stake reports a higher finality while theirs stands
+/// still) and get a lock certificate from the orders that made members 0 and 1's
+/// finality.
+#[test]
+fn members_behind_a_network_that_stands_still_resync_by_the_finalizing_locks() {
+    let r = match common::build(9700, 1_500).run() {
+        Ok(r) => r,
+        Err(f) => panic!("{f}"),
+    };
+    assert!(r.long, "seed 9700 is a long-outage seed");
+    assert_eq!(r.members.1, 1, "seed 9700 has a byzantine member");
+    assert!(r.resyncs >= 2, "both members behind resynced: {r:?}");
+}

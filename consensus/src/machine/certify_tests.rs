@@ -152,10 +152,12 @@ fn a_peer_that_sees_three_of_four_fresh_orders_builds_a_certificate_the_signer_a
         CertDecision::Refuse(r) => panic!("refused: {r:?}"),
     }
 
-    // Only two of four (the own order and one other): no certificate.
+    // Only two of four (the own order and one other), and no orders kept from the last
+    // finality step: no certificate.
     let mut two = n.peers.remove(0);
     let keep = n.keys[1].public();
     two.others.retain(|k, _| *k == keep);
+    two.finalized_by = None;
     assert!(two.certificate().is_none(), "2 of 4 is not more than 2/3");
 
     // An order on another chain is left out: re-sign peer 2's order over another
@@ -182,6 +184,74 @@ fn a_peer_that_sees_three_of_four_fresh_orders_builds_a_certificate_the_signer_a
     // Without peer 3 the off-chain order cannot make up the quorum.
     let k3 = n.keys[3].public();
     p.others.remove(&k3);
+    p.finalized_by = None;
+    assert!(p.certificate().is_none());
+}
+
+/// The long-outage seed 9700 in small: the own finality was made with the lock of a
+/// member that has since signed orders on another chain, and a third member is gone, so
+/// the newest orders no longer hold 2/3 anywhere. The orders kept from the finality step
+/// still make a lock certificate at that point, which a signer far behind accepts: its
+/// lock moves there, its finality watermark does not.
+#[test]
+fn a_lock_certificate_from_the_finalizing_orders_when_a_voter_moved_to_another_chain() {
+    let mut n = net(11);
+    n.run(1_500);
+    let mut p = n.peers.remove(0);
+    let (k2, k3) = (n.keys[2].public(), n.keys[3].public());
+    let kept = p
+        .finalized_by
+        .clone()
+        .expect("finality advanced with 2/3 of locks");
+    assert!(kept.anchor.position >= 5, "{:?}", p.points());
+    assert!(kept.anchor.position <= p.points().2);
+    // Peer 2 re-signs its order on another chain; peer 3's order is gone.
+    let mut o = p.others.get(&k2).expect("held").order.clone();
+    o.checkpoint.chain = Hash([0xee; 32]);
+    o.timestamp = Timestamp(n.now + 1);
+    let signature = n.keys[2].sign_value(&n.network, &o);
+    p.others.insert(
+        k2,
+        SignedOrder {
+            order: o,
+            signature,
+        },
+    );
+    p.others.remove(&k3);
+    let req = p
+        .certificate()
+        .expect("the orders kept from the finality step");
+    let cert = &req.certificate;
+    assert_eq!(cert.kind, CertKind::Lock);
+    assert_eq!(cert.anchor, kept.anchor);
+    let v2 = cert
+        .votes
+        .iter()
+        .find(|v| v.peer == k2)
+        .expect("peer 2's earlier lock");
+    assert!(v2.consensus >= cert.anchor.position);
+    let trusted = n.genesis_table();
+    let now = Timestamp(n.now);
+    assert!(verify_certificate(&n.network, &trusted, &req, now, DEFAULT_TRUST_PERIOD_MS).is_ok());
+    match decide_certificate(
+        &n.network,
+        &Watermark::default(),
+        &trusted,
+        &req,
+        now,
+        DEFAULT_TRUST_PERIOD_MS,
+    ) {
+        CertDecision::Allow { watermark, .. } => {
+            assert_eq!(watermark.consensus, Some(cert.anchor));
+            assert_eq!(
+                watermark.finality, 0,
+                "a lock certificate moves only the lock"
+            );
+        }
+        CertDecision::Refuse(r) => panic!("refused: {r:?}"),
+    }
+    // Without the kept orders there is none.
+    p.finalized_by = None;
     assert!(p.certificate().is_none());
 }
 
@@ -288,10 +358,11 @@ fn no_resync_in_normal_lag_or_when_the_whole_network_stands_still() {
         p.finality = k;
         assert!(resyncs(&mut p, now).is_empty(), "{k}");
     }
-    // A stalled network (e.g. conflicting locks): others ahead of this peer, but no one
-    // moves: resync would not help, so it is never asked for.
+    // A stalled network (e.g. conflicting locks): half of the stake ahead of this peer,
+    // but no one moves. No finality certificate can be built above the others' common
+    // finality, so a resync would not help, and it is never asked for.
     let mut q = Peer::new(Config::new(n.genesis.clone(), n.keys[0].public()));
-    report(&mut q, &n, t, &[(1, 12), (2, 12), (3, 9)]);
+    report(&mut q, &n, t, &[(1, 12), (2, 12), (3, 0)]);
     for k in 0..100u64 {
         assert!(resyncs(&mut q, t + k * 100).is_empty(), "{k}");
     }
@@ -301,6 +372,26 @@ fn no_resync_in_normal_lag_or_when_the_whole_network_stands_still() {
     assert_eq!(resyncs(&mut q, t + 10_001), vec![(0, 13)]);
     let later = t + 10_001 + RESYNC_RETRY_MS.max(RESYNC_STALL_MS);
     assert!(resyncs(&mut q, later).is_empty());
+}
+
+/// More than 2/3 of the stake finalized past this peer and then stood still (the
+/// long-outage seed 9700: the blocks this peer lacked aged out, and the network waited for
+/// its lock): after the stall time it asks for a resync, and again every retry time.
+#[test]
+fn resync_when_more_than_two_thirds_finalized_past_a_stalled_peer_that_stands_still() {
+    let n = net(12);
+    let mut p = Peer::new(Config::new(n.genesis.clone(), n.keys[0].public()));
+    let t = n.now;
+    report(&mut p, &n, t, &[(1, 12), (2, 12), (3, 9)]);
+    for k in 0..RESYNC_STALL_MS / 100 {
+        assert!(resyncs(&mut p, t + k * 100).is_empty(), "{k}");
+    }
+    assert_eq!(resyncs(&mut p, t + RESYNC_STALL_MS), vec![(0, 12)]);
+    assert!(resyncs(&mut p, t + RESYNC_STALL_MS + RESYNC_RETRY_MS - 10).is_empty());
+    assert_eq!(
+        resyncs(&mut p, t + RESYNC_STALL_MS + RESYNC_RETRY_MS),
+        vec![(0, 12)]
+    );
 }
 
 /// The early-block rule's view of the network's speed: every peer that made blocks learns

@@ -11,6 +11,7 @@ impl Peer {
     ) {
         let o = &p.order;
         let old_cp = self.checkpoint.position;
+        let old_finality = self.finality;
         let skip = usize::try_from(o.checkpoint.position - old_cp).unwrap_or(0);
         for id in &p.ids[..skip] {
             self.history.push_back(*id);
@@ -40,6 +41,9 @@ impl Peer {
             signature: sig,
         });
         self.stats.orders_signed += 1;
+        if self.finality > old_finality {
+            self.keep_final_votes();
+        }
         if self.catch_up.as_ref().is_some_and(|c| {
             c.start.position + c.ids.len() as u64 <= self.finality
                 || c.start.position < self.checkpoint.position

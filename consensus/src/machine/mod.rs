@@ -293,6 +293,9 @@ pub struct Peer {
     last_chain_request: Timestamp,
     order_conn: IdMap<PublicKey, ConnId>,
     resync: resync::Watch,
+    /// The signed orders that locked the own finality point when it last advanced: a lock
+    /// certificate this peer can still give when a voter has since moved on (§7.8).
+    finalized_by: Option<certify::FinalVotes>,
 }
 
 // Debug-printable wrappers (the pending values are large; print ids only).
@@ -386,6 +389,7 @@ impl Peer {
             last_chain_request: Timestamp(0),
             order_conn: IdMap::default(),
             resync: resync::Watch::default(),
+            finalized_by: None,
         }
     }
 

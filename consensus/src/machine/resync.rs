@@ -29,6 +29,12 @@ impl Peer {
     /// reports `F` or more. `None` when the orders held do not reach 1/3.
     #[must_use]
     pub fn network_finality(&self) -> Option<u64> {
+        self.reported_finality(1)
+    }
+
+    /// The highest `F` such that the others' newest orders with `finality >= F` hold more
+    /// than `thirds`/3 of the stake (without decay).
+    fn reported_finality(&self, thirds: u128) -> Option<u64> {
         let min = u128::from(self.params().min_stake.get());
         let total: u128 = self
             .ledger
@@ -46,7 +52,7 @@ impl Peer {
         let mut acc = 0u128;
         for (f, s) in reports {
             acc += s;
-            if acc.saturating_mul(3) > total {
+            if acc.saturating_mul(3) > total.saturating_mul(thirds) {
                 return Some(f);
             }
         }
@@ -56,7 +62,9 @@ impl Peer {
     /// Emit [`Action::Resync`] (at most every [`RESYNC_RETRY_MS`]) when the network's
     /// finality ([`Peer::network_finality`]) is more than [`RESYNC_GAP`] above the own, or
     /// when it is above the own, the own has not advanced for [`RESYNC_STALL_MS`] while it
-    /// was, and it rose within the last [`RESYNC_STALL_MS`].
+    /// was, and either it rose within the last [`RESYNC_STALL_MS`] or peers holding more
+    /// than 2/3 of the stake report a finality above the own (the network finalized past
+    /// this peer and then stood still: it can still hand over a state).
     pub(super) fn watch_resync(&mut self, now: Timestamp, out: &mut Vec<Action>) {
         let own = self.finality;
         let w = &mut self.resync;
@@ -87,10 +95,13 @@ impl Peer {
         let own_since = w.own.map_or(now, |(_, at)| at);
         let stalled_from = behind_since.max(own_since);
         let gap = net > own.saturating_add(RESYNC_GAP);
+        let rose = w
+            .network
+            .and_then(|(_, rose)| rose)
+            .is_some_and(|rose| now < rose.plus_ms(RESYNC_STALL_MS));
         let stalled = now >= stalled_from.plus_ms(RESYNC_STALL_MS)
-            && w.network
-                .and_then(|(_, rose)| rose)
-                .is_some_and(|rose| now < rose.plus_ms(RESYNC_STALL_MS));
+            && (rose || self.reported_finality(2).is_some_and(|f| f > own));
+        let w = &mut self.resync;
         if (gap || stalled) && w.last.is_none_or(|t| now >= t.plus_ms(RESYNC_RETRY_MS)) {
             w.last = Some(now);
             out.push(Action::Resync {

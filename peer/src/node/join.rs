@@ -242,6 +242,10 @@ async fn certify(
     let mut signer_down = None;
     let got = net::sync::certificates(sources, network, me, signer, async |host, req| {
         let anchor = req.certificate.anchor.position;
+        let kind = match req.certificate.kind {
+            cvx_protocol::certificate::CertKind::Finality => "finality",
+            cvx_protocol::certificate::CertKind::Lock => "lock",
+        };
         // At the lock on the same chain, or below it: nothing to move (a certificate at
         // the lock on another chain releases it, docs/consensus.md §7.6).
         if anchor < q.position || req.certificate.anchor == q {
@@ -250,7 +254,7 @@ async fn certify(
         }
         match signer.certify(req).await {
             Ok((moved, w)) => {
-                tracing::info!(%host, anchor, moved, from = q.position, "the signer accepted a finality certificate");
+                tracing::info!(%host, anchor, kind, moved, from = q.position, "the signer accepted a {kind} certificate");
                 Ok(Some(w.consensus))
             }
             Err(SignError::Refused { code, detail }) => {
