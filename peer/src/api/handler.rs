@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use cvx_protocol::ledger::{TxOutcome, TxResult};
@@ -197,6 +197,9 @@ pub struct Api {
     limits: Limits,
     uploads: Arc<Semaphore>,
     streams: Arc<Semaphore>,
+    /// Set while the node's loop is busy with a run-time resync (seconds): a submission
+    /// is refused `NETWORK` without asking the node meanwhile.
+    resyncing: Arc<AtomicBool>,
 }
 
 /// Why a body could not be taken.
@@ -208,7 +211,7 @@ enum BodyError {
 
 impl Api {
     /// The service over the node channel.
-    pub fn new(node: mpsc::Sender<ApiRequest>, limits: Limits) -> Self {
+    pub fn new(node: mpsc::Sender<ApiRequest>, limits: Limits, resyncing: Arc<AtomicBool>) -> Self {
         let call = NodeCall {
             node: node.clone(),
             timeout: limits.node_timeout,
@@ -219,6 +222,7 @@ impl Api {
             limits,
             uploads: Arc::new(Semaphore::new(limits.uploads)),
             streams: Arc::new(Semaphore::new(limits.streams)),
+            resyncing,
         }
     }
 
@@ -426,6 +430,12 @@ impl Api {
                 format!("not a signed-transaction file: {e}"),
             )
         })?;
+        if self.resyncing.load(Ordering::Relaxed) {
+            return Err(ApiError::tx(
+                ErrorCode::Network,
+                "this peer is resyncing with the network and cannot take part in consensus now: submit through another peer or retry in a few seconds",
+            ));
+        }
         let id = match self.ask(ApiQuery::Submit(Box::new(file))).await? {
             ApiReply::Accepted(id) => id,
             ApiReply::Refused { code, detail } => return Err(ApiError::tx(code, detail)),

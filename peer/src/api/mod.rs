@@ -170,19 +170,29 @@ struct ConnCtl {
     kill: Arc<Notify>,
 }
 
-/// Serve with the default [`Limits`] until the task is dropped.
-pub async fn serve(listener: TcpListener, node: mpsc::Sender<ApiRequest>) {
-    serve_with(listener, node, Limits::default()).await;
+/// Serve with the default [`Limits`] until the task is dropped. `resyncing`: set while the
+/// node's loop is busy with a resync (a submission is refused `NETWORK` at once meanwhile).
+pub async fn serve(
+    listener: TcpListener,
+    node: mpsc::Sender<ApiRequest>,
+    resyncing: Arc<AtomicBool>,
+) {
+    serve_with(listener, node, Limits::default(), resyncing).await;
 }
 
 /// Serve with `limits` until the task is dropped.
-pub async fn serve_with(listener: TcpListener, node: mpsc::Sender<ApiRequest>, limits: Limits) {
+pub async fn serve_with(
+    listener: TcpListener,
+    node: mpsc::Sender<ApiRequest>,
+    limits: Limits,
+    resyncing: Arc<AtomicBool>,
+) {
     // Descriptors: a slot is taken before each accept, so the API never holds more than
     // `limits.fds()`; beyond, connections wait in the kernel's backlog (delayed, never
     // reset). Of those, `connections` are served and the rest answered 503.
     let slots = Arc::new(Semaphore::new(limits.fds()));
     let served = Arc::new(Semaphore::new(limits.connections));
-    let api = handler::Api::new(node, limits);
+    let api = handler::Api::new(node, limits, resyncing);
     loop {
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             return;

@@ -40,8 +40,18 @@ fn status() -> Status {
     }
 }
 
-/// Start a fake node and the API; the API address and the event sender.
+/// Start a fake node and the API (the peer in consensus); the API address and the event
+/// sender.
 async fn start(limits: Limits, fake: Arc<Fake>) -> (String, broadcast::Sender<Arc<str>>) {
+    start_with(limits, fake, Arc::default()).await
+}
+
+/// [`start`] with the node's "resyncing" flag.
+async fn start_with(
+    limits: Limits,
+    fake: Arc<Fake>,
+    resyncing: Arc<AtomicBool>,
+) -> (String, broadcast::Sender<Arc<str>>) {
     let (tx, mut rx) = mpsc::channel::<ApiRequest>(64);
     let (events, _) = broadcast::channel::<Arc<str>>(4);
     let ev = events.clone();
@@ -95,7 +105,7 @@ async fn start(limits: Limits, fake: Arc<Fake>) -> (String, broadcast::Sender<Ar
     });
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap().to_string();
-    tokio::spawn(serve_with(l, tx, limits));
+    tokio::spawn(serve_with(l, tx, limits, resyncing));
     (addr, events)
 }
 
@@ -446,4 +456,38 @@ async fn events_stream_finalized_blocks_and_cut_off_a_lagging_client() {
         .expect("the lagging client is disconnected")
         .unwrap();
     assert!(String::from_utf8_lossy(&rest).contains("event: lagged"));
+}
+
+/// While the node's loop is busy with a run-time resync (seconds, out of consensus), a
+/// submission is refused `NETWORK` by the API itself, without queueing it for the loop;
+/// once the resync is over, the same file is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_resyncing_a_submission_is_refused_network_without_asking_the_node() {
+    let fake = Arc::new(Fake::default());
+    let flag = Arc::new(AtomicBool::new(true));
+    let (addr, _ev) = start_with(quick(), Arc::clone(&fake), Arc::clone(&flag)).await;
+    let oct = "application/octet-stream";
+    let file = tx_file(NET);
+    let (c, t) = post(&addr, "/v1/tx?wait=5", oct, &file).await;
+    let v = body_json(&t);
+    assert_eq!((c, v["code"].as_str()), (503, Some("NETWORK")), "{t}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("resyncing") && d.contains("another peer")),
+        "the refusal says what to do: {t}"
+    );
+    // A malformed file is still refused as such first.
+    let (c, t) = post(&addr, "/v1/tx", oct, &file[..file.len() - 5]).await;
+    assert_eq!((c, body_json(&t)["code"].as_str()), (400, Some("FORMAT")));
+    assert!(
+        fake.submits.lock().unwrap().is_empty(),
+        "nothing reached the node"
+    );
+    // Reads still go to the node.
+    assert_eq!(get(&addr, "/v1/status").await.0, 200);
+    flag.store(false, Ordering::Relaxed);
+    let (c, t) = post(&addr, "/v1/tx", oct, &file).await;
+    assert_eq!(c, 202, "{t}");
+    assert_eq!(fake.submits.lock().unwrap().len(), 1);
 }

@@ -273,6 +273,9 @@ impl MainLoop {
         if self.ctx.shared.in_consensus.swap(false, Ordering::Relaxed) {
             tracing::info!(in_consensus = false, "consensus participation changed");
         }
+        // The loop serves nothing until this returns: the HTTP API refuses submissions
+        // itself meanwhile (cleared on every way out).
+        let _resyncing = Flag::raise(Arc::clone(&self.ctx.shared.resyncing));
         let from = self.peer.ledger().height();
         let min_stake = self.cfg.genesis.params.min_stake.get();
         let mut sources = super::join::sources(&self.settings, self.peer.ledger(), min_stake);
@@ -440,5 +443,21 @@ fn to_wire(m: consensus::Message) -> Message {
                 ids: BoundedVec::try_from_vec(ids).unwrap_or_default(),
             }
         }
+    }
+}
+
+/// An [`AtomicBool`](std::sync::atomic::AtomicBool) set for as long as the value lives.
+struct Flag(Arc<std::sync::atomic::AtomicBool>);
+
+impl Flag {
+    fn raise(flag: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        flag.store(true, Ordering::Relaxed);
+        Self(flag)
+    }
+}
+
+impl Drop for Flag {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
     }
 }

@@ -100,6 +100,9 @@ struct Shared {
     /// The finalized ledger (replaced after each finalized block).
     state: RwLock<Arc<State>>,
     in_consensus: AtomicBool,
+    /// The main loop is busy with a run-time resync (seconds): the HTTP API refuses
+    /// submissions `NETWORK` itself meanwhile, instead of queueing them for the loop.
+    resyncing: Arc<AtomicBool>,
     next_conn: AtomicU64,
     incoming: AtomicU64,
     max_connections: usize,
@@ -336,6 +339,7 @@ impl Node {
             key: settings.key,
             state: RwLock::new(Arc::new(peer.ledger().clone())),
             in_consensus: AtomicBool::new(false),
+            resyncing: Arc::default(),
             next_conn: AtomicU64::new(1),
             incoming: AtomicU64::new(0),
             max_connections: settings.max_connections,
@@ -358,7 +362,7 @@ impl Node {
         tokio::spawn(accept_loop(listener, ctx.clone()));
         let (api_tx, api_rx) = mpsc::channel::<ApiRequest>(64);
         if let Some(l) = api {
-            tokio::spawn(crate::api::serve(l, api_tx));
+            tokio::spawn(crate::api::serve(l, api_tx, Arc::clone(&shared.resyncing)));
         }
         let mut seed = [0u8; 8];
         let _ = getrandom::fill(&mut seed);
