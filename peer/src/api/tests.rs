@@ -40,7 +40,7 @@ fn status() -> Status {
     }
 }
 
-/// Start a fake node and the API (the peer in consensus); the API address and the event
+/// Start a fake node and the API (the node not resyncing); the API address and the event
 /// sender.
 async fn start(limits: Limits, fake: Arc<Fake>) -> (String, broadcast::Sender<Arc<str>>) {
     start_with(limits, fake, Arc::default()).await
