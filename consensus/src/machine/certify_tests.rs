@@ -116,6 +116,38 @@ impl Net {
     }
 }
 
+/// Peer `i` re-signs its order held by `p` over another checkpoint chain (every position
+/// differs): a member that moved to a chain of its own.
+fn resign_on_another_chain(p: &mut Peer, n: &Net, i: usize) {
+    let k = n.keys[i].public();
+    let mut order = p.others.get(&k).expect("held").order.clone();
+    order.checkpoint.chain = Hash([0xee; 32]);
+    order.timestamp = Timestamp(n.now + 1);
+    let signature = n.keys[i].sign_value(&n.network, &order);
+    p.others.insert(k, SignedOrder { order, signature });
+}
+
+/// `req` verifies against the genesis table, and a signer far behind (a fresh watermark)
+/// takes it: its watermark after.
+fn far_signer_takes(n: &Net, req: &CertRequest) -> Watermark {
+    let trusted = n.genesis_table();
+    let now = Timestamp(n.now);
+    let table = verify_certificate(&n.network, &trusted, req, now, DEFAULT_TRUST_PERIOD_MS)
+        .expect("valid against the genesis table");
+    assert_eq!(table, trusted.table);
+    match decide_certificate(
+        &n.network,
+        &Watermark::default(),
+        &trusted,
+        req,
+        now,
+        DEFAULT_TRUST_PERIOD_MS,
+    ) {
+        CertDecision::Allow { watermark, .. } => watermark,
+        CertDecision::Refuse(r) => panic!("refused: {r:?}"),
+    }
+}
+
 #[test]
 fn a_peer_that_sees_three_of_four_fresh_orders_builds_a_certificate_the_signer_accepts() {
     let mut n = net(7);
@@ -131,26 +163,10 @@ fn a_peer_that_sees_three_of_four_fresh_orders_builds_a_certificate_the_signer_a
         p.chain_value_at(cert.anchor.position),
         Some(cert.anchor.chain)
     );
-    let trusted = n.genesis_table();
-    let now = Timestamp(n.now);
-    let table = verify_certificate(&n.network, &trusted, &req, now, DEFAULT_TRUST_PERIOD_MS)
-        .expect("valid against the genesis table");
-    assert_eq!(table, trusted.table);
     // A signer far behind (a fresh watermark) catches up to the anchor.
-    match decide_certificate(
-        &n.network,
-        &Watermark::default(),
-        &trusted,
-        &req,
-        now,
-        DEFAULT_TRUST_PERIOD_MS,
-    ) {
-        CertDecision::Allow { watermark, .. } => {
-            assert_eq!(watermark.consensus, Some(cert.anchor));
-            assert_eq!(watermark.finality, cert.anchor.position);
-        }
-        CertDecision::Refuse(r) => panic!("refused: {r:?}"),
-    }
+    let watermark = far_signer_takes(&n, &req);
+    assert_eq!(watermark.consensus, Some(cert.anchor));
+    assert_eq!(watermark.finality, cert.anchor.position);
 
     // Only two of four (the own order and one other), and no orders kept from the last
     // finality step: no certificate.
@@ -164,23 +180,13 @@ fn a_peer_that_sees_three_of_four_fresh_orders_builds_a_certificate_the_signer_a
     // checkpoint chain (every position differs); peers 0, 1 and 3 still make a quorum.
     let mut p = n.peers.remove(0); // was peer 1
     let k2 = n.keys[2].public();
-    let mut o = p.others.get(&k2).expect("held").order.clone();
-    o.checkpoint.chain = Hash([0xee; 32]);
-    o.timestamp = Timestamp(n.now + 1);
-    let signature = n.keys[2].sign_value(&n.network, &o);
-    p.others.insert(
-        k2,
-        SignedOrder {
-            order: o,
-            signature,
-        },
-    );
+    resign_on_another_chain(&mut p, &n, 2);
     let req = p.certificate().expect("peers 0, 1 and 3 are a quorum");
     assert!(
         req.certificate.votes.iter().all(|v| v.peer != k2),
         "the other chain's vote is left out"
     );
-    assert!(verify_certificate(&n.network, &trusted, &req, now, DEFAULT_TRUST_PERIOD_MS).is_ok());
+    far_signer_takes(&n, &req);
     // Without peer 3 the off-chain order cannot make up the quorum.
     let k3 = n.keys[3].public();
     p.others.remove(&k3);
@@ -206,17 +212,7 @@ fn a_lock_certificate_from_the_finalizing_orders_when_a_voter_moved_to_another_c
     assert!(kept.anchor.position >= 5, "{:?}", p.points());
     assert!(kept.anchor.position <= p.points().2);
     // Peer 2 re-signs its order on another chain; peer 3's order is gone.
-    let mut o = p.others.get(&k2).expect("held").order.clone();
-    o.checkpoint.chain = Hash([0xee; 32]);
-    o.timestamp = Timestamp(n.now + 1);
-    let signature = n.keys[2].sign_value(&n.network, &o);
-    p.others.insert(
-        k2,
-        SignedOrder {
-            order: o,
-            signature,
-        },
-    );
+    resign_on_another_chain(&mut p, &n, 2);
     p.others.remove(&k3);
     let req = p
         .certificate()
@@ -230,26 +226,12 @@ fn a_lock_certificate_from_the_finalizing_orders_when_a_voter_moved_to_another_c
         .find(|v| v.peer == k2)
         .expect("peer 2's earlier lock");
     assert!(v2.consensus >= cert.anchor.position);
-    let trusted = n.genesis_table();
-    let now = Timestamp(n.now);
-    assert!(verify_certificate(&n.network, &trusted, &req, now, DEFAULT_TRUST_PERIOD_MS).is_ok());
-    match decide_certificate(
-        &n.network,
-        &Watermark::default(),
-        &trusted,
-        &req,
-        now,
-        DEFAULT_TRUST_PERIOD_MS,
-    ) {
-        CertDecision::Allow { watermark, .. } => {
-            assert_eq!(watermark.consensus, Some(cert.anchor));
-            assert_eq!(
-                watermark.finality, 0,
-                "a lock certificate moves only the lock"
-            );
-        }
-        CertDecision::Refuse(r) => panic!("refused: {r:?}"),
-    }
+    let watermark = far_signer_takes(&n, &req);
+    assert_eq!(watermark.consensus, Some(cert.anchor));
+    assert_eq!(
+        watermark.finality, 0,
+        "a lock certificate moves only the lock"
+    );
     // Without the kept orders there is none.
     p.finalized_by = None;
     assert!(p.certificate().is_none());
