@@ -163,11 +163,11 @@ impl Peer {
             })
             .cloned()
             .collect();
-        let min = u128::from(self.params().min_stake.get());
-        let stake = |k: &PublicKey| Some(self.raw_stake(k)).filter(|s| *s >= min && *s > 0);
-        let total: u128 = self.ledger.peers().filter_map(|r| stake(&r.key)).sum();
-        let weight: u128 = votes.iter().filter_map(|so| stake(&so.order.peer)).sum();
-        if supermajority(weight, total) {
+        let weight: u128 = votes
+            .iter()
+            .filter_map(|so| self.voting_stake(&so.order.peer))
+            .sum();
+        if supermajority(weight, self.voting_total()) {
             self.finalized_by = Some(FinalVotes {
                 anchor: Checkpoint { position, chain },
                 votes,

@@ -57,6 +57,20 @@ impl Peer {
         self.ledger.peer(k).map_or(0, |r| u128::from(r.stake.get()))
     }
 
+    /// A peer's stake without decay if it votes (at least `min_stake`, above 0).
+    pub(super) fn voting_stake(&self, k: &PublicKey) -> Option<u128> {
+        let min = u128::from(self.params().min_stake.get());
+        Some(self.raw_stake(k)).filter(|s| *s >= min && *s > 0)
+    }
+
+    /// The stake without decay of every voter ([`Peer::voting_stake`]).
+    pub(super) fn voting_total(&self) -> u128 {
+        self.ledger
+            .peers()
+            .filter_map(|r| self.voting_stake(&r.key))
+            .sum()
+    }
+
     pub(super) fn try_merge(&mut self, now: Timestamp, out: &mut Vec<Action>) {
         if !self.dirty
             || self.pending_order.is_some()
@@ -72,16 +86,14 @@ impl Peer {
         // Every peer whose stake without decay reaches the minimum takes part; one whose
         // decayed weight fell below it votes with weight 0 (proposal, consensus) but its
         // lock still counts with its stake for finality and fork detection.
-        let min = u128::from(self.params().min_stake.get());
         let voters: Vec<Voter<'_>> = self
             .others
             .values()
             .filter_map(|so| {
-                let stake = self.raw_stake(&so.order.peer);
-                (stake >= min && stake > 0).then(|| Voter {
+                Some(Voter {
                     order: &so.order,
                     weight: weights.get(&so.order.peer).copied().unwrap_or(0),
-                    stake,
+                    stake: self.voting_stake(&so.order.peer)?,
                 })
             })
             .collect();
@@ -102,10 +114,7 @@ impl Peer {
             now,
             own_weight: weights.get(&self.cfg.key).copied().unwrap_or(0),
             total_weight: total,
-            own_stake: {
-                let st = self.raw_stake(&self.cfg.key);
-                if st >= min && st > 0 { st } else { 0 }
-            },
+            own_stake: self.voting_stake(&self.cfg.key).unwrap_or(0),
             total_stake,
             proposal_since: self.proposal_since,
             hold_ms: self.params().proposal_hold_ms,

@@ -35,18 +35,11 @@ impl Peer {
     /// The highest `F` such that the others' newest orders with `finality >= F` hold more
     /// than `thirds`/3 of the stake (without decay).
     fn reported_finality(&self, thirds: u128) -> Option<u64> {
-        let min = u128::from(self.params().min_stake.get());
-        let total: u128 = self
-            .ledger
-            .peers()
-            .map(|r| u128::from(r.stake.get()))
-            .filter(|s| *s >= min && *s > 0)
-            .sum();
+        let total = self.voting_total();
         let mut reports: Vec<(u64, u128)> = self
             .others
             .values()
-            .map(|so| (so.order.finality, self.raw_stake(&so.order.peer)))
-            .filter(|(_, s)| *s >= min && *s > 0)
+            .filter_map(|so| Some((so.order.finality, self.voting_stake(&so.order.peer)?)))
             .collect();
         reports.sort_unstable_by_key(|r| core::cmp::Reverse(r.0));
         let mut acc = 0u128;
